@@ -1,0 +1,85 @@
+"""Save and load a fitted detector without pickle.
+
+A saved detector is a folder: ``maskae.json`` (parameters, column encoding, score normalisation,
+thresholds — human-readable) and ``weights.safetensors`` (the network and every learned array).
+Loading a folder that holds anything else as weights (a pickle, a torch ``.pt``) is refused: no
+code from a model file is ever executed.
+
+Example
+-------
+>>> # det.save("model/"); MaskedAutoencoderDetector.load("model/")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from maskae.table_encoding import TableEncoder
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "maskae.json"
+WEIGHTS_FILE = "weights.safetensors"
+ARRAYS = ("error_scale_", "reference_", "training_scores_", "score_masks_")
+
+
+def save_detector_state(detector, path: Path) -> Path:
+    config = {
+        "format_version": FORMAT_VERSION,
+        "params": detector.get_params(),
+        "encoder": detector.encoder_.to_dict(),
+        "feature_names_in": None if detector.feature_names_in_ is None else [str(c) for c in detector.feature_names_in_],
+        "evidence_center": detector.evidence_center_,
+        "evidence_scale": detector.evidence_scale_,
+        "threshold": detector.threshold_,
+        "history": detector.history_,
+    }
+    tensors = {f"network.{k}": v.contiguous() for k, v in detector.network_.state_dict().items()}
+    tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in ARRAYS})
+    # Write beside the target, then swap in: a reader never sees a half-written model.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    save_file(tensors, staging / WEIGHTS_FILE)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(staging, path)
+    return path
+
+
+def load_detector_state(cls, path: Path):
+    config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise FileNotFoundError(f"{path} is not a saved maskae detector: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
+    config = json.loads(config_path.read_text())
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{config_path}: unsupported format_version {config.get('format_version')!r}")
+    try:
+        tensors = load_file(weights_path)  # safetensors: plain arrays, never executes code
+    except Exception as error:  # a pickle or torch file renamed to .safetensors lands here
+        raise ValueError(f"{weights_path} is not a valid safetensors file ({error}); refusing to load it") from error
+    params = config["params"]
+    params["evidence"] = tuple(params["evidence"])  # JSON has no tuples
+    detector = cls(**params)
+    detector.encoder_ = TableEncoder.from_dict(config["encoder"])
+    names = config["feature_names_in"]
+    detector.feature_names_in_ = None if names is None else np.asarray(names, dtype=object)
+    detector.n_features_in_ = len(detector.encoder_.columns_)
+    detector.evidence_center_ = config["evidence_center"]
+    detector.evidence_scale_ = config["evidence_scale"]
+    detector.threshold_ = config["threshold"]
+    detector.offset_ = -detector.threshold_
+    detector.history_ = config["history"]
+    for name in ARRAYS:
+        setattr(detector, name, tensors[name].numpy())
+    detector.network_ = detector._build_network()
+    detector.network_.load_state_dict({k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")})
+    detector.network_.eval()
+    return detector

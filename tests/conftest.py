@@ -1,0 +1,34 @@
+"""Shared fixtures: small tables with known structure, so tests are fast and can fail for real."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+FAST = dict(max_steps=300, hidden_size=64, latent_size=16, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def mixed_frame() -> pd.DataFrame:
+    """600 card-like rows: the amount depends on the merchant category, country on the channel."""
+    rng = np.random.default_rng(0)
+    n = 600
+    category = rng.choice(["grocery", "fuel", "travel"], size=n)
+    typical = {"grocery": 40.0, "fuel": 60.0, "travel": 900.0}
+    amount = np.array([typical[c] for c in category]) * rng.lognormal(0, 0.2, size=n)
+    channel = rng.choice(["pos", "online"], size=n, p=[0.7, 0.3])
+    country = np.where(channel == "pos", "GB", rng.choice(["GB", "FR"], size=n))
+    hour = rng.normal(14, 3, size=n).round()
+    return pd.DataFrame({
+        "amount": amount, "hour": hour, "category": category, "channel": channel,
+        "country": country, "card_present": channel == "pos",
+    })
+
+
+@pytest.fixture(scope="session")
+def fitted(mixed_frame):
+    from maskae import MaskedAutoencoderDetector
+
+    return MaskedAutoencoderDetector(**FAST).fit(mixed_frame)

@@ -1,0 +1,129 @@
+"""The estimator contract of DESIGN.md, on a small mixed-type table."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from maskae import MaskedAutoencoderDetector
+from tests.conftest import FAST
+
+
+def test_scores_follow_scikit_learn_conventions(fitted, mixed_frame):
+    anomaly = fitted.anomaly_score(mixed_frame)
+    np.testing.assert_allclose(fitted.score_samples(mixed_frame), -anomaly)
+    decision = fitted.decision_function(mixed_frame)
+    assert ((decision < 0) == (fitted.predict(mixed_frame) == -1)).all()
+    assert set(np.unique(fitted.predict(mixed_frame))) <= {-1, 1}
+    # contamination=0.1 flags about a tenth of the training rows
+    assert 0.07 < (fitted.predict(mixed_frame) == -1).mean() < 0.13
+
+
+def test_same_random_state_gives_same_scores(mixed_frame):
+    a = MaskedAutoencoderDetector(**FAST).fit(mixed_frame).anomaly_score(mixed_frame)
+    b = MaskedAutoencoderDetector(**FAST).fit(mixed_frame).anomaly_score(mixed_frame)
+    c = MaskedAutoencoderDetector(**{**FAST, "random_state": 1}).fit(mixed_frame).anomaly_score(mixed_frame)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
+    fitted.save(tmp_path / "model")
+    again = MaskedAutoencoderDetector.load(tmp_path / "model")
+    np.testing.assert_array_equal(again.anomaly_score(mixed_frame), fitted.anomaly_score(mixed_frame))
+    assert again.get_params() == fitted.get_params()
+    assert not list((tmp_path / "model").glob("*.pkl"))
+
+
+def test_a_pickle_posing_as_weights_is_refused(fitted, tmp_path):
+    import pickle
+
+    fitted.save(tmp_path / "model")
+    (tmp_path / "model" / "weights.safetensors").write_bytes(pickle.dumps({"evil": print}))
+    with pytest.raises(ValueError, match="refusing to load"):
+        MaskedAutoencoderDetector.load(tmp_path / "model")
+
+
+def test_clone_and_params():
+    det = MaskedAutoencoderDetector(mask_ratio=0.5, n_neighbors=3, random_state=7)
+    copy = clone(det)
+    assert copy.get_params() == det.get_params()
+    assert copy.set_params(mask_ratio=0.25).mask_ratio == 0.25
+
+
+def test_mixed_types_missing_values_and_unseen_category(fitted, mixed_frame):
+    new = mixed_frame.head(5).copy()
+    new.loc[0, "amount"] = np.nan
+    new.loc[1, "category"] = "casino"  # never seen in training
+    new.loc[2, "country"] = None
+    new["extra"] = 1  # ignored with a warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = fitted.anomaly_score(new)
+    assert np.isfinite(scores).all()
+    messages = " ".join(str(w.message) for w in caught)
+    assert "casino" not in messages and "'category'" in messages and "extra" in messages
+    filled = fitted.impute(new.drop(columns="extra"))
+    assert filled.notna().all().all()
+    assert 10 < filled.loc[0, "amount"] < 2000
+
+
+def test_missing_column_names_it(fitted, mixed_frame):
+    with pytest.raises(KeyError, match="'channel'"):
+        fitted.anomaly_score(mixed_frame.drop(columns="channel"))
+
+
+def test_injected_extreme_value_scores_high_and_is_explained(fitted, mixed_frame):
+    odd = mixed_frame.iloc[[0]].copy()
+    odd["hour"] = 60.0  # far outside the 5..23 seen in training
+    score = fitted.anomaly_score(odd)[0]
+    assert score > np.quantile(fitted.anomaly_score(mixed_frame), 0.99)
+    reasons = fitted.explain(odd, top_k=1)
+    assert reasons.loc[0, "feature"] == "hour"
+    assert reasons.loc[0, "observed"] == 60.0 and abs(reasons.loc[0, "expected"] - 14) < 5
+
+
+def test_impossible_combination_scores_high_and_is_explained(fitted, mixed_frame):
+    # Every value is common on its own; "travel" at a grocery-sized amount is not.
+    grocery = mixed_frame[mixed_frame["category"] == "grocery"].head(20).copy()
+    broken = grocery.assign(category="travel")
+    normal_scores = fitted.anomaly_score(grocery)
+    broken_scores = fitted.anomaly_score(broken)
+    assert (broken_scores > normal_scores).mean() > 0.9
+    top = fitted.explain(broken, top_k=2)
+    assert set(top.groupby("row")["feature"].apply(set).explode()) & {"category", "amount"}
+    assert (top.groupby("row")["feature"].apply(lambda f: bool({"category", "amount"} & set(f)))).all()
+
+
+def test_explain_contributions_sum_to_the_reconstruction_evidence(fitted, mixed_frame):
+    rows = mixed_frame.head(3)
+    long = fitted.explain(rows)
+    assert len(long) == 3 * mixed_frame.shape[1]
+    passes, missing = fitted._passes(rows)
+    evidence = fitted._raw_evidence(passes, missing)["reconstruction"]
+    np.testing.assert_allclose(long.groupby("row")["contribution"].sum(), evidence, rtol=1e-5)
+
+
+def test_transform_and_reconstruct_shapes(fitted, mixed_frame):
+    assert fitted.transform(mixed_frame.head(4)).shape == (4, FAST["latent_size"])
+    rebuilt = fitted.reconstruct(mixed_frame.head(4))
+    assert list(rebuilt.columns) == list(mixed_frame.columns)
+
+
+def test_numpy_input_and_wrong_width():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    det = MaskedAutoencoderDetector(**FAST).fit(X)
+    assert det.feature_names_in_ is None and det.n_features_in_ == 4
+    assert det.anomaly_score(X[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="4 columns"):
+        det.anomaly_score(X[:, :3])
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="mask_ratio"):
+        MaskedAutoencoderDetector(mask_ratio=1.5).fit(np.zeros((10, 2)))
+    with pytest.raises(NotImplementedError, match="cnn"):
+        MaskedAutoencoderDetector(backend="cnn").fit(np.zeros((10, 2)))

@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from maskae.table_encoding import UNKNOWN_CODE, TableEncoder
+
+
+def test_kinds_scaling_and_round_trip(mixed_frame):
+    enc = TableEncoder().fit(mixed_frame)
+    assert [c.name for c in enc.numeric_] == ["amount", "hour"]
+    assert [c.name for c in enc.categorical_] == ["category", "channel", "country", "card_present"]
+    batch = enc.transform(mixed_frame)
+    assert abs(batch.numeric.mean()) < 1e-4 and abs(batch.numeric.std() - 1) < 1e-3
+    decoded = enc.decode(batch.numeric, batch.categorical)
+    assert list(decoded.columns) == list(mixed_frame.columns)
+    np.testing.assert_allclose(decoded["amount"], mixed_frame["amount"], rtol=1e-4)
+    assert (decoded["category"] == mixed_frame["category"]).all()
+
+
+def test_skewed_amounts_get_a_log_and_extremes_are_kept():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"amount": rng.lognormal(3, 1.2, 2000)})
+    enc = TableEncoder().fit(train)
+    assert enc.numeric_[0].log_scale is not None
+    codes = enc.transform(pd.DataFrame({"amount": [1e3, 1e5, 1e7]})).numeric[:, 0]
+    assert codes[0] < codes[1] < codes[2]  # no clipping: more extreme stays more extreme
+
+
+def test_missing_unseen_and_bad_cells_are_reported_not_crashed():
+    enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
+    batch = enc.transform(pd.DataFrame({"x": [np.nan, np.inf, "oops"], "c": ["zz", None, "b"]}))
+    assert batch.missing[:, 0].all()  # NaN, inf and text in a numeric column are hidden cells
+    assert batch.missing[:, 1].tolist() == [False, True, False]
+    assert batch.categorical[0, 0] == UNKNOWN_CODE and batch.unseen_counts == {"c": 1}
+
+
+def test_missing_column_is_named_in_the_error():
+    enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "merchant": ["a", "b"]}))
+    with pytest.raises(KeyError, match="merchant"):
+        enc.transform(pd.DataFrame({"x": [1.0]}))
+
+
+def test_state_is_plain_json():
+    import json
+
+    enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0, 5.0], "c": [True, False, True]}))
+    again = TableEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    frame = pd.DataFrame({"x": [4.0], "c": [False]})
+    assert (again.transform(frame).numeric == enc.transform(frame).numeric).all()
