@@ -1,0 +1,1 @@
+"""Synthetic data sets for trying the detectors on realistic tables."""
