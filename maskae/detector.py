@@ -7,13 +7,16 @@ evidence of an anomaly. Two kinds of evidence are combined:
   each cell's error is divided by that feature's typical error on the training data, so one noisy
   column cannot dominate, and averaged over the row's observed cells. Sees broken relationships
   between features and single-column extremes. ``explain`` breaks this down per feature.
-* **neighbours** — mean distance from the record's embedding (the encoder's output averaged over
-  the scoring masks) to its nearest training embeddings. Sees anomalies that are internally
-  consistent but unlike any training record, including dense anomalous clusters.
+* **neighbours** — distance from the record (as the network reads it: scaled numbers, one-hot
+  categories) to the nearest member of small random samples of the training records, averaged
+  over 20 samples at each of three sizes (16, 64, 256). Sees anomalies that are internally
+  consistent but unlike any training record; small samples keep it robust when the training data
+  hold unlabelled anomalies, even dense clusters of them (see ``maskae.neighbours``).
 
-Each kind is put on a common scale by standardising its logarithm against the training records'
-values (errors and distances are positive and right-skewed, roughly log-normal), and the anomaly
-score is their mean: about 0 for a typical training record, in standard deviations above it.
+Each term (reconstruction, and neighbours at each sample size) is put on a common scale by
+standardising its logarithm against the training records' values (errors and distances are
+positive and right-skewed, roughly log-normal), and the anomaly score is their mean: about 0 for
+a typical training record, in standard deviations above it.
 
 Example
 -------
@@ -38,7 +41,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 
 from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
-from maskae.neighbours import mean_knn_distance
+from maskae.neighbours import draw_samples, sampled_nn_distance
 from maskae.persistence import load_detector_state, save_detector_state
 from maskae.table_encoding import TableEncoder, as_frame
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
@@ -57,9 +60,9 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
     mask_ratio : float, default=0.3
         Share of cells hidden per training row; scoring splits the features into
         ``round(1 / mask_ratio)`` complementary groups.
-    hidden_size, latent_size : int, default=256, 64
+    hidden_size, latent_size : int, default=128, 64
         Width of the encoder/decoder layers and of the embedding.
-    max_steps : int, default=2000
+    max_steps : int, default=1000
         Optimisation steps (the training budget, independent of the table's size).
     batch_size : int, default=256
         Rows per step.
@@ -69,14 +72,18 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         Share of rows held out to monitor the loss; with ``patience`` it stops training early.
     patience : int or None, default=None
         Validation checks (every 100 steps) without improvement before stopping.
+    calibration_fraction : float, default=0.0
+        Share of rows held out from training and scored afterwards: ``calibration_scores_``,
+        the scores of unseen normal-looking records that calibrated thresholds rest on
+        (``maskae.calibration``). 0 holds nothing out.
     n_mask_repeats : int, default=2
         Complementary mask sets used for scoring: each cell is hidden this many times.
     evidence : tuple of str, default=("reconstruction", "neighbours")
         Which evidence the anomaly score combines (ablations use one alone).
-    n_neighbors : int, default=10
-        Training embeddings averaged in the neighbour evidence.
-    max_reference : int, default=4096
-        Training embeddings kept as the neighbour reference (a random sample beyond this).
+    neighbour_sample_sizes : tuple of int, default=(16, 64, 256)
+        Sizes of the random training samples of the neighbour evidence, one term per size.
+    n_neighbour_samples : int, default=20
+        Random samples drawn at each size; the distances are averaged over them.
     contamination : float, default=0.1
         Share of training records ``predict`` flags; sets ``threshold_``.
     log_transform : bool, default=True
@@ -91,18 +98,19 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         self,
         backend: str = "mlp",
         mask_ratio: float = 0.3,
-        hidden_size: int = 256,
+        hidden_size: int = 128,
         latent_size: int = 64,
-        max_steps: int = 2000,
+        max_steps: int = 1000,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         validation_fraction: float = 0.0,
         patience: int | None = None,
+        calibration_fraction: float = 0.0,
         n_mask_repeats: int = 2,
         evidence: tuple[str, ...] = EVIDENCE_KINDS,
-        n_neighbors: int = 10,
-        max_reference: int = 4096,
+        neighbour_sample_sizes: tuple[int, ...] = (16, 64, 256),
+        n_neighbour_samples: int = 20,
         contamination: float = 0.1,
         log_transform: bool = True,
         progress: bool = False,
@@ -118,10 +126,11 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.calibration_fraction = calibration_fraction
         self.n_mask_repeats = n_mask_repeats
         self.evidence = evidence
-        self.n_neighbors = n_neighbors
-        self.max_reference = max_reference
+        self.neighbour_sample_sizes = neighbour_sample_sizes
+        self.n_neighbour_samples = n_neighbour_samples
         self.contamination = contamination
         self.log_transform = log_transform
         self.progress = progress
@@ -141,11 +150,8 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
 
         self.encoder_ = TableEncoder(log_transform=self.log_transform).fit(frame)
         data = self._tensors(frame)
-        validation = None
-        if self.validation_fraction > 0:
-            order = rng.permutation(len(data))
-            n_val = max(1, int(round(self.validation_fraction * len(data))))
-            validation, data = data.rows(order[:n_val]), data.rows(order[n_val:])
+        data, calibration = self._hold_out(data, self.calibration_fraction, rng)
+        data, validation = self._hold_out(data, self.validation_fraction, rng)
         self.network_ = self._build_network()
         plan = TrainingPlan(
             mask_ratio=self.mask_ratio, max_steps=self.max_steps, batch_size=self.batch_size,
@@ -158,19 +164,33 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
             self.encoder_.n_features, self._n_groups(), self.n_mask_repeats, int(seed)
         )
         passes = complementary_passes(self.network_, data, self.score_masks_)
-        self.error_scale_ = np.maximum(passes.errors.mean(axis=0), ERROR_SCALE_FLOOR).astype(np.float32)
-        reference_rows = rng.permutation(len(data))[: self.max_reference]
-        self.reference_ = passes.latent[reference_rows]
-        own = np.full(len(data), -1)
-        own[reference_rows] = np.arange(len(reference_rows))
-        raw = self._raw_evidence(passes, data.missing.numpy(), exclude=own)
+        observed = ~data.missing.numpy()
+        typical = (passes.errors * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
+        self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
+        space = self._neighbour_space(data)
+        samples = [draw_samples(len(data), size, self.n_neighbour_samples, rng) for size in self.neighbour_sample_sizes]
+        self.neighbour_references_ = [space[s] for s in samples]
+        # Training rows are scored against samples they may belong to: never count a row as its own neighbour.
+        raw = self._raw_evidence(passes, data, own_ids=np.arange(len(data)), samples=samples)
         logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
         self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
         self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
         self.training_scores_ = self._combine(raw)
         self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
+        self.calibration_scores_ = np.zeros(0) if calibration is None else self._score(calibration)
         return self
+
+    @staticmethod
+    def _hold_out(data: TableTensors, fraction: float, rng: np.random.Generator):
+        """Split off a random ``fraction`` of rows: (kept, held_out or None)."""
+        if fraction <= 0:
+            return data, None
+        order = rng.permutation(len(data))
+        n_out = max(1, int(round(fraction * len(data))))
+        if len(data) - n_out < 3:
+            raise ValueError(f"holding out {fraction:.0%} of {len(data)} rows leaves too few to train on")
+        return data.rows(order[n_out:]), data.rows(order[:n_out])
 
     def _check_params(self) -> None:
         if self.backend != "mlp":
@@ -216,31 +236,47 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         if not hasattr(self, "network_"):
             raise RuntimeError("this detector is not fitted yet: call fit(X) first")
 
-    def _passes(self, X) -> tuple[PassResult, np.ndarray]:
+    def _passes(self, X) -> tuple[PassResult, TableTensors]:
         data = self._tensors(self._as_frame(X))
-        return complementary_passes(self.network_, data, self.score_masks_), data.missing.numpy()
+        return complementary_passes(self.network_, data, self.score_masks_), data
+
+    def _neighbour_space(self, data: TableTensors) -> np.ndarray:
+        """Rows as the network reads them: scaled numbers (missing = the mean, 0) and one-hot
+        categories scaled so that a different category counts like one standard deviation."""
+        parts = [data.numeric.numpy()]
+        for j, col in enumerate(self.encoder_.categorical_):
+            parts.append(np.eye(col.n_codes, dtype=np.float32)[data.categorical[:, j].numpy()] * np.sqrt(0.5))
+        return np.concatenate(parts, axis=1)
 
     # ------------------------------------------------------------------ evidence
     def _normalised_cell_errors(self, passes: PassResult, missing: np.ndarray) -> np.ndarray:
         """(n, n_features) error / typical error, 0 for missing cells."""
         return np.where(missing, 0.0, passes.errors / self.error_scale_)
 
-    def _raw_evidence(self, passes: PassResult, missing: np.ndarray, exclude=None) -> dict[str, np.ndarray]:
+    def _raw_evidence(self, passes: PassResult, data: TableTensors, own_ids=None, samples=None) -> dict[str, np.ndarray]:
+        """Every evidence term before standardisation: ``reconstruction`` and ``neighbours@<size>``."""
+        missing = data.missing.numpy()
         observed = np.maximum((~missing).sum(axis=1), 1)
-        return {
-            "reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed,
-            "neighbours": mean_knn_distance(passes.latent, self.reference_, self.n_neighbors, exclude),
-        }
+        raw = {"reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed}
+        space = self._neighbour_space(data)
+        for i, (size, reference) in enumerate(zip(self.neighbour_sample_sizes, self.neighbour_references_)):
+            ids = None if samples is None else samples[i]
+            raw[f"neighbours@{size}"] = sampled_nn_distance(space, reference, own_ids, ids)
+        return raw
 
     def _combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
-        z = [(np.log(raw[n] + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n in self.evidence]
+        terms = [name for name in raw if name.split("@")[0] in self.evidence]
+        z = [(np.log(raw[n] + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n in terms]
         return np.mean(z, axis=0)
 
     # ------------------------------------------------------------------ scores
     def anomaly_score(self, X) -> np.ndarray:
         """(n,) higher = more anomalous; ~0 for a typical training record, in standard deviations."""
-        passes, missing = self._passes(X)
-        return self._combine(self._raw_evidence(passes, missing))
+        return self._score(self._tensors(self._as_frame(X)))
+
+    def _score(self, data: TableTensors) -> np.ndarray:
+        passes = complementary_passes(self.network_, data, self.score_masks_)
+        return self._combine(self._raw_evidence(passes, data))
 
     def score_samples(self, X) -> np.ndarray:
         """(n,) scikit-learn convention: higher = more normal (the negated anomaly score)."""
@@ -281,7 +317,8 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         reconstruction evidence) and ``share`` (fraction of that sum).
         """
         frame = self._as_frame(X)
-        passes, missing = self._passes(frame)
+        passes, data = self._passes(frame)
+        missing = data.missing.numpy()
         expected = self.reconstruct(frame)
         observed = np.maximum((~missing).sum(axis=1, keepdims=True), 1)
         contribution = self._normalised_cell_errors(passes, missing) / observed

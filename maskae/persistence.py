@@ -27,7 +27,7 @@ from maskae.table_encoding import TableEncoder
 FORMAT_VERSION = 1
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
-ARRAYS = ("error_scale_", "reference_", "training_scores_", "score_masks_")
+ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
 
 
 def save_detector_state(detector, path: Path) -> Path:
@@ -43,6 +43,7 @@ def save_detector_state(detector, path: Path) -> Path:
     }
     tensors = {f"network.{k}": v.contiguous() for k, v in detector.network_.state_dict().items()}
     tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in ARRAYS})
+    tensors.update({f"neighbours.{i}": torch.from_numpy(r) for i, r in enumerate(detector.neighbour_references_)})
     # Write beside the target, then swap in: a reader never sees a half-written model.
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -66,7 +67,8 @@ def load_detector_state(cls, path: Path):
     except Exception as error:  # a pickle or torch file renamed to .safetensors lands here
         raise ValueError(f"{weights_path} is not a valid safetensors file ({error}); refusing to load it") from error
     params = config["params"]
-    params["evidence"] = tuple(params["evidence"])  # JSON has no tuples
+    for name in ("evidence", "neighbour_sample_sizes"):
+        params[name] = tuple(params[name])  # JSON has no tuples
     detector = cls(**params)
     detector.encoder_ = TableEncoder.from_dict(config["encoder"])
     names = config["feature_names_in"]
@@ -79,6 +81,7 @@ def load_detector_state(cls, path: Path):
     detector.history_ = config["history"]
     for name in ARRAYS:
         setattr(detector, name, tensors[name].numpy())
+    detector.neighbour_references_ = [tensors[f"neighbours.{i}"].numpy() for i in range(len(params["neighbour_sample_sizes"]))]
     detector.network_ = detector._build_network()
     detector.network_.load_state_dict({k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")})
     detector.network_.eval()

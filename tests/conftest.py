@@ -10,11 +10,9 @@ torch.set_num_threads(2)
 FAST = dict(max_steps=300, hidden_size=64, latent_size=16, random_state=0)
 
 
-@pytest.fixture(scope="session")
-def mixed_frame() -> pd.DataFrame:
-    """600 card-like rows: the amount depends on the merchant category, country on the channel."""
-    rng = np.random.default_rng(0)
-    n = 600
+def card_like(n: int, seed: int) -> pd.DataFrame:
+    """Card-like rows: the amount depends on the merchant category, country on the channel."""
+    rng = np.random.default_rng(seed)
     category = rng.choice(["grocery", "fuel", "travel"], size=n)
     typical = {"grocery": 40.0, "fuel": 60.0, "travel": 900.0}
     amount = np.array([typical[c] for c in category]) * rng.lognormal(0, 0.2, size=n)
@@ -25,6 +23,11 @@ def mixed_frame() -> pd.DataFrame:
         "amount": amount, "hour": hour, "category": category, "channel": channel,
         "country": country, "card_present": channel == "pos",
     })
+
+
+@pytest.fixture(scope="session")
+def mixed_frame() -> pd.DataFrame:
+    return card_like(600, seed=0)
 
 
 @pytest.fixture(scope="session")
