@@ -42,7 +42,12 @@ DATASETS = Path(os.environ.get("MASKAE_DATASETS", ROOT.parent / "shared" / "data
 
 BASELINES = ["iforest", "knn", "pyod-ae", "ecod"]
 # The ablation reuses maskae's fit: each variant scores with a subset of its evidence terms.
-ABLATIONS = {"maskae-reconstruction-only": ("reconstruction",), "maskae-neighbours-only": ("neighbours",)}
+ABLATIONS = {
+    "maskae-reconstruction-only": ("reconstruction",),
+    "maskae-neighbours-only": ("neighbours",),
+    "maskae-tails-only": ("tails",),
+    "maskae-without-reconstruction": ("neighbours", "tails"),
+}
 
 
 def load_datasets(only: list[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

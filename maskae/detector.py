@@ -1,7 +1,7 @@
 """``MaskedAutoencoderDetector``: a scikit-learn style outlier detector built on masked modelling.
 
 Hide part of each record, learn to rebuild it from the rest, and treat "could not be rebuilt" as
-evidence of an anomaly. Two kinds of evidence are combined:
+evidence of an anomaly. Three kinds of evidence are combined:
 
 * **reconstruction** — every cell is hidden and predicted from the others (complementary masks);
   each cell's error is divided by that feature's typical error on the training data, so one noisy
@@ -11,9 +11,12 @@ evidence of an anomaly. Two kinds of evidence are combined:
   categories) to the nearest member of small random samples of the training records, averaged
   over 20 samples at each of three sizes (16, 64, 256). Sees anomalies that are internally
   consistent but unlike any training record; small samples keep it robust when the training data
-  hold unlabelled anomalies, even dense clusters of them (see ``maskae.neighbours``).
+  hold unlabelled anomalies, even dense clusters of them (see ``maskae.neighbours``). The
+  ``contamination`` share of training rows that score highest is left out of the samples.
+* **tails** — mean squared robust z-score of the numeric cells (median / MAD of the training
+  data): a value far out in its column's tail, which reconstruction tends to blur.
 
-Each term (reconstruction, and neighbours at each sample size) is put on a common scale by
+Each term (reconstruction, tails, and neighbours at each sample size) is put on a common scale by
 standardising its logarithm against the training records' values (errors and distances are
 positive and right-skewed, roughly log-normal), and the anomaly score is their mean: about 0 for
 a typical training record, in standard deviations above it.
@@ -24,8 +27,8 @@ Example
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(300, 4)); X[:, 1] = X[:, 0] * 2
 >>> det = MaskedAutoencoderDetector(max_steps=200, random_state=0).fit(X)
->>> odd = np.array([[1.0, -2.0, 0.0, 0.0]])  # breaks x1 = 2 * x0
->>> bool(det.anomaly_score(odd)[0] > np.quantile(det.anomaly_score(X), 0.99))
+>>> odd = np.array([[2.0, -4.0, 0.0, 0.0]])  # breaks x1 = 2 * x0
+>>> bool(det.anomaly_score(odd)[0] > np.quantile(det.training_scores_, 0.99))
 True
 """
 
@@ -44,10 +47,11 @@ from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import draw_samples, sampled_nn_distance
 from maskae.persistence import load_detector_state, save_detector_state
 from maskae.table_encoding import TableEncoder, as_frame
+from maskae.tails import robust_location_scale, tail_extremity
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
 ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts as "typical"
-EVIDENCE_KINDS = ("reconstruction", "neighbours")
+EVIDENCE_KINDS = ("reconstruction", "neighbours", "tails")
 
 
 class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
@@ -78,14 +82,15 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         (``maskae.calibration``). 0 holds nothing out.
     n_mask_repeats : int, default=2
         Complementary mask sets used for scoring: each cell is hidden this many times.
-    evidence : tuple of str, default=("reconstruction", "neighbours")
+    evidence : tuple of str, default=("reconstruction", "neighbours", "tails")
         Which evidence the anomaly score combines (ablations use one alone).
     neighbour_sample_sizes : tuple of int, default=(16, 64, 256)
         Sizes of the random training samples of the neighbour evidence, one term per size.
     n_neighbour_samples : int, default=20
         Random samples drawn at each size; the distances are averaged over them.
     contamination : float, default=0.1
-        Share of training records ``predict`` flags; sets ``threshold_``.
+        Share of training records taken to be anomalous: they are left out of the neighbour
+        samples, and ``predict`` flags that share (``threshold_``).
     log_transform : bool, default=True
         Signed-log transform of skewed non-negative columns (amounts) before scaling.
     progress : bool, default=False
@@ -148,10 +153,14 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(int(seed))
         torch.manual_seed(int(seed))  # weight initialisation
 
-        self.encoder_ = TableEncoder(log_transform=self.log_transform).fit(frame)
-        data = self._tensors(frame)
-        data, calibration = self._hold_out(data, self.calibration_fraction, rng)
-        data, validation = self._hold_out(data, self.validation_fraction, rng)
+        # Calibration rows are split off first and take no part in fitting, not even the scaling:
+        # the conformal guarantee needs them exchangeable with future records.
+        kept, held_out = self._hold_out(len(frame), self.calibration_fraction, rng)
+        self.encoder_ = TableEncoder(log_transform=self.log_transform).fit(frame.iloc[kept])
+        data = self._tensors(frame.iloc[kept])
+        train_rows, validation_rows = self._hold_out(len(data), self.validation_fraction, rng)
+        validation = data.rows(validation_rows) if len(validation_rows) else None
+        data = data.rows(train_rows)
         self.network_ = self._build_network()
         plan = TrainingPlan(
             mask_ratio=self.mask_ratio, max_steps=self.max_steps, batch_size=self.batch_size,
@@ -164,33 +173,44 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
             self.encoder_.n_features, self._n_groups(), self.n_mask_repeats, int(seed)
         )
         passes = complementary_passes(self.network_, data, self.score_masks_)
-        observed = ~data.missing.numpy()
-        typical = (passes.errors * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
+        missing = data.missing.numpy()
+        typical = (passes.errors * ~missing).sum(axis=0) / np.maximum((~missing).sum(axis=0), 1)
         self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
+        n_numeric = len(self.encoder_.numeric_)
+        self.tail_center_, self.tail_scale_ = robust_location_scale(data.numeric.numpy(), missing[:, :n_numeric])
+        rows = np.arange(len(data))
+        self._fit_evidence(passes, data, pool=rows, rng=rng)
+        # Unlabelled anomalies in the training data would be each other's neighbours: leave the
+        # `contamination` share that looks most anomalous out of the neighbour samples, redraw them.
+        typical_rows = rows[self.training_scores_ <= np.quantile(self.training_scores_, 1 - self.contamination)]
+        self._fit_evidence(passes, data, pool=typical_rows, rng=rng)
+        self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
+        self.offset_ = -self.threshold_
+        self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)
+        return self
+
+    def _fit_evidence(self, passes: PassResult, data: TableTensors, pool: np.ndarray, rng: np.random.Generator) -> None:
+        """Draw the neighbour samples from rows ``pool``, then standardise every evidence term on
+        the training rows (a training row is never its own neighbour)."""
         space = self._neighbour_space(data)
-        samples = [draw_samples(len(data), size, self.n_neighbour_samples, rng) for size in self.neighbour_sample_sizes]
+        samples = [pool[draw_samples(len(pool), size, self.n_neighbour_samples, rng)] for size in self.neighbour_sample_sizes]
         self.neighbour_references_ = [space[s] for s in samples]
-        # Training rows are scored against samples they may belong to: never count a row as its own neighbour.
         raw = self._raw_evidence(passes, data, own_ids=np.arange(len(data)), samples=samples)
         logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
         self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
         self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
         self.training_scores_ = self._combine(raw)
-        self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
-        self.offset_ = -self.threshold_
-        self.calibration_scores_ = np.zeros(0) if calibration is None else self._score(calibration)
-        return self
 
     @staticmethod
-    def _hold_out(data: TableTensors, fraction: float, rng: np.random.Generator):
-        """Split off a random ``fraction`` of rows: (kept, held_out or None)."""
+    def _hold_out(n_rows: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions (kept, held_out), a random ``fraction`` held out (none when 0)."""
         if fraction <= 0:
-            return data, None
-        order = rng.permutation(len(data))
-        n_out = max(1, int(round(fraction * len(data))))
-        if len(data) - n_out < 3:
-            raise ValueError(f"holding out {fraction:.0%} of {len(data)} rows leaves too few to train on")
-        return data.rows(order[n_out:]), data.rows(order[:n_out])
+            return np.arange(n_rows), np.arange(0)
+        order = rng.permutation(n_rows)
+        n_out = max(1, int(round(fraction * n_rows)))
+        if n_rows - n_out < 3:
+            raise ValueError(f"holding out {fraction:.0%} of {n_rows} rows leaves too few to train on")
+        return np.sort(order[n_out:]), np.sort(order[:n_out])
 
     def _check_params(self) -> None:
         if self.backend != "mlp":
@@ -254,10 +274,14 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         return np.where(missing, 0.0, passes.errors / self.error_scale_)
 
     def _raw_evidence(self, passes: PassResult, data: TableTensors, own_ids=None, samples=None) -> dict[str, np.ndarray]:
-        """Every evidence term before standardisation: ``reconstruction`` and ``neighbours@<size>``."""
+        """Every evidence term before standardisation: ``reconstruction``, ``tails``, ``neighbours@<size>``."""
         missing = data.missing.numpy()
         observed = np.maximum((~missing).sum(axis=1), 1)
-        raw = {"reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed}
+        n_numeric = len(self.encoder_.numeric_)
+        raw = {
+            "reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed,
+            "tails": tail_extremity(data.numeric.numpy(), self.tail_center_, self.tail_scale_, missing[:, :n_numeric]),
+        }
         space = self._neighbour_space(data)
         for i, (size, reference) in enumerate(zip(self.neighbour_sample_sizes, self.neighbour_references_)):
             ids = None if samples is None else samples[i]

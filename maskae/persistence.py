@@ -27,7 +27,7 @@ from maskae.table_encoding import TableEncoder
 FORMAT_VERSION = 1
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
-ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
+ARRAYS = ("error_scale_", "tail_center_", "tail_scale_", "training_scores_", "calibration_scores_", "score_masks_")
 
 
 def save_detector_state(detector, path: Path) -> Path:

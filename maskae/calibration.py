@@ -1,0 +1,262 @@
+"""Calibrated thresholds: turn anomaly scores into p-values and flags with stated guarantees.
+
+A *calibration set* holds the anomaly scores of normal records the detector never trained on
+(``MaskedAutoencoderDetector(calibration_fraction=...)`` keeps them in ``calibration_scores_``).
+If calibration and future normal records are exchangeable (e.g. drawn i.i.d.), a new normal record's
+conformal p-value ``(1 + #{cal >= s}) / (n_cal + 1)`` is uniform on ``{1, ..., n_cal + 1} / (n_cal + 1)``,
+so ``P(p <= a) <= a``. Four strategies build on it (higher score = more anomalous throughout):
+
+* ``"fpr"`` — fixed threshold with false-positive rate at most ``alpha`` for each normal record;
+* ``"fdr"`` — Benjamini–Hochberg over each batch: expected share of normal records among the
+  flagged at most ``q`` (conformal p-values are PRDS, Bates et al. 2023);
+* ``"budget"`` — the top ``k`` (or top fraction) of each batch, whatever their scores: no guarantee,
+  a fixed review workload;
+* ``"labels"`` — threshold chosen on a labelled *validation* split (max F1, or a precision or
+  recall target); the guarantee is only as good as that split is representative.
+
+Example
+-------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> cal = Calibration.fit(rng.normal(size=999), strategy="fpr", level=0.01)
+>>> result = cal.apply(np.array([0.0, 5.0]))
+>>> result.flagged.tolist(), result.p_value.tolist()
+([False, True], [0.467, 0.001])
+
+References
+----------
+V. Vovk, A. Gammerman, G. Shafer. *Algorithmic Learning in a Random World*. Springer, 2005.
+S. Bates, E. Candès, L. Lei, Y. Romano, M. Sesia. "Testing for outliers with conformal p-values".
+The Annals of Statistics 51(1), 2023.
+Y. Benjamini, Y. Hochberg. "Controlling the false discovery rate: a practical and powerful approach
+to multiple testing". Journal of the Royal Statistical Society B 57(1), 1995.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.stats import false_discovery_control
+from sklearn.metrics import precision_recall_curve
+
+STRATEGIES = ("fpr", "fdr", "budget", "labels")
+OBJECTIVES = ("f1", "precision", "recall")
+_EPS = 1e-9  # absorbs float error in (n + 1) * (1 - alpha) and fraction * m before ceil
+
+
+def _scores(values, name: str, finite: bool = False) -> np.ndarray:
+    """Validated 1-D float copy of ``values``: no NaN (and no infinity when ``finite``)."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if np.isnan(array).any() or (finite and not np.isfinite(array).all()):
+        raise ValueError(f"{name} must be {'finite' if finite else 'free of NaN'}")
+    return array
+
+
+def conformal_p_values(calibration_scores, scores) -> np.ndarray:
+    """Conformal p-values of ``scores`` against normal ``calibration_scores``.
+
+    Parameters
+    ----------
+    calibration_scores : array-like of shape (n_cal,)
+        Anomaly scores of held-out normal records (higher = more anomalous).
+    scores : array-like of shape (m,)
+        Anomaly scores to test.
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        ``(1 + #{cal >= s}) / (n_cal + 1)`` in ``[1 / (n_cal + 1), 1]``; small = unlike the
+        calibration records. For a normal record exchangeable with them, ``P(p <= a) <= a``.
+    """
+    cal = np.sort(_scores(calibration_scores, "calibration_scores", finite=True))
+    at_least = len(cal) - np.searchsorted(cal, _scores(scores, "scores"), side="left")
+    return (1.0 + at_least) / (len(cal) + 1.0)
+
+
+class CalibratedScores(NamedTuple):
+    """What :meth:`Calibration.apply` returns for a batch of ``m`` scores.
+
+    Attributes
+    ----------
+    p_value : ndarray of shape (m,)
+        Conformal p-values against the calibration scores.
+    flagged : ndarray of bool, shape (m,)
+        Records to report as anomalies (authoritative).
+    threshold : float
+        ``fpr``/``labels``: the fixed threshold, flagged exactly when ``score > threshold``.
+        ``fdr``/``budget``: the batch's effective threshold, the smallest flagged score
+        (``+inf`` when nothing is flagged).
+    """
+
+    p_value: np.ndarray
+    flagged: np.ndarray
+    threshold: float
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """A fitted calibration rule: build with :meth:`fit` or :meth:`from_labels`, use with :meth:`apply`.
+
+    Attributes
+    ----------
+    strategy : {"fpr", "fdr", "budget", "labels"}
+    level : float or int or None
+        ``fpr``: alpha, the false-positive rate per normal record. ``fdr``: q, the false discovery
+        rate per batch. ``budget``: a fraction in (0, 1) of each batch (rounded up) or a whole
+        count ``k >= 1``. ``labels``: the precision or recall target, ``None`` for max F1.
+    calibration_scores : ndarray of shape (n_cal,)
+        Sorted scores of normal records the p-values rest on (for ``labels``, the validation
+        rows labelled normal).
+    threshold : float or None
+        The fixed threshold of ``fpr`` and ``labels`` (flag when ``score > threshold``); None otherwise.
+    objective : {"f1", "precision", "recall"} or None
+        What ``labels`` optimises; None for the other strategies.
+    """
+
+    strategy: str
+    level: float | int | None
+    calibration_scores: np.ndarray
+    threshold: float | None = None
+    objective: str | None = None
+
+    @classmethod
+    def fit(cls, calibration_scores, strategy: str = "fpr", level: float | int = 0.01) -> "Calibration":
+        """Calibrate the ``fpr``, ``fdr`` or ``budget`` strategy.
+
+        Parameters
+        ----------
+        calibration_scores : array-like of shape (n_cal,), n_cal >= 1
+            Finite anomaly scores of held-out normal records (e.g. ``detector.calibration_scores_``).
+        strategy : {"fpr", "fdr", "budget"}, default="fpr"
+        level : float or int, default=0.01
+            alpha in (0, 1), q in (0, 1), or the budget (fraction in (0, 1) or whole count >= 1).
+
+        ``fpr`` takes the ``ceil((n_cal + 1)(1 - alpha))``-th smallest calibration score as the
+        threshold, so a record is flagged exactly when its p-value is <= alpha, and a normal record
+        exchangeable with the calibration set is flagged with probability at most alpha. With
+        ``n_cal < 1 / alpha - 1`` no score qualifies: the threshold is ``+inf`` (nothing is
+        flagged) and a warning says so.
+        """
+        if strategy not in STRATEGIES[:3]:
+            hint = "; use Calibration.from_labels for 'labels'" if strategy == "labels" else ""
+            raise ValueError(f"strategy must be one of {STRATEGIES[:3]}, got {strategy!r}{hint}")
+        cal = np.sort(_scores(calibration_scores, "calibration_scores", finite=True))
+        if len(cal) == 0:
+            raise ValueError("calibration_scores is empty: hold out calibration rows (calibration_fraction > 0)")
+        if strategy == "budget":
+            if not (0 < level < 1 or (level >= 1 and float(level).is_integer())):
+                raise ValueError(f"budget level must be a fraction in (0, 1) or a whole count >= 1, got {level}")
+            return cls(strategy, int(level) if level >= 1 else float(level), cal)
+        if not 0 < level < 1:
+            raise ValueError(f"{strategy} level must be in (0, 1), got {level}")
+        if strategy == "fdr":
+            return cls(strategy, float(level), cal)
+        rank = math.ceil((len(cal) + 1) * (1 - level) - _EPS)
+        if rank > len(cal):
+            warnings.warn(
+                f"calibration set too small for alpha={level}: n_cal={len(cal)} < 1/alpha - 1 = "
+                f"{1 / level - 1:g}; the threshold is +inf and nothing will be flagged", stacklevel=2)
+            return cls(strategy, float(level), cal, threshold=math.inf)
+        return cls(strategy, float(level), cal, threshold=float(cal[rank - 1]))
+
+    @classmethod
+    def from_labels(cls, scores, labels, objective: str = "f1", level: float | None = None) -> "Calibration":
+        """Choose a fixed threshold on a labelled **validation** split (never the evaluation data).
+
+        Parameters
+        ----------
+        scores : array-like of shape (n,)
+            Validation anomaly scores.
+        labels : array-like of shape (n,)
+            1 (or True) for anomalies, 0 for normal records; both must occur.
+        objective : {"f1", "precision", "recall"}, default="f1"
+            ``"f1"``: the threshold maximising F1 (``level`` must be None). ``"precision"``: the
+            lowest threshold whose precision reaches ``level`` (most recall at that precision).
+            ``"recall"``: the highest threshold whose recall reaches ``level`` (fewest flags).
+        level : float in (0, 1] or None
+            The precision or recall target.
+
+        The threshold is the highest validation score left unflagged (``-inf`` if all are
+        flagged), so on the validation rows ``score > threshold`` reproduces the chosen cut.
+        """
+        s, y = _scores(scores, "scores", finite=True), np.asarray(labels)
+        if y.shape != s.shape or not np.isin(y, (0, 1)).all():
+            raise ValueError(f"labels must be 0/1 with the same shape as scores {s.shape}, got {y.shape}")
+        if not (y == 1).any() or not (y == 0).any():
+            raise ValueError(f"labels must hold at least one positive (anomaly) and one normal record, got "
+                             f"{int((y == 1).sum())} positive(s) of {len(y)}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if (objective == "f1") != (level is None) or (level is not None and not 0 < level <= 1):
+            raise ValueError(f"objective {objective!r} needs level {'None' if objective == 'f1' else 'in (0, 1]'}, got {level}")
+        precision, recall, cuts = precision_recall_curve(y, s)  # flag when score >= cuts[i]
+        precision, recall = precision[:-1], recall[:-1]
+        if objective == "f1":
+            f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                           where=precision + recall > 0)
+            best = int(np.argmax(f1))
+        else:
+            reached = np.flatnonzero((precision if objective == "precision" else recall) >= level - _EPS)
+            if len(reached) == 0:
+                raise ValueError(f"no threshold reaches {objective} {level} on these validation scores "
+                                 f"(best {objective}: {(precision if objective == 'precision' else recall).max():.3f})")
+            best = int(reached[0] if objective == "precision" else reached[-1])
+        below = s[s < cuts[best]]
+        threshold = float(below.max()) if len(below) else -math.inf
+        return cls("labels", level, np.sort(s[y == 0]), threshold=threshold, objective=objective)
+
+    def apply(self, scores) -> CalibratedScores:
+        """Flag one batch of records.
+
+        Parameters
+        ----------
+        scores : array-like of shape (m,)
+            Anomaly scores of the batch (no NaN).
+
+        Returns
+        -------
+        CalibratedScores
+            p-values, flags and threshold, each as described there. ``fdr`` and ``budget`` depend
+            on the whole batch; ``fdr`` warns when the calibration set is too small for a record to
+            be flagged on its own (``n_cal + 1 < m / q``).
+        """
+        s = _scores(scores, "scores")
+        cal, m = self.calibration_scores, len(s)
+        p = conformal_p_values(cal, s)
+        if self.strategy in ("fpr", "labels"):
+            return CalibratedScores(p, s > self.threshold, float(self.threshold))
+        flagged = np.zeros(m, dtype=bool)
+        if self.strategy == "fdr" and m:
+            if len(cal) + 1 < m / self.level:
+                warnings.warn(
+                    f"calibration set too small for FDR q={self.level} on a batch of m={m}: with n_cal={len(cal)} "
+                    f"the smallest p-value 1/(n_cal+1)={1 / (len(cal) + 1):.4g} exceeds q/m={self.level / m:.4g}, so "
+                    f"no record can be flagged on its own, only groups of >= {math.ceil(m / (self.level * (len(cal) + 1)))} "
+                    f"records above every calibration score (need n_cal >= m/q - 1 = {m / self.level - 1:g})",
+                    stacklevel=2)
+            flagged = false_discovery_control(p, method="bh") <= self.level
+        elif self.strategy == "budget" and m:
+            k = self.level if self.level >= 1 else math.ceil(self.level * m - _EPS)
+            flagged[np.argsort(-s, kind="stable")[: min(k, m)]] = True  # stable: ties go to the earlier row
+        return CalibratedScores(p, flagged, float(s[flagged].min()) if flagged.any() else math.inf)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form (infinite thresholds as the strings "inf" / "-inf")."""
+        threshold = self.threshold
+        if threshold is not None and not math.isfinite(threshold):
+            threshold = "inf" if threshold > 0 else "-inf"
+        return {"strategy": self.strategy, "level": self.level, "objective": self.objective,
+                "threshold": threshold, "calibration_scores": [float(x) for x in self.calibration_scores]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+        """Inverse of :meth:`to_dict`."""
+        threshold = None if data.get("threshold") is None else float(data["threshold"])
+        return cls(data["strategy"], data["level"], np.asarray(data["calibration_scores"], dtype=float),
+                   threshold=threshold, objective=data.get("objective"))
