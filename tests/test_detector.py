@@ -129,3 +129,12 @@ def test_bad_parameters_are_named():
         MaskedAutoencoderDetector(mask_ratio=1.5).fit(np.zeros((10, 2)))
     with pytest.raises(NotImplementedError, match="cnn"):
         MaskedAutoencoderDetector(backend="cnn").fit(np.zeros((10, 2)))
+
+
+def test_impossible_combination_of_categories_scores_high(fitted, mixed_frame):
+    # In training, card-present (pos) payments happen only in GB; FR is common, but only online.
+    pos = mixed_frame[mixed_frame["channel"] == "pos"].head(20)
+    broken = pos.assign(country="FR")
+    assert (fitted.anomaly_score(broken) > fitted.anomaly_score(pos)).mean() > 0.9
+    top = fitted.explain(broken, top_k=1)
+    assert top["feature"].isin(["country", "channel", "card_present"]).mean() > 0.9
