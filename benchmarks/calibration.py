@@ -27,27 +27,17 @@ resumable like tabular.py) and ``calibration.md``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
-# Before torch loads its OpenMP runtime: spinning idle threads slow fits many times over on a busy machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from protocols import load_datasets, parse_arguments, RecordFile, split  # sets OMP_WAIT_POLICY first
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tabular import DATASETS, ROOT, load_datasets, split  # noqa: E402
-
-from maskae import MaskedAutoencoderDetector  # noqa: E402  (tabular put the project root on sys.path)
-from maskae.calibration import Calibration  # noqa: E402
+from maskae import MaskedAutoencoderDetector
+from maskae.calibration import Calibration
 
 ALPHAS = (0.001, 0.01, 0.05)
 QS = (0.05, 0.1, 0.2)
@@ -144,41 +134,22 @@ def markdown(records: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", help="dataset names (e.g. cardio creditcard); default all")
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--protocols", nargs="*", default=["one-class", "contaminated"])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    json_path = out.with_suffix(".json")
-    records = json.loads(json_path.read_text())["records"] if json_path.exists() else []
-    done = {(r["dataset"], r["protocol"], r["seed"]) for r in records}
-    datasets = load_datasets(args.only)
-    if not datasets:
-        sys.exit(f"no datasets found under {DATASETS} (set MASKAE_DATASETS)")
-    for name, (X, y) in datasets.items():
+    args = parse_arguments(__doc__, "calibration")
+    results = RecordFile(args.out)
+    for name, (X, y) in load_datasets(args.only).items():
         for protocol in args.protocols:
             for seed in args.seeds:
-                if (name, protocol, seed) in done:
+                if results.has(dataset=name, protocol=protocol, seed=seed):
                     continue
                 X_train, X_test, y_test = split(X, y, protocol, seed)
-                new = [dict(dataset=name, protocol=protocol, seed=seed, **r)
+                new = [jsonable(dict(dataset=name, protocol=protocol, seed=seed, **r))
                        for r in run_one(X_train, X_test, y_test, float(y.mean()), seed)]
-                records += new
                 summary = " ".join(f"{r['rule']}@{r['level']:.3g}:FPR={r['fpr']:.3f}/FDR={r['fdr']:.2f}"
                                    for r in new if r["rule"] != "fpr" or r["level"] == 0.01)
                 print(f"{name:>18} {protocol:>12} seed {seed} n_cal {new[0]['n_cal']:>5} "
                       f"fit {new[0]['fit_s']:.1f}s {summary}", flush=True)
-                tmp = json_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"records": [jsonable(r) for r in records]}, indent=1, allow_nan=False))
-                tmp.replace(json_path)
-    out.with_suffix(".md").write_text(markdown(records))
-    print(out.with_suffix(".md").read_text())
+                results.add(new)
+    results.write_markdown(markdown(results.records))
 
 
 if __name__ == "__main__":

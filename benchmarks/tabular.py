@@ -17,28 +17,17 @@ are reused when the same configuration is run again, so an interrupted run resum
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from protocols import load_datasets, parse_arguments, RecordFile, split  # sets OMP_WAIT_POLICY first
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from maskae import MaskedAutoencoderDetector  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("MASKAE_DATASETS", ROOT.parent / "shared" / "datasets"))
+from maskae import MaskedAutoencoderDetector
 
 BASELINES = ["iforest", "knn", "pyod-ae", "ecod"]
 # The ablation reuses maskae's fit: each variant scores with a subset of its evidence terms.
@@ -48,32 +37,6 @@ ABLATIONS = {
     "maskae-tails-only": ("tails",),
     "maskae-without-reconstruction": ("neighbours", "tails"),
 }
-
-
-def load_datasets(only: list[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    sets = {}
-    for path in sorted((DATASETS / "adbench").glob("*.npz"), key=lambda p: int(p.stem.split("_")[0])):
-        name = path.stem.split("_", 1)[1].lower()
-        if only and name not in only:
-            continue
-        data = np.load(path, allow_pickle=True)
-        sets[name] = (data["X"].astype(np.float64), data["y"].astype(int))
-    card = DATASETS / "creditcard" / "creditcard_sample.csv"
-    if card.exists() and (not only or "creditcard" in only):
-        frame = pd.read_csv(card)
-        sets["creditcard"] = (frame.drop(columns="Class").to_numpy(np.float64), frame["Class"].to_numpy(int))
-    return sets
-
-
-def split(X: np.ndarray, y: np.ndarray, protocol: str, seed: int):
-    if protocol == "one-class":
-        rng = np.random.default_rng(seed)
-        normal = rng.permutation(np.flatnonzero(y == 0))
-        half = len(normal) // 2
-        test = np.concatenate([normal[half:], np.flatnonzero(y == 1)])
-        return X[normal[:half]], X[test], y[test]
-    X_train, X_test, _, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
-    return X_train, X_test, y_test
 
 
 def make_detector(name: str, seed: int):
@@ -156,41 +119,24 @@ def markdown(records: list[dict], detectors: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", help="dataset names (e.g. cardio creditcard); default all")
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--protocols", nargs="*", default=["one-class", "contaminated"])
-    parser.add_argument("--detectors", nargs="*", default=["maskae", *BASELINES])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tabular"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    json_path = out.with_suffix(".json")
-    records = json.loads(json_path.read_text())["records"] if json_path.exists() else []
-    done = {(r["dataset"], r["protocol"], r["seed"], r["detector"]) for r in records}
-    datasets = load_datasets(args.only)
-    if not datasets:
-        sys.exit(f"no datasets found under {DATASETS} (set MASKAE_DATASETS)")
-    for name, (X, y) in datasets.items():
+    args = parse_arguments(__doc__, "tabular", lambda parser: parser.add_argument(
+        "--detectors", nargs="*", default=["maskae", *BASELINES]))
+    results = RecordFile(args.out)
+    for name, (X, y) in load_datasets(args.only).items():
         for protocol in args.protocols:
             for seed in args.seeds:
                 X_train, X_test, y_test = split(X, y, protocol, seed)
                 for detector in args.detectors:
-                    if (name, protocol, seed, detector) in done:
+                    if results.has(dataset=name, protocol=protocol, seed=seed, detector=detector):
                         continue
+                    new = []
                     for variant, result in run_one(detector, X_train, X_test, y_test, seed).items():
-                        records.append(dict(dataset=name, protocol=protocol, seed=seed, detector=variant, **result))
-                        print(f"{name:>18} {protocol:>12} seed {seed} {variant:>28}: "
+                        new.append(dict(dataset=name, protocol=protocol, seed=seed, detector=variant, **result))
+                        print(f"{name:>18} {protocol:>12} seed {seed} {variant:>29}: "
                               f"AUROC {result['auroc']:.3f} AUPRC {result['auprc']:.3f} "
                               f"fit {result['fit_s']:.1f}s score {result['score_s']:.2f}s", flush=True)
-                    tmp = json_path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps({"records": records}, indent=1))
-                    tmp.replace(json_path)
-    out.with_suffix(".md").write_text(markdown(records, args.detectors))
-    print(out.with_suffix(".md").read_text())
+                    results.add(new)
+    results.write_markdown(markdown(results.records, args.detectors))
 
 
 if __name__ == "__main__":
