@@ -1,9 +1,13 @@
 """Shared fixtures: small tables with known structure, so tests are fast and can fail for real."""
 
-import numpy as np
-import pandas as pd
-import pytest
-import torch
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads its OpenMP runtime
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(2)
 

@@ -1,0 +1,297 @@
+"""Ingest and validation: read CSV / Parquet batches, split rows into scoreable and quarantined.
+
+A :class:`Schema` (id column, feature columns and their kind) is learned on the training data and
+saved with the model; :func:`validate` checks every later batch against it. A batch that lacks a
+feature column is refused outright (:class:`SchemaError`); a row that cannot be scored (missing or
+duplicate id, text or infinity in a numeric column) is quarantined with a reason, never dropped.
+Missing cells and unseen categories are *not* problems: the model reads them as hidden / unknown.
+Read big files with :func:`iter_batches`, whose memory depends on the chunk size, not the file.
+
+Example
+-------
+>>> import pandas as pd
+>>> train = pd.DataFrame({"txn_id": ["a", "b"], "amount": [3.0, 5.0], "mcc": ["5411", "5812"]})
+>>> schema = Schema.infer(train, id_column="txn_id")
+>>> schema.features
+{'amount': 'numeric', 'mcc': 'categorical'}
+>>> batch = pd.DataFrame({"txn_id": ["c", "c", "d"], "amount": ["7", "8", "abc"], "mcc": ["5411", None, "zz"]})
+>>> checked = validate(batch, schema)
+>>> checked.clean["amount"].tolist()
+[7.0]
+>>> checked.quarantined["quarantine_reason"].tolist()
+["duplicate id 'c': an earlier row has the same id", "amount: 'abc' is not a number"]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import format_from_suffix
+
+KINDS = ("numeric", "categorical")
+REASON_COLUMN = "quarantine_reason"
+MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}  # the CSV reader's usual NA spellings
+_FIXES = {
+    "csv": "check that it is comma-separated text with a header row, or pass fmt='parquet'",
+    "parquet": "it may be truncated or still being written: copy or export it again, or pass fmt='csv'",
+}
+
+
+class IngestError(ValueError):
+    """A file could not be read as a table; the message names the file, the reason and a fix."""
+
+
+class SchemaError(ValueError):
+    """A table does not have the columns the schema needs; the message names them."""
+
+
+def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
+    """The path and its format, after the failures that can be named without parsing."""
+    path = Path(path)
+    fmt = fmt or format_from_suffix(path)
+    if fmt not in _FIXES:
+        what = f"unknown format {fmt!r}" if fmt else "the file name does not say the format"
+        raise IngestError(f"cannot read {str(path)!r}: {what}; pass fmt='csv' or fmt='parquet'")
+    if not path.exists():
+        raise IngestError(f"cannot read {str(path)!r}: no such file; check the path and the working directory")
+    if path.is_dir():
+        raise IngestError(f"cannot read {str(path)!r}: it is a folder; point at a file, or a glob like '{path}/*.{fmt}'")
+    if path.stat().st_size == 0:
+        raise IngestError(f"cannot read {str(path)!r}: the file is empty (0 bytes, not even a header); export it again")
+    return path, fmt
+
+
+@contextmanager
+def _reading(path: Path, fmt: str) -> Iterator[None]:
+    """Turn the readers' many exception types into one IngestError that says what to do."""
+    try:
+        yield
+    except (OSError, ValueError, pa.ArrowException) as error:
+        reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
+        raise IngestError(f"cannot read {str(path)!r} as {fmt}: {reason}; {_FIXES[fmt]}") from error
+
+
+def _csv_options(id_column: str | None) -> dict[str, Any]:
+    # Ids stay text: "000123" keeps its zeros and the dtype cannot change from one chunk to the next.
+    return {"dtype": {id_column: str}} if id_column else {}
+
+
+def read_table(path: str | Path, fmt: str | None = None, *, id_column: str | None = None) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file; a CSV with only a header gives an empty frame.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    fmt : {"csv", "parquet"} or None, default=None
+        None infers it from the suffix (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``).
+    id_column : str or None, default=None
+        Read this CSV column as text (ids are labels, not numbers).
+
+    Raises
+    ------
+    IngestError
+        Missing, empty, truncated or unparseable file.
+    """
+    path, fmt = _checked_source(path, fmt)
+    with _reading(path, fmt):
+        if fmt == "parquet":
+            with pq.ParquetFile(path) as source:
+                return source.read().to_pandas()
+        return pd.read_csv(path, **_csv_options(id_column))
+
+
+def iter_batches(
+    path: str | Path, fmt: str | None = None, batch_rows: int = 100_000, *, id_column: str | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield the file as frames of at most ``batch_rows`` rows, indexed by row number in the file.
+
+    Same parameters and errors as :func:`read_table`; a file without rows yields one empty frame
+    (so its columns can still be checked). Errors found before parsing are raised by the call,
+    parsing errors during iteration, possibly after earlier chunks were yielded.
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    path, fmt = _checked_source(path, fmt)
+    return _chunks(path, fmt, batch_rows, id_column)
+
+
+def _chunks(path: Path, fmt: str, batch_rows: int, id_column: str | None) -> Iterator[pd.DataFrame]:
+    with _reading(path, fmt):
+        if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
+            with pd.read_csv(path, chunksize=batch_rows, **_csv_options(id_column)) as reader:
+                yield from reader
+            return
+        with pq.ParquetFile(path) as source:
+            start = 0
+            for record_batch in source.iter_batches(batch_size=batch_rows):
+                frame = record_batch.to_pandas()
+                frame.index = pd.RangeIndex(start, start + len(frame))
+                start += len(frame)
+                yield frame
+            if start == 0:
+                yield source.schema_arrow.empty_table().to_pandas()
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    # The same rule as maskae.table_encoding, so the model reads each column as the schema says.
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _missing_text(series: pd.Series) -> pd.Series:
+    return series.isna() | series.astype(str).str.strip().str.lower().isin(MISSING_TEXT)
+
+
+def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
+    # One stray word in a CSV column of amounts makes the whole column text, hence categorical.
+    given = series[~_missing_text(series)]
+    parsed = pd.to_numeric(given, errors="coerce").notna().mean() if len(given) else 0.0
+    if 0.9 <= parsed < 1:
+        warnings.warn(f"column {name!r} is text but {parsed:.0%} of it parses as numbers; it is treated as "
+                      f"categorical unless column_types sets it to 'numeric'", stacklevel=3)
+
+
+@dataclass
+class Schema:
+    """The columns a model was trained on: ``features`` maps name -> "numeric" | "categorical"."""
+
+    id_column: str
+    features: dict[str, str]
+    label_column: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = {name: kind for name, kind in self.features.items() if kind not in KINDS}
+        if bad or not self.features:
+            raise SchemaError(f"a schema needs at least one feature, each of kind {KINDS}; got {self.features}")
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.features)
+
+    def columns_of_kind(self, kind: str) -> list[str]:
+        return [name for name, k in self.features.items() if k == kind]
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame, id_column: str, *, label_column: str | None = None,
+              columns: list[str] | None = None, column_types: dict[str, str] | None = None) -> Schema:
+        """Learn the schema from a training frame (keywords as in ``config.data``).
+
+        A numeric, non-boolean column is numeric, anything else categorical; ``column_types`` wins.
+        Warns when a text column is mostly numbers.
+        """
+        names = columns or [c for c in frame.columns if c not in (id_column, label_column)]
+        missing = [c for c in [id_column, *names] if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"column(s) {missing} are not in the training data; it has {list(frame.columns)}")
+        overrides = column_types or {}
+        unknown = [c for c in overrides if c not in names]
+        if unknown:
+            raise SchemaError(f"column_types names {unknown}, which are not features; features: {names}")
+        features = {}
+        for name in names:
+            features[name] = overrides.get(name) or ("numeric" if _is_numeric(frame[name]) else "categorical")
+            if name not in overrides and features[name] == "categorical":
+                _warn_if_mostly_numbers(name, frame[name])
+        return cls(id_column, features, label_column)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id_column": self.id_column, "label_column": self.label_column, "features": dict(self.features)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Schema:
+        return cls(state["id_column"], dict(state["features"]), state.get("label_column"))
+
+
+@dataclass
+class ValidatedBatch:
+    """``clean``: scoreable rows, features coerced (numbers as float, categories as text).
+    ``quarantined``: the other rows as read, plus ``quarantine_reason``. Row order is kept in each."""
+
+    clean: pd.DataFrame
+    quarantined: pd.DataFrame
+
+
+def _show(value: Any) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _notes(mask: np.ndarray, values: pd.Series, template: str) -> np.ndarray:
+    """Per row: ``template`` filled with the row's value where ``mask``, else ""."""
+    notes = np.full(len(mask), "", dtype=object)
+    for i in np.flatnonzero(mask):  # only the bad rows, which are few
+        notes[i] = template.format(_show(values.iloc[i]))
+    return notes
+
+
+def _category_text(series: pd.Series) -> pd.Series:
+    # 5411 and 5411.0 (a CSV chunk with a gap turns ints into floats) must be the same category.
+    def text(v: Any) -> str:
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+    if isinstance(series.dtype, pd.StringDtype):
+        return series  # already text: skip the per-cell loop
+    return pd.Series([None if pd.isna(v) else text(v) for v in series], index=series.index, dtype=object)
+
+
+def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: set | None = None) -> ValidatedBatch:
+    """Split ``frame`` into rows that can be scored and quarantined rows with their reason.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One batch (or one chunk of it), as read.
+    schema : Schema
+        What the model expects.
+    seen_ids : set or None, default=None
+        Ids of earlier chunks of the same batch: repeats are quarantined as duplicates, and this
+        chunk's ids are added (so the set grows with the batch, ids only).
+
+    Raises
+    ------
+    SchemaError
+        The id column or a feature column is missing from the whole batch.
+    """
+    expected = [schema.id_column, *schema.feature_columns]
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"the batch lacks column(s) {missing}; expected id column {schema.id_column!r} and "
+                          f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
+    extra = [c for c in frame.columns if c not in expected and c != schema.label_column]
+    if extra:
+        warnings.warn(f"column(s) {extra} are not in the schema: they are kept but not checked or scored", stacklevel=2)
+    ids = frame[schema.id_column]
+    has_id = ~_missing_text(ids).to_numpy()
+    repeated = has_id & ids.duplicated(keep="first").to_numpy()
+    if seen_ids is not None:
+        repeated |= has_id & ids.isin(list(seen_ids)).to_numpy()
+        seen_ids.update(ids[has_id])
+    notes = [
+        np.where(has_id, "", f"missing id ({schema.id_column!r} is empty)"),
+        _notes(repeated, ids, "duplicate id {}: an earlier row has the same id"),
+    ]
+    clean = frame.copy()
+    for name in schema.columns_of_kind("numeric"):
+        raw = frame[name]
+        number = pd.to_numeric(raw, errors="coerce").astype("float64")
+        if not _is_numeric(raw):  # text that fails to parse, as opposed to an empty cell
+            notes.append(_notes((number.isna() & ~_missing_text(raw)).to_numpy(), raw, f"{name}: {{}} is not a number"))
+        notes.append(_notes(np.isinf(number.to_numpy()), raw, f"{name}: {{}} is not a finite number"))
+        clean[name] = number.to_numpy()
+    for name in schema.columns_of_kind("categorical"):
+        clean[name] = _category_text(frame[name]).to_numpy()
+    table = np.stack(notes, axis=1)
+    bad = (table != "").any(axis=1)
+    quarantined = frame.iloc[np.flatnonzero(bad)].copy()
+    quarantined[REASON_COLUMN] = np.array(["; ".join(n for n in row if n) for row in table[bad]], dtype=object)
+    return ValidatedBatch(clean.iloc[np.flatnonzero(~bad)], quarantined)

@@ -1,0 +1,104 @@
+"""Pipeline configuration: TOML loading, overrides, field-named errors and output path safety."""
+
+import doctest
+import inspect
+
+import pytest
+
+import pipeline.config
+from pipeline.config import ConfigError, PipelineConfig, load_config, path_inside
+
+TOML = """
+[data]
+path = "batches/*.parquet"
+id_column = "txn_id"
+label_column = "is_fraud"
+column_types = { mcc = "categorical" }
+
+[model]
+max_steps = 50
+random_state = 0
+
+[calibration]
+strategy = "fdr"
+level = 0.05
+
+[output]
+root = "{root}"
+
+[mlflow]
+model_name = "card-fraud"
+"""
+
+
+def test_module_example_runs():
+    assert doctest.testmod(pipeline.config).failed == 0
+
+
+def test_config_from_toml_with_defaults_and_overrides(tmp_path):
+    path = tmp_path / "screening.toml"
+    path.write_text(TOML.replace("{root}", str(tmp_path / "runs")))
+    config = load_config(path)
+    assert config.data.format == "parquet" and config.data.column_types == {"mcc": "categorical"}
+    assert (config.model.max_steps, config.model.mask_ratio) == (50, 0.3)
+    calibration = config.calibration
+    assert (calibration.strategy, calibration.level, calibration.calibration_fraction) == ("fdr", 0.05, 0.2)
+    assert config.mlflow.experiment == "card-fraud"  # defaults to the model name
+    flags = {"model.max_steps": 7, "calibration.level": None, "data.path": "new.csv"}  # None: flag not given
+    again = load_config(path, overrides=flags)
+    assert (again.model.max_steps, again.calibration.level, again.data.format) == (7, 0.05, "csv")
+    built = PipelineConfig.model_validate(again.model_dump())
+    assert built == again
+
+
+def test_model_defaults_match_the_detector():
+    from maskae import MaskedAutoencoderDetector  # imports torch, builds nothing
+
+    defaults = inspect.signature(MaskedAutoencoderDetector).parameters
+    for name, value in PipelineConfig.model_validate({"data": {"path": "a.csv", "id_column": "i"}}).model:
+        assert defaults[name].default == value, name
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"model.mask_ratio": 1.5}, "model.mask_ratio"),
+    ({"model.max_steps": 0}, "model.max_steps"),
+    ({"model.backend": "transformer"}, "model.backend"),
+    ({"calibration.strategy": "magic"}, "calibration.strategy"),
+    ({"calibration.level": 2.0}, "calibration.level"),
+    ({"calibration.strategy": "budget", "calibration.level": 2.5}, "calibration.level"),
+    ({"calibration.calibration_fraction": 0}, "calibration.calibration_fraction"),
+    ({"data.path": "batch.txt"}, "data.format"),
+    ({"data.columns": ["amount", "txn_id"]}, "data.columns"),
+    ({"data.column_types": {"amount": "text"}}, "data.column_types.amount"),
+    ({"mlflow.model_name": "../models"}, "mlflow.model_name"),
+    ({"model.max_step": 5}, "model.max_step: unknown setting (did you mean 'max_steps'?)"),
+    ({"calibration.strategy": "labels"}, "data.label_column"),
+])
+def test_bad_values_name_the_field(overrides, field):
+    base = {"data.path": "batch.csv", "data.id_column": "txn_id"}
+    with pytest.raises(ConfigError) as raised:
+        load_config(overrides={**base, **overrides})
+    assert field in str(raised.value)
+
+
+def test_missing_section_bad_toml_and_missing_file_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="data: required"):
+        load_config(overrides={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[data\npath = 1")
+    with pytest.raises(ConfigError, match="broken.toml.*TOML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="absent.toml"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_output_paths_cannot_escape_the_root(tmp_path):
+    config = load_config(overrides={"data.path": "a.csv", "data.id_column": "i", "output.root": str(tmp_path / "runs")})
+    assert config.output.path("run-1", "scores.parquet") == (tmp_path / "runs" / "run-1" / "scores.parquet").resolve()
+    for escape in ["../../etc", "/etc/passwd", "run-1/../../x", ".", ""]:
+        with pytest.raises(ValueError, match="escapes the output root"):
+            config.output.path(escape)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "link").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="escapes"):
+        path_inside(tmp_path / "runs", "link", "outside.json")

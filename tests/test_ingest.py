@@ -1,0 +1,208 @@
+"""Ingest and validation: reading files, schema checks and quarantine, on small hand-made tables."""
+
+import doctest
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pipeline.ingest
+from pipeline.ingest import REASON_COLUMN, IngestError, Schema, SchemaError, iter_batches, read_table, validate
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "txn_id": [f"T{i:03d}" for i in range(25)],
+        "amount": np.round(np.linspace(1, 250, 25), 2),
+        "mcc": ["grocery", "fuel", "travel", "grocery", "online"] * 5,
+        "card_present": [True, False] * 12 + [True],
+    })
+
+
+@pytest.fixture
+def schema(table) -> Schema:
+    return Schema.infer(table, id_column="txn_id")
+
+
+def write(frame: pd.DataFrame, path):
+    frame.to_parquet(path, index=False) if path.suffix == ".parquet" else frame.to_csv(path, index=False)
+    return path
+
+
+def test_module_example_runs():
+    assert doctest.testmod(pipeline.ingest).failed == 0
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.parquet"])
+def test_round_trip_and_batches_concatenate_to_the_file(tmp_path, table, name):
+    path = write(table, tmp_path / name)
+    whole = read_table(path, id_column="txn_id")
+    pd.testing.assert_frame_equal(whole, table, check_dtype=False)
+    chunks = list(iter_batches(path, batch_rows=10, id_column="txn_id"))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert chunks[1].index[0] == 10  # indexed by row number in the file
+    pd.testing.assert_frame_equal(pd.concat(chunks), whole)
+
+
+def test_csv_ids_stay_text(tmp_path):
+    path = write(pd.DataFrame({"txn_id": ["007", "010"], "x": [1, 2]}), tmp_path / "ids.csv")
+    assert read_table(path, id_column="txn_id")["txn_id"].tolist() == ["007", "010"]
+
+
+def test_header_only_csv_is_an_empty_frame(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("txn_id,amount\n")
+    assert list(read_table(path).columns) == ["txn_id", "amount"] and read_table(path).empty
+    chunks = list(iter_batches(path))
+    assert len(chunks) == 1 and chunks[0].empty and list(chunks[0].columns) == ["txn_id", "amount"]
+
+
+def test_parquet_without_rows_yields_one_empty_frame(tmp_path, table):
+    path = write(table.iloc[:0], tmp_path / "none.parquet")
+    chunks = list(iter_batches(path))
+    assert len(chunks) == 1 and chunks[0].empty and list(chunks[0].columns) == list(table.columns)
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.parquet"])
+def test_empty_file_is_an_ingest_error(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(IngestError, match=f"{name}.*empty"):
+        read_table(tmp_path / name)
+    with pytest.raises(IngestError, match=name):
+        iter_batches(tmp_path / name)
+
+
+def test_truncated_parquet_is_an_ingest_error(tmp_path, table):
+    path = write(table, tmp_path / "cut.parquet")
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    with pytest.raises(IngestError, match="cut.parquet.*(truncated|again)"):
+        read_table(path)
+    with pytest.raises(IngestError, match="cut.parquet"):
+        list(iter_batches(path))
+
+
+def test_missing_file_folder_and_unknown_format(tmp_path):
+    with pytest.raises(IngestError, match="nowhere.csv.*no such file"):
+        read_table(tmp_path / "nowhere.csv")
+    with pytest.raises(IngestError, match="folder"):
+        read_table(tmp_path, fmt="csv")
+    (tmp_path / "notes.txt").write_text("a,b\n1,2\n")
+    with pytest.raises(IngestError, match="notes.txt.*fmt="):
+        read_table(tmp_path / "notes.txt")
+    assert read_table(tmp_path / "notes.txt", fmt="csv").shape == (1, 2)
+
+
+def test_not_a_table_is_an_ingest_error(tmp_path):
+    path = tmp_path / "image.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 20)
+    with pytest.raises(IngestError, match="image.csv"):
+        read_table(path)
+
+
+def test_schema_kinds_overrides_and_json_round_trip(table):
+    schema = Schema.infer(table.assign(is_fraud=0), "txn_id", label_column="is_fraud",
+                          column_types={"amount": "categorical"})
+    assert schema.features == {"amount": "categorical", "mcc": "categorical", "card_present": "categorical"}
+    assert Schema.infer(table, "txn_id").features["amount"] == "numeric"
+    assert Schema.from_dict(json.loads(json.dumps(schema.to_dict()))) == schema
+    with pytest.raises(SchemaError, match="nope"):
+        Schema.infer(table, "txn_id", columns=["amount", "nope"])
+
+
+def test_schema_warns_about_a_mostly_numeric_text_column(table):
+    with pytest.warns(UserWarning, match="'amount'.*numeric"):
+        Schema.infer(table.assign(amount=table["amount"].astype(str).where(table.index > 0, "n.a.")), "txn_id")
+
+
+def check_invariant(frame: pd.DataFrame, result) -> None:
+    assert len(result.clean) + len(result.quarantined) == len(frame)
+    assert result.clean.index.is_monotonic_increasing and result.quarantined.index.is_monotonic_increasing
+    assert set(result.clean.index) | set(result.quarantined.index) == set(frame.index)
+
+
+@pytest.mark.parametrize("column, value, reason", [
+    ("txn_id", None, "missing id"),
+    ("txn_id", "T001", "duplicate id 'T001'"),
+    ("amount", "abc", "amount: 'abc' is not a number"),
+    ("amount", np.inf, "amount: inf is not a finite number"),
+    ("amount", "-inf", "amount: '-inf' is not a finite number"),
+])
+def test_each_quarantine_reason(table, schema, column, value, reason):
+    batch = table.astype({"amount": object})
+    batch.loc[5, column] = value
+    result = validate(batch, schema)
+    check_invariant(batch, result)
+    assert result.quarantined.index.tolist() == [5]
+    assert result.quarantined[REASON_COLUMN].iloc[0].startswith(reason)
+    pd.testing.assert_frame_equal(result.quarantined.drop(columns=REASON_COLUMN), batch.loc[[5]])
+    assert result.clean["amount"].dtype == np.float64
+
+
+def test_missing_cells_and_unseen_categories_are_not_quarantined(table, schema):
+    batch = table.astype({"amount": object})
+    batch.loc[[1, 2, 3], "amount"] = [np.nan, "", None]
+    batch.loc[4, "mcc"] = "never-seen"
+    batch.loc[6, "mcc"] = None
+    result = validate(batch, schema)
+    assert result.quarantined.empty and len(result.clean) == len(batch)
+    assert result.clean["amount"].iloc[1:4].isna().all() and result.clean["mcc"].iloc[4] == "never-seen"
+
+
+def test_duplicates_keep_the_first_within_and_across_chunks(table, schema):
+    batch = pd.concat([table.iloc[:3], table.iloc[[1, 1]]], ignore_index=True)
+    result = validate(batch, schema)
+    check_invariant(batch, result)
+    assert result.quarantined.index.tolist() == [3, 4] and result.clean["txn_id"].is_unique
+    seen: set = set()
+    validate(table.iloc[:10], schema, seen_ids=seen)
+    later = validate(table.iloc[8:12], schema, seen_ids=seen)
+    assert later.quarantined["txn_id"].tolist() == ["T008", "T009"]
+
+
+def test_several_reasons_in_one_row_and_empty_batch(table, schema):
+    batch = table.astype({"amount": object})
+    batch.loc[0, ["txn_id", "amount"]] = [None, "x"]
+    reason = validate(batch, schema).quarantined[REASON_COLUMN].iloc[0]
+    assert "missing id" in reason and "amount: 'x'" in reason
+    empty = validate(table.iloc[:0], schema)
+    assert empty.clean.empty and list(empty.quarantined.columns) == [*table.columns, REASON_COLUMN]
+
+
+def test_categories_are_text_the_same_way_in_every_chunk(table):
+    # A CSV chunk with a gap reads an integer code as 5411.0: it must stay category "5411".
+    codes = table.assign(mcc=[5411, 5812, 4111, 5411, 5999] * 5)
+    schema = Schema.infer(codes, "txn_id", column_types={"mcc": "categorical"})
+    gappy = codes.astype({"mcc": float})
+    gappy.loc[0, "mcc"] = np.nan
+    from_gappy, from_ints = validate(gappy, schema).clean["mcc"], validate(codes, schema).clean["mcc"]
+    assert pd.isna(from_gappy.iloc[0]) and from_gappy.iloc[1:].tolist() == from_ints.iloc[1:].tolist()
+    assert from_ints.iloc[1] == "5812"
+
+
+def test_the_model_reads_columns_as_the_schema_says(table):
+    from maskae.table_encoding import TableEncoder  # fitting the encoder trains nothing
+
+    codes = table.assign(mcc=[5411, 5812, 4111, 5411, 5999] * 5)
+    schema = Schema.infer(codes, "txn_id", column_types={"mcc": "categorical"})
+    clean = validate(codes, schema).clean
+    encoder = TableEncoder().fit(clean[schema.feature_columns])
+    assert [c.name for c in encoder.numeric_] == schema.columns_of_kind("numeric")
+    assert [c.name for c in encoder.categorical_] == schema.columns_of_kind("categorical")
+
+
+def test_missing_column_is_refused_before_any_row(table, schema):
+    with pytest.raises(SchemaError, match=r"\['mcc'\].*expected id column 'txn_id'"):
+        validate(table.drop(columns="mcc"), schema)
+
+
+def test_extra_column_warns_and_is_kept(table, schema):
+    with pytest.warns(UserWarning, match="merchant_name"):
+        result = validate(table.assign(merchant_name="shop"), schema)
+    assert "merchant_name" in result.clean.columns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(table.assign(is_fraud=0), Schema(**{**schema.to_dict(), "label_column": "is_fraud"}))
