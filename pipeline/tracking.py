@@ -1,0 +1,232 @@
+"""MLflow tracking and model registry: log a trained detector, move aliases, load a model.
+
+One registered model per use case. :func:`log_trained_model` logs one run and registers a new
+version pointed at by the alias ``challenger`` (and ``champion`` while the model has none);
+:func:`move_alias` moves an alias and records why on the version; screening loads
+``models:/<name>@champion`` with :func:`load_model`. The tracking URI is MLflow's own
+(``mlflow.set_tracking_uri`` or ``MLFLOW_TRACKING_URI``); :func:`tracking_uri` gives the embedded
+default, a SQLite file beside an artifact folder.
+
+Example
+-------
+>>> # mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+>>> # info = log_trained_model(det, cal, model_name="fraud", experiment="fraud", params={},
+>>> #                          metrics={}, input_example=X.head())
+>>> # resolve_model("fraud")  # ResolvedModel(name='fraud', version='1', alias='champion')
+>>> # load_model("models:/fraud@champion").predict(X)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NamedTuple
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may try to reach the internet
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars only clutter batch logs
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from packaging.version import Version  # noqa: E402
+
+from maskae import MaskedAutoencoderDetector  # noqa: E402
+from maskae.calibration import Calibration  # noqa: E402
+from pipeline.mlflow_model import CALIBRATION_ARTIFACT, DETECTOR_ARTIFACT, calibrated_scores  # noqa: E402
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+CHAMPION, CHALLENGER = "champion", "challenger"
+# Pinned from this environment, so MLflow need not load the model in a subprocess to guess them.
+REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "scikit-learn", "safetensors")
+
+
+class ModelNotFoundError(LookupError):
+    """A registered model, version or alias does not exist; the message names it."""
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """A registered version as :func:`log_trained_model` left it."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+
+
+class ResolvedModel(NamedTuple):
+    """Which version a model reference points at now (``alias`` None when given by version)."""
+
+    name: str
+    version: str
+    alias: str | None
+
+    @property
+    def uri(self) -> str:
+        """The version's pinned URI: an alias moved mid-run cannot change what is loaded."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def tracking_uri(workdir: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded default ``sqlite:///<workdir>/mlflow.db``.
+
+    With the default, experiments created here keep their artifacts under ``<workdir>/mlartifacts``.
+    """
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        return configured
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    """Id of experiment ``name``, created on first use. For a SQLite store its artifacts go to
+    ``mlartifacts/`` beside the database: MLflow's own fallback is ``./mlruns`` under whatever the
+    current directory happens to be."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location, uri = None, mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / folder).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _requirements() -> list[str]:
+    # Public versions only: "torch==2.13.0+cpu" names a wheel no default index serves.
+    return [f"{name}=={Version(metadata.version(name)).public}" for name in REQUIREMENTS]
+
+
+def log_trained_model(
+    detector: MaskedAutoencoderDetector, calibration: Calibration, *, model_name: str, experiment: str,
+    params: Mapping[str, Any], metrics: Mapping[str, float], input_example: pd.DataFrame,
+    artifacts: Mapping[str, Path] | None = None,
+) -> ModelVersionInfo:
+    """Log one training run and register its model as a new version of ``model_name``.
+
+    Parameters
+    ----------
+    detector : MaskedAutoencoderDetector
+        Fitted detector; saved as safetensors + JSON inside the model.
+    calibration : Calibration
+        Its calibration; travels with the model, and the version is tagged with its strategy,
+        level and threshold.
+    model_name, experiment : str
+        Registered model (created on first use) and experiment of the run (likewise).
+    params, metrics : mapping
+        Logged to the run as they are.
+    input_example : DataFrame
+        A few feature rows: stored with the model, and with its output gives the signature.
+    artifacts : mapping of str to Path, default=None
+        Extra files or folders (plots, config) logged under the run folder named by the key.
+
+    Returns
+    -------
+    ModelVersionInfo
+        The new version: ``challenger``, and ``champion`` too if the model had none.
+    """
+    client = MlflowClient()
+    # Numbers are logged as double: the detector reads them as floats, and a column inferred as
+    # long would reject the next batch that has a missing value in it (MLflow enforces the schema).
+    example = input_example.head(5)
+    example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
+    signature = mlflow.models.infer_signature(example, calibrated_scores(detector, calibration, example))
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_experiment_id(client, experiment)) as run:
+        detector_dir = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
+        calibration_file = Path(tmp) / "calibration.json"
+        calibration_file.write_text(json.dumps(calibration.to_dict()), encoding="utf-8")
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+        for key, path in (artifacts or {}).items():
+            (mlflow.log_artifacts if Path(path).is_dir() else mlflow.log_artifact)(str(path), key)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),  # models-from-code: the file is copied, nothing pickled
+            artifacts={DETECTOR_ARTIFACT: str(detector_dir), CALIBRATION_ARTIFACT: str(calibration_file)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=model_name,
+        )
+    version, threshold = str(info.registered_model_version), calibration.threshold
+    for key, value in {"strategy": calibration.strategy, "level": calibration.level,
+                       "threshold": "per batch" if threshold is None else threshold}.items():
+        client.set_model_version_tag(model_name, version, f"calibration.{key}", str(value))
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    aliases = [CHALLENGER]
+    if CHAMPION not in client.get_registered_model(model_name).aliases:
+        move_alias(model_name, CHAMPION, version, {"decision": "first version of the model"})
+        aliases.append(CHAMPION)
+    return ModelVersionInfo(model_name, version, run.info.run_id, tuple(aliases))
+
+
+def _registered(client: MlflowClient, name: str, version: str | None = None):
+    """The registered model ``name`` (and check ``version`` exists); ModelNotFoundError if not."""
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # a store that cannot be reached is not a missing model
+        raise ModelNotFoundError(f"no registered model {name!r} at {mlflow.get_tracking_uri()}") from None
+    try:
+        if version is not None:
+            client.get_model_version(name, version)
+    except MlflowException:
+        raise ModelNotFoundError(f"registered model {name!r} has no version {version!r}") from None
+    return model
+
+
+def resolve_model(ref: str) -> ResolvedModel:
+    """Resolve ``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (a ``models:/`` prefix is allowed).
+
+    ``NAME`` alone means ``NAME@champion``. Raises :class:`ModelNotFoundError`, naming the model
+    and alias or version, when either does not exist.
+    """
+    name, alias, version = ref.removeprefix("models:/"), CHAMPION, None
+    if "@" in name:
+        name, alias = name.split("@", 1)
+    elif "/" in name:
+        (name, version), alias = name.split("/", 1), None
+    model = _registered(MlflowClient(), name, version)
+    if alias is None:
+        return ResolvedModel(name, version, None)
+    if alias not in model.aliases:
+        known = ", ".join(f"{a} -> v{v}" for a, v in sorted(model.aliases.items())) or "none"
+        raise ModelNotFoundError(f"registered model {name!r} has no alias {alias!r} (aliases: {known})")
+    return ResolvedModel(name, str(model.aliases[alias]), alias)
+
+
+def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """Load a model as a pyfunc. ``models:/NAME@ALIAS`` is resolved first (a clear error when the
+    alias is missing, the version pinned); other URIs (``models:/NAME/VERSION``, ``runs:/``,
+    folders) go to MLflow as they are."""
+    if uri.startswith("models:/") and "@" in uri:
+        uri = resolve_model(uri).uri
+    return mlflow.pyfunc.load_model(uri)
+
+
+def move_alias(model_name: str, alias: str, version: str | int, reason: Mapping[str, Any]) -> str | None:
+    """Point ``alias`` at ``version`` and record the decision as tags on that version.
+
+    Tags ``<alias>.reason`` (``reason`` as JSON), ``<alias>.previous`` (the version it pointed at
+    before, or ``none``) and ``<alias>.since`` (UTC time). Returns the previous version or None.
+    """
+    client, version = MlflowClient(), str(version)
+    previous = _registered(client, model_name, version).aliases.get(alias)
+    previous = None if previous is None else str(previous)
+    client.set_registered_model_alias(model_name, alias, version)
+    tags = {"reason": json.dumps(dict(reason), default=str, sort_keys=True),
+            "previous": previous or "none", "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, f"{alias}.{key}", value)
+    return previous

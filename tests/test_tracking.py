@@ -1,0 +1,109 @@
+"""MLflow tracking and registry on a throwaway SQLite store: versions, aliases, loading, no pickle."""
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from maskae import MaskedAutoencoderDetector  # noqa: E402
+from maskae.calibration import Calibration  # noqa: E402
+from tests.conftest import card_like  # noqa: E402
+
+mlflow = pytest.importorskip("mlflow")
+tracking = pytest.importorskip("pipeline.tracking")
+
+NAME = "fraud-test"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Two versions of one model logged into a fresh SQLite store (the slow part, done once)."""
+    workdir = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.chdir(workdir)  # anything MLflow writes to the current directory stays in here
+        uri = tracking.tracking_uri(workdir)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        frame = card_like(200, seed=1)
+        detector = MaskedAutoencoderDetector(max_steps=30, hidden_size=16, latent_size=4,
+                                             calibration_fraction=0.3, random_state=0).fit(frame)
+        calibration = Calibration.fit(detector.calibration_scores_, strategy="fpr", level=0.1)
+        config = workdir / "config.toml"
+        config.write_text("[mlflow]\nmodel_name = 'fraud-test'\n")
+        log = dict(detector=detector, calibration=calibration, model_name=NAME, experiment="fraud",
+                   params=detector.get_params(), metrics={"train_seconds": 1.5},
+                   input_example=frame.head(5))
+        first = tracking.log_trained_model(**log, artifacts={"config": config})
+        second = tracking.log_trained_model(**log)
+        yield dict(workdir=workdir, uri=uri, frame=frame, detector=detector, first=first, second=second)
+
+
+def test_tracking_uri_default_and_override(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri(tmp_path / "w") == f"sqlite:///{(tmp_path / 'w').resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.internal:5000")
+    assert tracking.tracking_uri(tmp_path) == "http://tracking.internal:5000"
+
+
+def test_first_version_is_challenger_and_champion(registry):
+    first = registry["first"]
+    assert (first.name, first.version, set(first.aliases)) == (NAME, "1", {"challenger", "champion"})
+    version = mlflow.MlflowClient().get_model_version(NAME, "1")
+    assert version.tags["calibration.strategy"] == "fpr"
+    assert float(version.tags["calibration.level"]) == 0.1
+    assert version.tags["champion.previous"] == "none"
+
+
+def test_second_version_moves_only_challenger(registry):
+    assert (registry["second"].version, registry["second"].aliases) == ("2", ("challenger",))
+    aliases = mlflow.MlflowClient().get_registered_model(NAME).aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"champion": "1", "challenger": "2"}
+    assert tracking.resolve_model(NAME) == (NAME, "1", "champion")
+    assert tracking.resolve_model(f"models:/{NAME}@challenger") == (NAME, "2", "challenger")
+    assert tracking.resolve_model(f"{NAME}/2") == (NAME, "2", None)
+
+
+def test_run_holds_params_metrics_and_files(registry):
+    run = mlflow.get_run(registry["first"].run_id)
+    assert run.data.params["max_steps"] == "30" and run.data.metrics["train_seconds"] == 1.5
+    assert [f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id, "config")] == ["config/config.toml"]
+
+
+def test_champion_scores_like_the_detector(registry):
+    model = tracking.load_model(f"models:/{NAME}@champion")
+    batch = registry["frame"].iloc[50:90]
+    out = model.predict(batch)
+    assert list(out.columns) == ["anomaly_score", "p_value", "flagged"]
+    assert model.metadata.get_input_schema().input_names() == list(batch.columns)
+    assert (out.index == batch.index).all() and out["flagged"].dtype == bool
+    np.testing.assert_allclose(out["anomaly_score"], registry["detector"].anomaly_score(batch), rtol=1e-6)
+    assert ((out["p_value"] > 0) & (out["p_value"] <= 1)).all()
+
+
+def test_artifacts_stay_in_workdir_and_hold_no_pickle(registry):
+    artifacts = registry["workdir"] / "mlartifacts"
+    mlmodels = list(artifacts.rglob("MLmodel"))
+    assert len(mlmodels) == 2  # one logged model per version, both under <workdir>/mlartifacts
+    assert all((m.parent / "artifacts" / "detector" / "weights.safetensors").is_file() for m in mlmodels)
+    assert not [p for p in artifacts.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
+    assert not (registry["workdir"] / "mlruns").exists()
+
+
+def test_missing_model_or_alias_is_a_clear_error(registry):
+    with pytest.raises(tracking.ModelNotFoundError, match=f"{NAME!r} has no alias 'retired'"):
+        tracking.load_model(f"models:/{NAME}@retired")
+    with pytest.raises(tracking.ModelNotFoundError, match="no registered model 'nope'"):
+        tracking.resolve_model("nope")
+    with pytest.raises(tracking.ModelNotFoundError, match="has no version '9'"):
+        tracking.move_alias(NAME, "champion", 9, {"decision": "promote"})
+
+
+def test_move_alias_records_the_decision(registry):
+    # Runs last: it moves champion, which the other tests read.
+    previous = tracking.move_alias(NAME, "champion", "2", {"decision": "promote", "auprc_gain": 0.03})
+    version = mlflow.MlflowClient().get_model_version(NAME, "2")
+    assert previous == "1" and set(version.aliases) == {"champion", "challenger"}
+    assert version.tags["champion.previous"] == "1"
+    assert '"decision": "promote"' in version.tags["champion.reason"]
