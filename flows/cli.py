@@ -1,35 +1,137 @@
-"""The ``maskae`` command line. Errors are printed as one clear line, not a traceback."""
+"""The ``maskae`` command line: every command runs a Prefect flow on the embedded defaults.
+
+With nothing configured, MLflow keeps its runs and registry in ``./mlflow.db`` (artifacts in
+``./mlartifacts``) and Prefect runs flows on its temporary local API; ``MLFLOW_TRACKING_URI`` and
+``PREFECT_API_URL`` point them at servers instead. Errors are one clear line (``MASKAE_DEBUG=1``
+shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-
-# Nothing this tool starts may try to reach the internet.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskae", description="Batch anomaly detection with masked autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train on generated card transactions and show the most anomalous")
+
+    train = commands.add_parser("train", help="train, calibrate and register a model version")
+    train.add_argument("--data", help="CSV or Parquet file, or a glob of them")
+    train.add_argument("--config", help="TOML config file; flags override its values")
+    train.add_argument("--model-name", help="registered model name (one per use case)")
+    train.add_argument("--id-col", help="record id column")
+    train.add_argument("--label-col", help="label column (1 = known anomaly): such rows never train")
+    train.add_argument("--backend", choices=["mlp"], help="network backend (default mlp)")
+    train.add_argument("--max-steps", type=int, help="training budget in optimisation steps")
+    train.add_argument("--strategy", choices=["fpr", "fdr", "budget", "labels"], help="threshold strategy")
+    train.add_argument("--level", type=float, help="alpha (fpr), q (fdr), fraction or count (budget)")
+    train.add_argument("--seed", type=int, help="random seed (repeatable training)")
+
+    screen = commands.add_parser("screen", help="score a batch and write flagged records, report and summary")
+    screen.add_argument("--data", required=True, help="CSV or Parquet file to screen")
+    screen.add_argument("--model", required=True, help="NAME or NAME@ALIAS (default alias: champion)")
+    screen.add_argument("--out", required=True, help="output folder of this screening run")
+    screen.add_argument("--id-col", help="record id column (default: the one the model was trained with)")
+
+    promote = commands.add_parser("promote", help="move champion to the challenger if it is better on labels")
+    promote.add_argument("--model", required=True, help="registered model name")
+    promote.add_argument("--data", required=True, help="labelled evaluation data")
+    promote.add_argument("--label-col", required=True, help="label column (1 = confirmed anomaly)")
+    promote.add_argument("--metric", default="auprc", choices=["auprc", "auroc"])
+    promote.add_argument("--margin", type=float, default=0.0, help="required improvement (default 0)")
+    promote.add_argument("--max-fpr", type=float, help="largest acceptable realised false-positive rate")
+
+    serve = commands.add_parser("serve", help="serve the nightly screening of an incoming folder")
+    serve.add_argument("--incoming", required=True, help="folder where new files arrive")
+    serve.add_argument("--model", required=True, help="NAME or NAME@ALIAS")
+    serve.add_argument("--out", required=True, help="root folder of the screening outputs")
+    serve.add_argument("--cron", default="0 2 * * *", help="schedule (default: 02:00 every night)")
+    serve.add_argument("--every", type=float, help="run every N seconds instead of the cron schedule")
+    serve.add_argument("--id-col", help="record id column")
+
+    demo = commands.add_parser("demo", help="generate card transactions, train, register and screen a new day")
     demo.add_argument("--customers", type=int, default=3000, help="customers to simulate (default 3000)")
-    demo.add_argument("--top", type=int, default=10, help="how many records to print (default 10)")
+    demo.add_argument("--top", type=int, default=10, help="how many flagged records to print (default 10)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
+    demo.add_argument("--out", default="maskae-runs/demo", help="folder for the demo's data and outputs")
     return parser
+
+
+def _preflight(data: str | None = None, model: str | None = None) -> None:
+    """Catch the usual mistakes (no such file, no such model) before a flow starts, so they read
+    as one line rather than a failed flow run's log."""
+    from pipeline.sources import source_files
+    from pipeline.tracking import resolve_model, use_tracking
+
+    use_tracking(Path.cwd())
+    if data is not None:
+        source_files(data)
+    if model is not None:
+        resolve_model(model)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from flows.training import train_flow
+    from pipeline.config import load_config
+
+    overrides = {
+        "data.path": args.data, "data.id_column": args.id_col, "data.label_column": args.label_col,
+        "mlflow.model_name": args.model_name, "model.backend": args.backend, "model.max_steps": args.max_steps,
+        "model.random_state": args.seed, "calibration.strategy": args.strategy, "calibration.level": args.level,
+    }
+    config = load_config(args.config, overrides)
+    _preflight(data=config.data.path)
+    train_flow(config.model_dump(mode="json"), workdir=str(Path.cwd()))
+
+
+def _screen(args: argparse.Namespace) -> None:
+    from flows.screening import screen_flow
+
+    _preflight(data=args.data, model=args.model)
+    screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()))
+
+
+def _promote(args: argparse.Namespace) -> None:
+    from flows.promotion import promote_flow
+
+    _preflight(data=args.data, model=args.model)
+    promote_flow(args.model, args.data, args.label_col, args.metric, args.margin, args.max_fpr,
+                 workdir=str(Path.cwd()))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from flows.serve import serve_nightly
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise RuntimeError("schedules need a Prefect server: run `prefect server start --host 127.0.0.1` "
+                           "and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+    serve_nightly(str(Path(args.incoming).resolve()), args.model, str(Path(args.out).resolve()),
+                  cron=args.cron, every_seconds=args.every, id_column=args.id_col, workdir=str(Path.cwd()))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from flows.demo import run_demo
+
+    run_demo(Path(args.out), n_customers=args.customers, top=args.top, seed=args.seed)
+
+
+COMMANDS = {"train": _train, "screen": _screen, "promote": _promote, "serve": _serve, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            from flows.demo import run_demo
+    import flows  # noqa: F401  (no-telemetry environment, before any prefect or mlflow import)
 
-            run_demo(n_customers=args.customers, top=args.top, seed=args.seed, progress=not args.no_progress)
-    except (ValueError, KeyError, FileNotFoundError, NotImplementedError) as error:
+    try:
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # one clear line for people; the traceback on request
+        if os.environ.get("MASKAE_DEBUG"):
+            raise
         print(f"maskae {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,8 +1,9 @@
-"""``maskae demo``: fraud screening end to end on generated card transactions.
+"""``maskae demo``: the whole pipeline on generated card transactions, on the embedded defaults.
 
-Generates a week of transactions, trains on the first six days (confirmed fraud left out, as a
-bank would), screens the seventh, and prints the most anomalous transactions with the features
-that made them stand out. It needs nothing but the installed package.
+Generates a week of transactions (``data/transactions.py``), trains on the first six days through
+the training flow (confirmed fraud set aside by the label column, as a bank would), registers the
+model in MLflow, screens the seventh day through the screening flow, and prints the most anomalous
+transactions with their reasons and where the outputs are.
 
 Example
 -------
@@ -11,49 +12,56 @@ Example
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
+
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from data.transactions import generate_transactions
-from maskae import MaskedAutoencoderDetector
+from flows.screening import screen_flow
+from flows.training import train_flow
 
+MODEL_NAME = "card-fraud-demo"
 FEATURES = ["amount", "merchant_category", "country", "channel", "card_present", "hour",
             "home_country", "customer_typical_amount"]
 
 
-def run_demo(n_customers: int = 3000, top: int = 10, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Train on six days, screen day seven; returns the screened day with scores, most anomalous first."""
+def run_demo(out: Path, n_customers: int = 3000, top: int = 10, seed: int = 0) -> dict:
+    """Returns the screening summary; prints the top flagged records and the output locations."""
+    out.mkdir(parents=True, exist_ok=True)
     week = generate_transactions(n_customers=n_customers, days=7, fraud_rate=0.005, seed=seed)
-    last_day = week["timestamp"].dt.normalize() == week["timestamp"].dt.normalize().max()
-    history, today = week[~last_day], week[last_day].reset_index(drop=True)
-    train = history[history["is_fraud"] == 0]
-    print(f"training on {len(train):,} transactions from {history['timestamp'].min():%Y-%m-%d} "
-          f"to {history['timestamp'].max():%Y-%m-%d} ({len(history) - len(train)} confirmed frauds left out)")
-    detector = MaskedAutoencoderDetector(random_state=seed, progress=progress).fit(train[FEATURES])
+    day = week["timestamp"].dt.normalize()
+    history, today = out / "history.csv", out / "today.csv"
+    week[day < day.max()].to_csv(history, index=False)
+    week[day == day.max()].to_csv(today, index=False)
+    print(f"generated {len(week):,} transactions: {history} (6 days) and {today} (the day to screen)")
 
-    today["anomaly_score"] = detector.anomaly_score(today[FEATURES])
-    today = today.sort_values("anomaly_score", ascending=False).reset_index(drop=True)
-    print(f"\nscreened {len(today):,} transactions of {today['timestamp'].max():%Y-%m-%d}; "
-          f"the {top} most anomalous, with the features that made them stand out:\n")
-    reasons = detector.explain(today.head(top)[FEATURES], top_k=2)
-    for i, row in today.head(top).iterrows():
-        why = "; ".join(
-            f"{r.feature} {_fmt(r.observed)} where ~{_fmt(r.expected)} was expected ({r.share:.0%})"
-            for r in reasons[reasons["row"] == i].itertuples()
-        )
-        label = row["fraud_pattern"] or "legitimate"
-        print(f"{i + 1:>3}. {row['transaction_id']}  score {row['anomaly_score']:6.2f}  "
-              f"{row['amount']:>9,.2f} {row['merchant_category']:<14} {row['country']} {row['channel']:<6} "
-              f"[{label}]\n       {why}")
-    y, s = today["is_fraud"].to_numpy(), today["anomaly_score"].to_numpy()
-    hits = int(y[:top].sum())
-    print(f"\nday 7 holds {int(y.sum())} frauds: AUROC {roc_auc_score(y, s):.3f}, "
-          f"AUPRC {average_precision_score(y, s):.3f}, {hits} of the top {top} are fraud")
-    return today
+    config = {
+        "data": {"path": str(history), "id_column": "transaction_id", "label_column": "is_fraud",
+                 "columns": FEATURES},
+        "model": {"random_state": seed},
+        "calibration": {"strategy": "fpr", "level": 0.01},
+        "mlflow": {"model_name": MODEL_NAME},
+    }
+    workdir = str(Path.cwd())
+    train_flow(config, workdir=workdir)
+    screening = screen_flow(str(today), f"{MODEL_NAME}@champion", str(out / "screening" / "today"),
+                            workdir=workdir)
+    summary, folder = screening["summary"], Path(screening["out_dir"])
 
-
-def _fmt(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{value:,.2f}"
-    return str(value)
+    # flagged.csv keeps every column of the input, the generator's fraud labels included
+    flagged = pd.read_csv(folder / "flagged.csv").fillna({"fraud_pattern": ""})
+    frauds_today = int(pd.read_csv(today, usecols=["is_fraud"])["is_fraud"].sum())
+    print(f"\n{summary['rows_flagged']} of {summary['rows_in']:,} transactions flagged "
+          f"(strategy {summary['calibration']['strategy']} at {summary['calibration']['level']}); "
+          f"the {min(top, len(flagged))} most anomalous:\n")
+    for i, row in enumerate(flagged.head(top).itertuples(), start=1):
+        label = row.fraud_pattern or "legitimate"
+        print(f"{i:>3}. {row.transaction_id}  score {row.anomaly_score:6.2f}  {row.amount:>10,.2f} "
+              f"{row.merchant_category:<14} {row.country} {row.channel:<6} [{label}]\n       {row.reasons}")
+    caught = int((flagged["fraud_pattern"] != "").sum())
+    print(f"\n{caught} of the {len(flagged)} flagged are fraud; the day held {frauds_today}.")
+    print(f"\nflagged records: {folder / 'flagged.csv'}\nreport:          {folder / 'report.html'}\n"
+          f"summary:         {folder / 'summary.json'}\n"
+          f"MLflow UI:       mlflow ui --backend-store-uri sqlite:///{Path(workdir) / 'mlflow.db'}")
+    return json.loads((folder / "summary.json").read_text())

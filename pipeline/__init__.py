@@ -1,6 +1,8 @@
-"""Batch steps of the screening pipeline (config, ingest, train, calibrate, score, track, report).
+"""Batch steps of the screening pipeline, orchestration-free plain functions.
 
-Orchestration-free plain functions that ``flows/`` wraps in Prefect tasks; they may import
-``maskae`` but never ``flows`` or ``prefect``. The steps arrive with the pipeline issue; today the
-``maskae demo`` command (``flows/demo.py``) drives the library directly.
+``config`` (validated TOML), ``ingest`` (read, schema, quarantine), ``train`` (split, fit,
+calibrate, evaluate, register), ``screen`` (streamed scoring into the screening output folder),
+``promote`` (challenger against champion), ``tracking`` / ``mlflow_model`` (MLflow runs, registry,
+the pyfunc). ``flows/`` wraps them in Prefect tasks; they may import ``maskae`` but never
+``flows`` or ``prefect``.
 """

@@ -6,7 +6,10 @@ model never unpickles anything:
 
 * ``detector`` — the folder written by ``MaskedAutoencoderDetector.save`` (JSON + safetensors);
 * ``calibration`` — a JSON file written from ``Calibration.to_dict()`` (strategy, level, threshold,
-  calibration scores).
+  calibration scores);
+* ``schema`` (optional) — the training data's ``pipeline.ingest.Schema.to_dict()`` as JSON, exposed
+  as the loaded model's ``schema`` attribute (None without it), so screening needs nothing but the
+  model: ``mlflow.pyfunc.load_model(uri).unwrap_python_model().schema``.
 
 ``predict`` takes a DataFrame of feature columns and returns, row for row (same index),
 ``anomaly_score``, ``p_value`` and ``flagged``. For the ``fdr`` and ``budget`` strategies the flags
@@ -35,6 +38,7 @@ from maskae.calibration import Calibration  # noqa: E402
 
 DETECTOR_ARTIFACT = "detector"
 CALIBRATION_ARTIFACT = "calibration"
+SCHEMA_ARTIFACT = "schema"
 OUTPUT_COLUMNS = ("anomaly_score", "p_value", "flagged")
 
 
@@ -73,12 +77,17 @@ def calibrated_scores(detector: MaskedAutoencoderDetector, calibration: Calibrat
 
 
 class MaskaeModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper: a fitted detector plus its calibration, both read from plain-file artifacts."""
+    """Pyfunc wrapper: a fitted detector plus its calibration (and the data schema, a plain dict),
+    all read from plain-file artifacts."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        """Load the detector folder and the calibration JSON named in ``context.artifacts``."""
+        """Load the detector folder and the calibration (and schema) JSON named in ``context.artifacts``."""
         self.detector = MaskedAutoencoderDetector.load(context.artifacts[DETECTOR_ARTIFACT])
         self.calibration = read_calibration(context.artifacts[CALIBRATION_ARTIFACT])
+        self.schema = None
+        if SCHEMA_ARTIFACT in context.artifacts:
+            with open(context.artifacts[SCHEMA_ARTIFACT], encoding="utf-8") as file:
+                self.schema = json.load(file)
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict | None = None) -> pd.DataFrame:

@@ -3,7 +3,9 @@
 One registered model per use case. :func:`log_trained_model` logs one run and registers a new
 version pointed at by the alias ``challenger`` (and ``champion`` while the model has none);
 :func:`move_alias` moves an alias and records why on the version; screening loads
-``models:/<name>@champion`` with :func:`load_model`. The tracking URI is MLflow's own
+``models:/<name>@champion`` with :func:`load_model`; :func:`log_run` records a screening or
+promotion run beside the model's training run, :func:`tag_version` notes decisions on a version.
+The tracking URI is MLflow's own
 (``mlflow.set_tracking_uri`` or ``MLFLOW_TRACKING_URI``); :func:`tracking_uri` gives the embedded
 default, a SQLite file beside an artifact folder.
 
@@ -40,7 +42,8 @@ from packaging.version import Version  # noqa: E402
 
 from maskae import MaskedAutoencoderDetector  # noqa: E402
 from maskae.calibration import Calibration  # noqa: E402
-from pipeline.mlflow_model import CALIBRATION_ARTIFACT, DETECTOR_ARTIFACT, calibrated_scores  # noqa: E402
+from pipeline.mlflow_model import (  # noqa: E402
+    CALIBRATION_ARTIFACT, DETECTOR_ARTIFACT, SCHEMA_ARTIFACT, calibrated_scores)
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -88,6 +91,13 @@ def tracking_uri(workdir: Path) -> str:
     return f"sqlite:///{workdir / 'mlflow.db'}"
 
 
+def use_tracking(workdir: Path) -> str:
+    """Point MLflow at :func:`tracking_uri` of ``workdir`` for this process; returns the URI."""
+    uri = tracking_uri(workdir)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
 def _experiment_id(client: MlflowClient, name: str) -> str:
     """Id of experiment ``name``, created on first use. For a SQLite store its artifacts go to
     ``mlartifacts/`` beside the database: MLflow's own fallback is ``./mlruns`` under whatever the
@@ -110,7 +120,8 @@ def _requirements() -> list[str]:
 def log_trained_model(
     detector: MaskedAutoencoderDetector, calibration: Calibration, *, model_name: str, experiment: str,
     params: Mapping[str, Any], metrics: Mapping[str, float], input_example: pd.DataFrame,
-    artifacts: Mapping[str, Path] | None = None,
+    artifacts: Mapping[str, Path] | None = None, schema: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> ModelVersionInfo:
     """Log one training run and register its model as a new version of ``model_name``.
 
@@ -129,6 +140,11 @@ def log_trained_model(
         A few feature rows: stored with the model, and with its output gives the signature.
     artifacts : mapping of str to Path, default=None
         Extra files or folders (plots, config) logged under the run folder named by the key.
+    schema : mapping, default=None
+        ``Schema.to_dict()`` of the training data: stored inside the model (the loaded pyfunc's
+        ``unwrap_python_model().schema``) and as the run's ``schema.json``.
+    tags : mapping, default=None
+        Run tags (values as text), e.g. the data's fingerprint.
 
     Returns
     -------
@@ -145,6 +161,13 @@ def log_trained_model(
         detector_dir = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
         calibration_file = Path(tmp) / "calibration.json"
         calibration_file.write_text(json.dumps(calibration.to_dict()), encoding="utf-8")
+        model_artifacts = {DETECTOR_ARTIFACT: str(detector_dir), CALIBRATION_ARTIFACT: str(calibration_file)}
+        if schema is not None:
+            schema_file = Path(tmp) / "schema.json"
+            schema_file.write_text(json.dumps(dict(schema), indent=2), encoding="utf-8")
+            model_artifacts[SCHEMA_ARTIFACT] = str(schema_file)
+            mlflow.log_artifact(str(schema_file))
+        mlflow.set_tags({"maskae.run_type": "training", **{k: str(v) for k, v in (tags or {}).items()}})
         mlflow.log_params(dict(params))
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
         for key, path in (artifacts or {}).items():
@@ -152,7 +175,7 @@ def log_trained_model(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),  # models-from-code: the file is copied, nothing pickled
-            artifacts={DETECTOR_ARTIFACT: str(detector_dir), CALIBRATION_ARTIFACT: str(calibration_file)},
+            artifacts=model_artifacts,
             signature=signature,
             input_example=example,
             pip_requirements=_requirements(),
@@ -230,3 +253,27 @@ def move_alias(model_name: str, alias: str, version: str | int, reason: Mapping[
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, f"{alias}.{key}", value)
     return previous
+
+
+def tag_version(model_name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+    """Set tags (values as text) on a registered model version."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, str(value))
+
+
+def log_run(model: ResolvedModel, run_type: str, *, params: Mapping[str, Any], metrics: Mapping[str, float],
+            tags: Mapping[str, Any] | None = None) -> str:
+    """Log a finished screening or promotion run in the experiment of ``model``'s training run.
+
+    Tagged ``maskae.run_type=<run_type>`` and with the model's name, version and alias; returns the run id.
+    """
+    client = MlflowClient()
+    experiment_id = client.get_run(client.get_model_version(model.name, model.version).run_id).info.experiment_id
+    all_tags = {"maskae.run_type": run_type, "model.name": model.name, "model.version": model.version,
+                "model.alias": model.alias or "", **(tags or {})}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{run_type}-{model.name}-v{model.version}") as run:
+        mlflow.set_tags({key: str(value) for key, value in all_tags.items()})
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+    return run.info.run_id

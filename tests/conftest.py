@@ -39,3 +39,44 @@ def fitted(mixed_frame):
     from maskae import MaskedAutoencoderDetector
 
     return MaskedAutoencoderDetector(**FAST).fit(mixed_frame)
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect API for the whole session (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def prefect_logs_follow_capture():
+    """Prefect's console log handler keeps the ``sys.stderr`` it first saw; pytest swaps that
+    object per test and closes the old one. Point the handlers at the current stream."""
+    import logging
+    import sys
+
+    if "prefect.logging.handlers" in sys.modules:
+        from prefect.logging.handlers import PrefectConsoleHandler
+
+        loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]
+        for handler in {h for logger in loggers for h in getattr(logger, "handlers", [])}:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.stream = sys.stderr  # not setStream(): it flushes the closed one
+                handler.console.file = sys.stderr
+    yield
+
+
+@pytest.fixture(autouse=True)
+def mlflow_tracking_is_per_test():
+    """``mlflow.set_tracking_uri`` is process-wide and also sets ``MLFLOW_TRACKING_URI``: undo it
+    after each test, so no test logs into another test's store."""
+    import sys
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)  # forgets the global and unsets the variable
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before

@@ -1,29 +1,36 @@
-"""The `maskae` command: the demo runs end to end and errors are one clear line."""
+"""The `maskae` command: help, argument errors, and the demo end to end on the embedded defaults."""
+
+import json
 
 import pytest
 
 from flows.cli import main
 
 
-def test_demo_prints_the_most_anomalous_with_reasons(capsys):
-    assert main(["demo", "--customers", "300", "--top", "3", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "the 3 most anomalous" in out
-    assert "was expected" in out  # every printed record carries its reasons
-    assert "AUROC" in out
-
-
-def test_help_and_bad_arguments(capsys):
+def test_help_and_bad_arguments(capfd):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    assert "demo" in capsys.readouterr().out
+    usage = capfd.readouterr().out
+    assert all(command in usage for command in ("train", "screen", "promote", "serve", "demo"))
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--customers", "many"])
     assert exit_info.value.code == 2
 
 
-def test_errors_are_one_line_not_a_traceback(capsys):
-    assert main(["demo", "--customers", "0", "--no-progress"]) == 2
-    err = capsys.readouterr().err
+def test_demo_trains_registers_screens_and_says_where_things_are(prefect_api, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["demo", "--customers", "300", "--top", "3", "--out", "demo"]) == 0
+    out = capfd.readouterr().out
+    assert "most anomalous" in out and "expected ~" in out  # printed records carry their reasons
+    assert "report:" in out and "MLflow UI:" in out
+    summary = json.loads((tmp_path / "demo" / "screening" / "today" / "summary.json").read_text())
+    assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
+    assert (tmp_path / "mlflow.db").exists()
+
+
+def test_errors_are_one_line_not_a_traceback(capfd):
+    assert main(["demo", "--customers", "0", "--out", "demo-x"]) == 2
+    err = capfd.readouterr().err
     assert err.startswith("maskae demo: error:") and "Traceback" not in err and err.count("\n") == 1

@@ -1,0 +1,40 @@
+"""The promotion flow: challenger against champion on labelled outcomes, then the registry decision.
+
+Example
+-------
+>>> # promote_flow("fraud", "verdicts.csv", "is_fraud", metric="auprc", margin=0.01)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import flows  # noqa: F401  (sets the no-telemetry environment before prefect loads)
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from pipeline.promote import PromotionDecision, promote
+from pipeline.tracking import use_tracking
+
+
+@task(name="evaluate-and-decide", retries=2, retry_delay_seconds=5)
+def evaluate_and_decide(model_name: str, data_path: str, label_column: str, metric: str, margin: float,
+                        max_fpr: float | None) -> PromotionDecision:
+    return promote(model_name, data_path, label_column, metric=metric, margin=margin, max_fpr=max_fpr)
+
+
+@flow(name="maskae-promote", log_prints=True)
+def promote_flow(model_name: str, data_path: str, label_column: str, metric: str = "auprc",
+                 margin: float = 0.0, max_fpr: float | None = None, workdir: str | None = None) -> dict[str, Any]:
+    """Move ``champion`` to the challenger only when the policy says so; the decision is recorded."""
+    use_tracking(Path(workdir or Path.cwd()))
+    decision = evaluate_and_decide(model_name, data_path, label_column, metric, margin, max_fpr)
+    create_markdown_artifact(
+        f"## {model_name}: {decision.decision}\n\n{decision.reason}\n\n"
+        f"challenger v{decision.challenger_version}: {decision.challenger}\n\n"
+        f"champion v{decision.champion_version}: {decision.champion}",
+        key="maskae-promotion", description="promotion decision")
+    print(f"{decision.decision}: {decision.reason}")
+    return asdict(decision)

@@ -1,0 +1,136 @@
+"""Promotion step: challenger against champion on labelled data; move ``champion`` only if the policy says so.
+
+Both versions score the same labelled records (rows either model would quarantine, and rows with
+an empty label, are left out), each through its own pyfunc, schema and calibration: AUROC, AUPRC
+and the realised precision / recall / false-positive rate of each model's own calibrated flags
+(the evaluation file taken as one batch). The policy: promote when the challenger's ``metric``
+exceeds the champion's by more than ``margin`` and, when ``max_fpr`` is set, its realised FPR is at
+most ``max_fpr``. The decision and the numbers are recorded as tags on both versions
+(``promotion.*``; a move also writes ``champion.reason`` / ``champion.previous``) and as an MLflow run.
+
+Example
+-------
+>>> # decision = promote("fraud", "labelled/december.csv", "is_fraud", margin=0.01, max_fpr=0.02)
+>>> # decision.decision, decision.reason, decision.challenger["auprc"], decision.champion["auprc"]
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import tracking
+from pipeline.ingest import SchemaError, read_table, validate
+from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
+
+METRICS = ("auprc", "auroc")
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """``decision`` is ``"promote"``, ``"keep"`` or ``"no change"`` (challenger already champion)."""
+
+    model_name: str
+    decision: str
+    reason: str
+    challenger_version: str
+    champion_version: str  # before the decision
+    metric: str
+    challenger: dict[str, float] = field(default_factory=dict)
+    champion: dict[str, float] = field(default_factory=dict)
+    rows_evaluated: int = 0
+    run_id: str = ""
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promote"
+
+
+def _policy(metric: str, margin: float, max_fpr: float | None, new: dict, old: dict) -> tuple[str, str]:
+    gain = new[metric] - old[metric]
+    compared = f"challenger {metric} {new[metric]:.4f} vs champion {old[metric]:.4f} (gain {gain:+.4f}"
+    if gain <= margin:
+        return "keep", f"{compared}, not more than the margin {margin})"
+    if max_fpr is not None and new["fpr"] > max_fpr:
+        return "keep", f"{compared}) but its realised FPR {new['fpr']:.4f} exceeds max_fpr {max_fpr}"
+    return "promote", f"{compared} > margin {margin})" + (
+        f", realised FPR {new['fpr']:.4f} <= max_fpr {max_fpr}" if max_fpr is not None else "")
+
+
+def _evaluate(models: list[ScoringModel], data_path: str | Path, label_column: str) -> tuple[list[dict], int]:
+    """Label metrics of each model on the labelled rows that every model can score."""
+    frame = read_table(data_path, id_column=models[0].schema.id_column)
+    if label_column not in frame.columns:
+        raise SchemaError(f"label column {label_column!r} is not in {str(data_path)!r}; it has {list(frame.columns)}")
+    y, known = anomaly_labels(frame[label_column])
+    with warnings.catch_warnings():  # extra columns (the labels among them) are expected here
+        warnings.simplefilter("ignore")
+        cleans = [validate(frame, m.schema).clean for m in models]
+    rows = frame.index[known]
+    for clean in cleans:
+        rows = rows.intersection(clean.index)
+    y = y[rows.to_numpy()]  # read_table numbers rows 0..n-1
+    if not 0 < y.sum() < len(y):
+        raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "
+                         f"{str(data_path)!r} hold {int(y.sum())} anomalies among {len(y)}")
+    results = []
+    for model, clean in zip(models, cleans):
+        out = model.score(feature_frame(clean.loc[rows], model.schema))
+        results.append(label_metrics(y, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
+    return results, len(y)
+
+
+def promote(model_name: str, data_path: str | Path, label_column: str, *, metric: str = "auprc",
+            margin: float = 0.0, max_fpr: float | None = None) -> PromotionDecision:
+    """Compare ``model_name@challenger`` with ``@champion`` on ``data_path`` and apply the policy.
+
+    Parameters
+    ----------
+    model_name : str
+        The registered model; it needs both aliases.
+    data_path : str or Path
+        CSV or Parquet with the models' feature columns and ``label_column``.
+    label_column : str
+        1 / true / yes = anomaly, 0 / false / no = normal, empty = unknown (left out).
+    metric : {"auprc", "auroc"}, default="auprc"
+        What the challenger must improve.
+    margin : float, default=0.0
+        Required improvement: promote only when ``challenger - champion > margin``.
+    max_fpr : float or None, default=None
+        Upper bound on the challenger's realised false-positive rate at its calibrated flags.
+
+    Returns
+    -------
+    PromotionDecision
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    new = tracking.resolve_model(f"{model_name}@{tracking.CHALLENGER}")
+    old = tracking.resolve_model(f"{model_name}@{tracking.CHAMPION}")
+    params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, "data.path": str(Path(data_path).resolve()),
+              "label_column": label_column, "challenger_version": new.version, "champion_version": old.version}
+    if new.version == old.version:
+        decision, reason = "no change", f"challenger and champion are the same version (v{new.version})"
+        results, rows = [{}, {}], 0
+    else:
+        results, rows = _evaluate([load_scoring_model(new), load_scoring_model(old)], data_path, label_column)
+        decision, reason = _policy(metric, margin, max_fpr, *results)
+    metrics = {f"{who}_{k}": v for who, r in zip(("challenger", "champion"), results) for k, v in r.items()}
+    metrics["rows_evaluated"] = rows
+    run_id = tracking.log_run(new, "promotion", params=params, metrics=metrics,
+                              tags={"decision": decision, "reason": reason})
+    record = {"decision": decision, "reason": reason, "run_id": run_id, "metric": metric, "margin": margin,
+              "max_fpr": max_fpr, "challenger": results[0], "champion": results[1]}
+    tracking.tag_version(model_name, new.version, {
+        "promotion.decision": decision, "promotion.reason": reason, "promotion.run_id": run_id,
+        "promotion.compared_with": old.version, "promotion.metrics": json.dumps(results[0], sort_keys=True)})
+    if new.version != old.version:
+        tracking.tag_version(model_name, old.version, {
+            "promotion.last_challenger": new.version, "promotion.last_decision": decision,
+            "promotion.last_run_id": run_id, "promotion.metrics": json.dumps(results[1], sort_keys=True)})
+    if decision == "promote":
+        tracking.move_alias(model_name, tracking.CHAMPION, new.version, record)
+    return PromotionDecision(model_name, decision, reason, new.version, old.version, metric,
+                             results[0], results[1], rows, run_id)

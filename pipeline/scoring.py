@@ -1,0 +1,125 @@
+"""A registered model ready to score tables, and the label handling that training and promotion share.
+
+:func:`load_scoring_model` resolves a model reference (``NAME``, ``NAME@ALIAS``, ``NAME/VERSION``),
+loads the pinned version as an MLflow pyfunc and unwraps the parts that travel inside it: the
+detector (for ``explain``), the calibration and the training data's :class:`~pipeline.ingest.Schema`.
+:func:`anomaly_labels` reads a label column (1/0, true/false, yes/no; empty = unknown) and
+:func:`label_metrics` gives AUROC, AUPRC and precision / recall / false-positive rate of the flags.
+
+Example
+-------
+>>> import numpy as np
+>>> y, known = anomaly_labels(pd.Series(["1", "0", None, "true"], name="is_fraud"))
+>>> y.tolist(), known.tolist()
+([1, 0, 0, 1], [True, True, False, True])
+>>> label_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, False, True]))
+{'auroc': 0.75, 'auprc': 0.8333, 'precision': 1.0, 'recall': 0.5, 'fpr': 0.0}
+>>> # model = load_scoring_model("fraud@champion"); model.score(feature_frame(clean, model.schema))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from maskae import MaskedAutoencoderDetector
+from maskae.calibration import Calibration
+from pipeline import tracking
+from pipeline.ingest import MISSING_TEXT, Schema, SchemaError
+from pipeline.mlflow_model import OUTPUT_COLUMNS
+
+_POSITIVE = {"1", "1.0", "true", "t", "yes", "y"}
+_NEGATIVE = {"0", "0.0", "false", "f", "no", "n"}
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """One registered model version, loaded: the pyfunc and the parts inside it."""
+
+    resolved: tracking.ResolvedModel
+    pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+    detector: MaskedAutoencoderDetector
+    calibration: Calibration
+    schema: Schema
+
+    def score(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``anomaly_score``, ``p_value``, ``flagged`` per row of ``features`` (same index), through
+        the pyfunc, so MLflow checks the input against the model's signature. For the ``fdr`` and
+        ``budget`` strategies the flags are those of ``features`` taken as one batch."""
+        if features.empty:  # MLflow refuses an empty frame; nothing to score is not an error
+            return pd.DataFrame({c: pd.Series(dtype=bool if c == "flagged" else float) for c in OUTPUT_COLUMNS},
+                                index=features.index)
+        return self.pyfunc.predict(features)
+
+
+def load_scoring_model(ref: str | tracking.ResolvedModel) -> ScoringModel:
+    """Load ``ref`` (``NAME`` means ``NAME@champion``) pinned to the version it points at now.
+
+    Raises
+    ------
+    tracking.ModelNotFoundError
+        No such model, alias or version.
+    SchemaError
+        The version carries no data schema (it was not logged by ``pipeline.train``).
+    """
+    resolved = ref if isinstance(ref, tracking.ResolvedModel) else tracking.resolve_model(ref)
+    pyfunc = tracking.load_model(resolved.uri)
+    inner = pyfunc.unwrap_python_model()
+    if getattr(inner, "schema", None) is None:
+        raise SchemaError(f"model {resolved.name!r} version {resolved.version} carries no data schema: "
+                          f"retrain it with pipeline.train (or `maskae train`)")
+    return ScoringModel(resolved, pyfunc, inner.detector, inner.calibration, Schema.from_dict(inner.schema))
+
+
+def feature_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The schema's feature columns of ``frame``, integer numeric columns cast to float64.
+
+    MLflow's signature check refuses int64 where the model was logged with double, and a column of
+    whole numbers in one batch can be floats in the next (a missing value), so numbers go as float.
+    """
+    features = frame[schema.feature_columns]
+    ints = [c for c in schema.columns_of_kind("numeric") if pd.api.types.is_integer_dtype(features[c])]
+    return features.astype({c: "float64" for c in ints}) if ints else features
+
+
+def anomaly_labels(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Read a label column: ``(y, known)``, ``y`` 1 for anomalies, 0 otherwise (also where unknown).
+
+    1 / true / yes mark an anomaly, 0 / false / no a normal record, an empty cell an unknown one.
+
+    Raises
+    ------
+    ValueError
+        A value is none of these; the message names the column and the value.
+    """
+    text = series.astype(str).str.strip().str.lower()
+    missing = (series.isna() | text.isin(MISSING_TEXT)).to_numpy()
+    positive, negative = text.isin(_POSITIVE).to_numpy(), text.isin(_NEGATIVE).to_numpy()
+    bad = ~(missing | positive | negative)
+    if bad.any():
+        value = series.iloc[int(np.flatnonzero(bad)[0])]
+        raise ValueError(f"label column {series.name!r}: {value!r} is not a label; use 1/0, true/false or "
+                         f"yes/no (an empty cell means unknown)")
+    return positive.astype(int), ~missing
+
+
+def label_metrics(y: np.ndarray, scores: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    """AUROC and AUPRC (average precision) of ``scores``; precision, recall and false-positive rate
+    of ``flagged``. Values a sample cannot define (AUROC with one class, precision with no flag) are
+    left out rather than reported as NaN. Rounded to 4 decimals."""
+    y, scores, flagged = np.asarray(y).astype(int), np.asarray(scores, dtype=float), np.asarray(flagged, dtype=bool)
+    metrics: dict[str, float] = {}
+    if 0 < y.sum() < len(y):
+        metrics["auroc"] = roc_auc_score(y, scores)
+        metrics["auprc"] = average_precision_score(y, scores)
+    if flagged.any():
+        metrics["precision"] = y[flagged].mean()
+    if y.any():
+        metrics["recall"] = flagged[y == 1].mean()
+    if (y == 0).any():
+        metrics["fpr"] = flagged[y == 0].mean()
+    return {key: round(float(value), 4) for key, value in metrics.items()}

@@ -1,0 +1,171 @@
+"""Training step: read -> learn the schema -> validate -> split -> fit -> calibrate -> evaluate -> register.
+
+With a label column, records labelled anomalous (confirmed fraud) never train the detector nor
+calibrate its threshold as if they were normal: they go, with a random 20 % of the records
+labelled normal, to a *validation* split that gives the label metrics (AUROC, AUPRC, precision /
+recall / false-positive rate at the calibrated flags), and the run states how many were set aside.
+Records with an empty label are unknown and are used like unlabelled data. Without a label column
+the data are taken as they are (possibly contaminated). The detector holds out
+``calibration_fraction`` of its rows itself; their scores calibrate the threshold and always give
+the score distribution. With ``calibration.strategy = "labels"`` the threshold is chosen on one
+half of the validation split and the label metrics come from the other half (stratified), so a
+threshold is never evaluated on the rows it was chosen on.
+
+Everything is logged as one MLflow run (params, metrics, config, data fingerprint, plots, schema)
+and the model registered as a new version with alias ``challenger`` (``champion`` if none yet).
+
+Example
+-------
+>>> # from pipeline.config import load_config
+>>> # result = train(load_config("fraud.toml"))
+>>> # result.version, result.aliases, result.known_anomalies_set_aside, result.metrics["validation_auprc"]
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from maskae import MaskedAutoencoderDetector
+from maskae.calibration import Calibration
+from pipeline import tracking, training_plots
+from pipeline.config import CalibrationConfig, PipelineConfig
+from pipeline.ingest import Schema, SchemaError, read_table, validate
+from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
+from pipeline.sources import fingerprint, source_files
+
+VALIDATION_SHARE = 0.2  # of the records labelled normal, kept out for the label metrics
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run registered, and how the data were used (counts are rows)."""
+
+    model_name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    rows_read: int
+    rows_quarantined: int
+    rows_fit: int  # given to the detector: training rows plus its held-out calibration rows
+    rows_calibration: int
+    rows_validation: int  # the label metrics' rows (strategy "labels": the half that did not set the threshold)
+    known_anomalies_set_aside: int  # labelled anomalous: validation only, never fit nor calibrate
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _split(clean: pd.DataFrame, label_column: str | None, rng: np.random.Generator):
+    """``(fit rows, validation rows, validation labels)``; no validation without labels."""
+    if label_column is None:
+        return clean, clean.iloc[:0], np.zeros(0, dtype=int)
+    y, known = anomaly_labels(clean[label_column])
+    normal = np.flatnonzero(known & (y == 0))
+    to_validation = np.zeros(len(clean), dtype=bool)
+    to_validation[y == 1] = True
+    to_validation[rng.choice(normal, size=int(round(VALIDATION_SHARE * len(normal))), replace=False)] = True
+    return clean[~to_validation], clean[to_validation], y[to_validation]
+
+
+def _calibrate(settings: CalibrationConfig, detector: MaskedAutoencoderDetector, scores: np.ndarray,
+               y: np.ndarray, seed: int) -> tuple[Calibration, np.ndarray]:
+    """The calibration and the validation positions the label metrics may use."""
+    if settings.strategy != "labels":
+        return Calibration.fit(detector.calibration_scores_, settings.strategy, settings.level), np.arange(len(y))
+    if min(int(y.sum()), int((y == 0).sum())) < 2:
+        raise ValueError(f"calibration strategy 'labels' needs at least 2 anomalous and 2 normal labelled records "
+                         f"in the validation split, got {int(y.sum())} and {int((y == 0).sum())}: use strategy 'fpr'")
+    choose, evaluate = train_test_split(np.arange(len(y)), test_size=0.5, stratify=y, random_state=seed)
+    calibration = Calibration.from_labels(scores[choose], y[choose], settings.objective, settings.level)
+    return calibration, np.sort(evaluate)
+
+
+def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
+    """Train, calibrate, evaluate, log and register one model version (see the module docstring).
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        ``data`` (path or glob, id / label / feature columns), ``model``, ``calibration`` and
+        ``mlflow`` (registered model name, experiment) settings.
+    workdir : Path or None, default=None
+        Set MLflow's tracking URI to :func:`pipeline.tracking.tracking_uri` of this folder (the
+        embedded SQLite store, unless ``MLFLOW_TRACKING_URI`` is set). None leaves MLflow's own
+        setting alone.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    IngestError, SchemaError
+        The data cannot be read, or lack the configured columns.
+    ValueError
+        Bad labels, or too few of them for strategy ``"labels"``.
+    """
+    if workdir is not None:
+        mlflow.set_tracking_uri(tracking.tracking_uri(workdir))
+    started, data = time.perf_counter(), config.data
+    files = source_files(data.path)
+    frame = pd.concat([read_table(f, data.format, id_column=data.id_column) for f in files], ignore_index=True)
+    if data.label_column is not None and data.label_column not in frame.columns:
+        raise SchemaError(f"label column {data.label_column!r} is not in the training data; it has {list(frame.columns)}")
+    schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
+                          column_types=data.column_types)
+    checked = validate(frame, schema)
+    seed = config.model.random_state
+    fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
+    detector = MaskedAutoencoderDetector(
+        backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
+        calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
+    ).fit(feature_frame(fit_rows, schema))
+    scores = detector.anomaly_score(feature_frame(validation, schema)) if len(validation) else np.zeros(0)
+    calibration, evaluate = _calibrate(config.calibration, detector, scores, y, seed)
+    flags = calibration.apply(scores[evaluate]).flagged  # fdr / budget: the evaluation rows as one batch
+    cal_scores = detector.calibration_scores_
+    metrics = {f"validation_{k}": v for k, v in label_metrics(y[evaluate], scores[evaluate], flags).items()}
+    metrics |= {f"calibration_score_q{q * 100:g}": float(np.quantile(cal_scores, q)) for q in QUANTILES}
+    metrics |= {"calibration_score_mean": float(cal_scores.mean()), "calibration_score_std": float(cal_scores.std())}
+    if calibration.threshold is not None and np.isfinite(calibration.threshold):
+        metrics["threshold"] = calibration.threshold
+    counts = {"rows_read": len(frame), "rows_quarantined": len(checked.quarantined), "rows_fit": len(fit_rows),
+              "rows_calibration": len(cal_scores), "rows_validation": len(evaluate),
+              "known_anomalies_set_aside": int(y.sum())}
+    metrics |= {**counts, "train_seconds": round(time.perf_counter() - started, 2)}
+    source = fingerprint(files)
+    data_tags = {"data.rows": len(frame), "data.columns": len(frame.columns), "data.sha256": source["sha256"],
+                 "data.bytes": source["bytes"], "data.path": data.path}
+    params = {**{f"model.{k}": v for k, v in config.model.model_dump().items()},
+              **{f"calibration.{k}": v for k, v in config.calibration.model_dump().items()},
+              "data.id_column": data.id_column, "data.label_column": data.label_column,
+              "data.features": ",".join(schema.feature_columns), **data_tags}
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = Path(tmp) / "plots"
+        plots.mkdir()
+        training_plots.score_histogram(plots / "score_histogram.png", cal_scores, calibration.threshold,
+                                       scores[y == 1])
+        training_plots.loss_curve(plots / "training_loss.png", detector.history_)
+        if "validation_auprc" in metrics:
+            training_plots.pr_curve(plots / "pr_curve.png", y[evaluate], scores[evaluate])
+        config_file = Path(tmp) / "config.json"
+        config_file.write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
+        artifacts = {"plots": plots, "config": config_file}
+        if len(checked.quarantined):
+            checked.quarantined.to_csv(Path(tmp) / "quarantine.csv", index=False)
+            artifacts["quarantine"] = Path(tmp) / "quarantine.csv"
+        info = tracking.log_trained_model(
+            detector, calibration, model_name=config.mlflow.model_name, experiment=config.mlflow.experiment,
+            params=params, metrics=metrics, input_example=feature_frame(fit_rows.head(5), schema),
+            artifacts=artifacts, schema=schema.to_dict(),
+            tags={**data_tags, "known_anomalies_set_aside": counts["known_anomalies_set_aside"]},
+        )
+    return TrainResult(info.name, info.version, info.aliases, info.run_id, **counts, metrics=metrics)

@@ -1,0 +1,163 @@
+"""End to end through the `maskae` command and the real Prefect flows, on the embedded defaults
+(one Prefect test harness per session, MLflow on SQLite in a temporary working folder), and two
+slow tests against real servers on loopback: `mlflow server` and `prefect server start`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data.transactions import generate_transactions
+from flows.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = "amount,merchant_category,country,channel,card_present,hour,home_country,customer_typical_amount"
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    """A fresh working folder: the embedded MLflow store lands here."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    week = generate_transactions(n_customers=150, days=3, fraud_rate=0.02, seed=3)
+    day = week["timestamp"].dt.normalize()
+    week[day < day.max()].to_csv(tmp_path / "history.csv", index=False)
+    week[day == day.max()].to_csv(tmp_path / "today.csv", index=False)
+    (tmp_path / "model.toml").write_text(
+        f'[data]\ncolumns = {json.dumps(FEATURES.split(","))}\n[model]\nmax_steps = 60\nrandom_state = 0\n'
+    )
+    return tmp_path
+
+
+def train_args(name: str, *extra: str) -> list[str]:
+    return ["train", "--data", "history.csv", "--config", "model.toml", "--model-name", name,
+            "--id-col", "transaction_id", "--label-col", "is_fraud", *extra]
+
+
+def aliases(name: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return {alias: str(version) for alias, version in MlflowClient().get_registered_model(name).aliases.items()}
+
+
+def test_train_screen_promote_end_to_end(prefect_api, workdir):
+    assert main(train_args("fraud")) == 0
+    assert (workdir / "mlflow.db").exists()
+    assert aliases("fraud") == {"champion": "1", "challenger": "1"}
+
+    assert main(["screen", "--data", "today.csv", "--model", "fraud@champion", "--out", "out/today"]) == 0
+    summary = json.loads((workdir / "out" / "today" / "summary.json").read_text())
+    assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
+    assert summary["model"]["name"] == "fraud" and str(summary["model"]["version"]) == "1"
+    assert {"flagged.csv", "report.html", "summary.json"} <= {p.name for p in (workdir / "out" / "today").iterdir()}
+
+    # A second version becomes challenger; promotion on labelled data moves champion only if better.
+    assert main(train_args("fraud", "--max-steps", "1", "--seed", "1")) == 0
+    assert aliases("fraud") == {"champion": "1", "challenger": "2"}
+    assert main(["promote", "--model", "fraud", "--data", "today.csv", "--label-col", "is_fraud",
+                 "--margin", "0.5"]) == 0
+    assert aliases("fraud")["champion"] == "1"  # no challenger beats AUPRC by 0.5
+
+
+def test_errors_are_one_clear_line(prefect_api, workdir, capfd):
+    assert main(["screen", "--data", "today.csv", "--model", "nobody@champion", "--out", "out/x"]) == 2
+    err = capfd.readouterr().err  # MLflow may log a line as it creates its database first
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("maskae screen: error:") and "nobody" in last and "Traceback" not in err
+    assert main(["train", "--data", "missing.csv", "--model-name", "x", "--id-col", "id"]) == 2
+    assert "missing.csv" in capfd.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.mark.slow
+def test_against_a_real_mlflow_server(prefect_api, workdir, monkeypatch):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
+         "--artifacts-destination", str(workdir / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", server)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        assert main(train_args("served")) == 0
+        assert main(["screen", "--data", "today.csv", "--model", "served", "--out", "out/served"]) == 0
+        assert aliases("served")["champion"] == "1"
+        assert not (workdir / "mlflow.db").exists()  # nothing fell back to the embedded store
+        assert any((workdir / "server-artifacts").rglob("MLmodel"))
+    finally:
+        stop(server)
+
+
+@pytest.mark.slow
+def test_scheduled_deployment_fires_on_a_real_prefect_server(prefect_api, workdir):
+    import httpx
+
+    assert main(train_args("nightly")) == 0
+    incoming = workdir / "incoming"
+    incoming.mkdir()
+    (workdir / "today.csv").rename(incoming / "today.csv")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect-home"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=env)
+    runner = None
+    try:
+        wait_for(f"{api}/health", server)
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "serve", "--incoming", "incoming", "--model", "nightly",
+             "--out", "out", "--every", "5"], cwd=workdir, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline, completed = time.monotonic() + 150, []
+        while time.monotonic() < deadline and not completed:
+            time.sleep(3)
+            runs = httpx.post(f"{api}/flow_runs/filter", json={
+                "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}, timeout=10).json()
+            completed = [r for r in runs if r.get("deployment_id")]
+        assert completed, "no scheduled run completed"
+        assert (workdir / "out" / "today" / "summary.json").exists()
+    finally:
+        for process in (runner, server):
+            if process is not None:
+                stop(process)

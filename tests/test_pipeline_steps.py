@@ -1,0 +1,202 @@
+"""The pipeline's business steps as plain functions: train -> registry -> screen -> promote.
+
+One throwaway SQLite MLflow store per module, tiny models (30 steps) and two days of generated
+card transactions, so the whole file runs in well under a minute on two cores.
+"""
+
+import doctest
+import hashlib
+import json
+import math
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from data.transactions import generate_transactions  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.ingest import SchemaError  # noqa: E402
+
+mlflow = pytest.importorskip("mlflow")
+from pipeline import scoring, screening_output, sources, tracking, training_plots  # noqa: E402
+from pipeline.promote import promote  # noqa: E402
+from pipeline.screen import screen  # noqa: E402
+from pipeline.train import train  # noqa: E402
+
+NAME = "fraud"
+FEATURES = ["amount", "merchant_category", "country", "channel", "card_present", "hour", "home_country",
+            "customer_typical_amount"]
+SCRIPT = "<script>alert(1)</script>"
+BAD_ROWS = {5: "is not a number", 20: "missing id", 300: "duplicate id"}
+
+
+def config(path, **sections) -> PipelineConfig:
+    data = {"path": str(path), "id_column": "transaction_id", "label_column": "is_fraud", "columns": FEATURES}
+    raw = {"data": data, "model": {"max_steps": 30, "random_state": 0}, "mlflow": {"model_name": NAME},
+           "calibration": {"strategy": "fpr", "level": 0.05}}
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values}
+    return PipelineConfig.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A fresh tracking store, a training file and a batch to screen with a few broken rows."""
+    root = tmp_path_factory.mktemp("steps")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        history = generate_transactions(n_customers=300, days=2, fraud_rate=0.03, seed=0)
+        history.to_csv(root / "train.csv", index=False)
+        batch = generate_transactions(n_customers=300, days=2, fraud_rate=0.03, seed=1).astype({"amount": object})
+        batch.loc[5, "amount"] = "twelve"  # text in a numeric column
+        batch.loc[20, "transaction_id"] = None  # missing id
+        batch.loc[300, "transaction_id"] = batch.loc[10, "transaction_id"]  # repeats an id of an earlier chunk
+        batch.loc[50, ["merchant", "amount"]] = [SCRIPT, 1_000_000.0]  # will be flagged: it reaches the report
+        batch.to_csv(root / "batch.csv", index=False)
+        yield {"root": root, "history": history, "batch": batch}
+
+
+@pytest.fixture(scope="module")
+def first(env):
+    return train(config(env["root"] / "train.csv"))
+
+
+@pytest.fixture(scope="module")
+def screening(env, first):
+    return screen(env["root"] / "batch.csv", NAME, env["root"] / "out" / "day2", batch_rows=100)
+
+
+@pytest.fixture(scope="module")
+def weak(env, first):
+    """Version 2, trained without labels (frauds included): sees only the customer's profile, nothing
+    about the transaction; flags the top 2 % of each batch."""
+    columns = ["home_country", "customer_typical_amount"]
+    return train(config(env["root"] / "train.csv", data={"columns": columns, "label_column": None},
+                        calibration={"strategy": "budget", "level": 0.02}))
+
+
+@pytest.mark.parametrize("module", [scoring, screening_output, sources, training_plots])
+def test_module_examples_run(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def test_train_registers_first_version_and_sets_known_frauds_aside(env, first):
+    frauds = int(env["history"]["is_fraud"].sum())
+    assert (first.version, set(first.aliases)) == ("1", {"challenger", "champion"})
+    assert first.known_anomalies_set_aside == frauds > 0 and first.rows_quarantined == 0
+    normals = first.rows_read - frauds
+    assert first.rows_validation == frauds + round(0.2 * normals)  # frauds only ever validate
+    assert first.rows_fit + first.rows_validation == first.rows_read
+    assert 0.5 < first.metrics["validation_auroc"] <= 1 and "validation_auprc" in first.metrics
+    run = mlflow.get_run(first.run_id)
+    sha = hashlib.sha256((env["root"] / "train.csv").read_bytes()).hexdigest()
+    assert run.data.tags["data.sha256"] == sha and run.data.params["data.rows"] == str(first.rows_read)
+    assert run.data.metrics["known_anomalies_set_aside"] == frauds
+    client = mlflow.MlflowClient()
+    files = {f.path for f in client.list_artifacts(first.run_id, "plots")}
+    assert files == {"plots/score_histogram.png", "plots/pr_curve.png", "plots/training_loss.png"}
+    schema = json.loads(mlflow.artifacts.load_text(f"runs:/{first.run_id}/schema.json"))
+    assert list(schema["features"]) == FEATURES and schema["features"]["hour"] == "numeric"
+    inputs = mlflow.models.get_model_info(f"models:/{NAME}/1").signature.inputs
+    assert inputs.input_names() == FEATURES  # features only: no id, no label
+    assert str(inputs.input_types()[FEATURES.index("hour")]) == "DataType.double"
+
+
+def test_screen_writes_the_output_folder(env, screening):
+    out, summary = screening.out_dir, screening.summary
+    assert {p.name for p in out.iterdir()} == {"scores.parquet", "flagged.csv", "quarantine.csv", "report.html",
+                                               "summary.json"}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    assert summary["rows_in"] == len(env["batch"]) == summary["rows_scored"] + summary["rows_quarantined"]
+    assert summary["model"] == {"name": NAME, "version": "1", "alias": "champion", "uri": f"models:/{NAME}/1"}
+    assert summary["calibration"]["strategy"] == "fpr" and summary["calibration"]["threshold"] is not None
+    assert 0 <= summary["drift"]["ks_statistic"] <= 1 and mlflow.get_run(summary["mlflow_run_id"])
+    quarantine = pd.read_csv(out / "quarantine.csv")
+    assert len(quarantine) == summary["rows_quarantined"] == len(BAD_ROWS)
+    for reason, expected in zip(quarantine["quarantine_reason"], BAD_ROWS.values()):
+        assert expected in reason
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert list(scores.columns) == ["transaction_id", "anomaly_score", "p_value", "flagged"]
+    assert len(scores) == summary["rows_scored"] and scores["transaction_id"].is_unique
+    flagged = pd.read_csv(out / "flagged.csv")
+    assert len(flagged) == summary["rows_flagged"] == scores["flagged"].sum() > 0
+    assert flagged["anomaly_score"].is_monotonic_decreasing and flagged["reasons"].str.contains(r"=.*expected ~").all()
+    assert flagged.iloc[0]["merchant"] == SCRIPT and "amount=1000000" in flagged.iloc[0]["reasons"]
+    report = (out / "report.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report and SCRIPT not in report
+
+
+def test_rerun_returns_the_same_screening(env, screening):
+    before = (screening.out_dir / "scores.parquet").read_bytes()
+    again = screen(env["root"] / "batch.csv", NAME, screening.out_dir, batch_rows=100)
+    assert again.reused and again.summary == screening.summary
+    assert (screening.out_dir / "scores.parquet").read_bytes() == before
+    with pytest.raises(FileExistsError, match="choose a new folder"):  # same folder, other input
+        screen(env["root"] / "train.csv", NAME, screening.out_dir)
+
+
+def test_missing_column_is_refused_before_any_output(env, first):
+    env["batch"].drop(columns=["amount"]).to_csv(env["root"] / "no_amount.csv", index=False)
+    out = env["root"] / "out" / "no_amount"
+    with pytest.raises(SchemaError, match="amount"):
+        screen(env["root"] / "no_amount.csv", NAME, out)
+    assert not out.exists() and not list(out.parent.glob(".no_amount*"))
+
+
+def test_header_only_file_gives_an_empty_screening(env, first):
+    (env["root"] / "empty.csv").write_text(",".join(env["batch"].columns) + "\n")
+    summary = screen(env["root"] / "empty.csv", NAME, env["root"] / "out" / "empty").summary
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_flagged"], summary["flag_rate"]) == (0, 0, 0, 0)
+    assert summary["drift"]["ks_statistic"] is None
+    assert pd.read_parquet(env["root"] / "out" / "empty" / "scores.parquet").empty
+
+
+def test_batch_strategy_flags_do_not_depend_on_the_chunk_size(env, weak):
+    assert weak.version == "2" and weak.aliases == ("challenger",)
+    assert (weak.known_anomalies_set_aside, weak.rows_validation, weak.rows_fit) == (0, 0, weak.rows_read)
+    assert "calibration_score_q99" in weak.metrics and not [k for k in weak.metrics if k.startswith("validation_")]
+    runs = [screen(env["root"] / "batch.csv", f"{NAME}/2", env["root"] / "out" / f"v2-{n}", batch_rows=n)
+            for n in (97, 100_000)]
+    small, whole = (pd.read_parquet(r.out_dir / "scores.parquet") for r in runs)
+    pd.testing.assert_frame_equal(small, whole)
+    assert small["flagged"].sum() == int(np.ceil(0.02 * len(small)))  # the budget is the whole file's
+    assert runs[0].summary["calibration"]["threshold_kind"] == "whole file"
+
+
+def test_promotion_keeps_champion_when_challenger_is_worse(env, weak):
+    decision = promote(NAME, env["root"] / "batch.csv", "is_fraud")
+    assert (decision.decision, decision.challenger_version, decision.champion_version) == ("keep", "2", "1")
+    assert decision.challenger["auprc"] < decision.champion["auprc"]
+    assert tracking.resolve_model(NAME).version == "1"
+    tags = mlflow.MlflowClient().get_model_version(NAME, "2").tags
+    assert tags["promotion.decision"] == "keep" and tags["promotion.compared_with"] == "1"
+    assert mlflow.get_run(decision.run_id).data.tags["maskae.run_type"] == "promotion"
+
+
+def test_promotion_moves_champion_to_a_better_challenger(env, weak):
+    # The weak version is champion now and the strong one the challenger.
+    tracking.move_alias(NAME, "champion", "2", {"decision": "test setup"})
+    mlflow.MlflowClient().set_registered_model_alias(NAME, "challenger", "1")
+    strict = promote(NAME, env["root"] / "batch.csv", "is_fraud", max_fpr=1e-9)
+    assert strict.decision == "keep" and "exceeds max_fpr" in strict.reason
+    decision = promote(NAME, env["root"] / "batch.csv", "is_fraud", margin=0.01, max_fpr=0.5)
+    assert decision.promoted and decision.challenger["auprc"] > decision.champion["auprc"] + 0.01
+    assert tracking.resolve_model(NAME).version == "1"
+    tags = mlflow.MlflowClient().get_model_version(NAME, "1").tags
+    assert tags["promotion.decision"] == "promote" and tags["champion.previous"] == "2"
+    assert json.loads(tags["champion.reason"])["run_id"] == decision.run_id
+    same = promote(NAME, env["root"] / "batch.csv", "is_fraud")
+    assert same.decision == "no change" and "same version" in same.reason
+
+
+def test_labels_strategy_never_evaluates_its_threshold_on_the_rows_it_chose_it_on(env, first):
+    result = train(config(env["root"] / "train.csv", calibration={"strategy": "labels", "level": None}))
+    validation = first.known_anomalies_set_aside + round(0.2 * (first.rows_read - first.known_anomalies_set_aside))
+    assert result.rows_validation == math.ceil(validation / 2)  # the other half chose the threshold
+    assert "validation_auprc" in result.metrics and "threshold" in result.metrics
+    tags = mlflow.MlflowClient().get_model_version(NAME, result.version).tags
+    assert tags["calibration.strategy"] == "labels"
