@@ -93,11 +93,26 @@ def run_one(name: str, X_train, X_test, y_test, seed: int) -> dict[str, dict]:
     return results
 
 
+def summary(frame: pd.DataFrame, detectors: list[str]) -> str:
+    """One row per protocol and detector: mean AUROC / AUPRC x100, mean ranks, total seconds."""
+    rows = []
+    for protocol, part in frame.groupby("protocol", sort=False):
+        means = part.groupby(["dataset", "detector"])[["auroc", "auprc", "fit_s", "score_s"]].mean()
+        ranks = {m: means[m].unstack("detector")[detectors].rank(axis=1, ascending=False).mean() for m in ("auroc", "auprc")}
+        for detector in detectors:
+            own = means.xs(detector, level="detector")
+            rows.append({"protocol": protocol, "detector": detector,
+                         "AUROC": round(100 * own["auroc"].mean(), 1), "AUPRC": round(100 * own["auprc"].mean(), 1),
+                         "rank AUROC": round(ranks["auroc"][detector], 2), "rank AUPRC": round(ranks["auprc"][detector], 2),
+                         "fit s": round(own["fit_s"].sum(), 1), "score s": round(own["score_s"].sum(), 1)})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
 def markdown(records: list[dict], detectors: list[str]) -> str:
     frame = pd.DataFrame(records)
     ablation = frame[frame["detector"].isin(["maskae", *ABLATIONS])]
     frame = frame[frame["detector"].isin(detectors)]
-    lines = []
+    lines = ["### Summary: means over datasets of the per-dataset means over seeds", "", summary(frame, detectors), ""]
     for protocol, part in frame.groupby("protocol", sort=False):
         means = part.groupby(["dataset", "detector"])[["auroc", "auprc", "fit_s", "score_s"]].mean()
         lines += [f"### {protocol}", ""]

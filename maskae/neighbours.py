@@ -34,7 +34,7 @@ def draw_samples(n_rows: int, size: int, n_samples: int, rng: np.random.Generato
 
 def sampled_nn_distance(
     points: np.ndarray, reference: np.ndarray, point_ids: np.ndarray | None = None,
-    reference_ids: np.ndarray | None = None, batch_size: int = 2048,
+    reference_ids: np.ndarray | None = None, batch_size: int = 512,
 ) -> np.ndarray:
     """Mean over samples of the distance from each point to the nearest row of that sample.
 
@@ -43,13 +43,17 @@ def sampled_nn_distance(
     """
     n_samples, size, dim = reference.shape
     ref = torch.as_tensor(reference, dtype=torch.float32).reshape(n_samples * size, dim)
+    ref_sq = (ref * ref).sum(dim=1)
     ref_ids = None if reference_ids is None else torch.as_tensor(reference_ids).reshape(-1)
     out = []
     for start in range(0, len(points), batch_size):
         chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
-        dist = torch.cdist(chunk, ref)
+        # Squared distances by one matrix product; the square root is taken after the minimum,
+        # on one value per sample instead of every pair (the bulk of the scoring time otherwise).
+        squared = torch.addmm(ref_sq, chunk, ref.T, alpha=-2).add_((chunk * chunk).sum(dim=1, keepdim=True))
         if ref_ids is not None and point_ids is not None:
             own = torch.as_tensor(point_ids[start : start + batch_size])
-            dist = dist.masked_fill(own[:, None] == ref_ids[None, :], torch.inf)
-        out.append(dist.view(len(chunk), n_samples, size).amin(dim=2).mean(dim=1))
+            squared.masked_fill_(own[:, None] == ref_ids[None, :], torch.inf)
+        nearest = squared.view(len(chunk), n_samples, size).amin(dim=2)
+        out.append(nearest.clamp_min_(0).sqrt().mean(dim=1))  # clamp: rounding can dip below 0
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)

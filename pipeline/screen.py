@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
+from tqdm.auto import tqdm
 
 from pipeline import tracking
 from pipeline.ingest import IngestError, Schema, iter_batches, validate
@@ -134,12 +136,15 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     model = load_scoring_model(resolved)
     schema = model.schema if id_column is None else Schema(id_column, model.schema.features, model.schema.label_column)
     seen, columns, quarantined, parts = set(), None, [], []
+    bar = tqdm(desc=f"screening {data_path.name}", unit="rows", disable=not sys.stderr.isatty(), leave=False)
     for chunk in iter_batches(data_path, batch_rows=batch_rows, id_column=schema.id_column):
+        bar.update(len(chunk))
         checked = validate(chunk, schema, seen_ids=seen)  # SchemaError here, before the first score
         columns = list(chunk.columns) if columns is None else columns
         quarantined.append(checked.quarantined)
         scored = model.score(feature_frame(checked.clean, schema))["anomaly_score"]
         parts.append(pd.DataFrame({schema.id_column: checked.clean[schema.id_column], "anomaly_score": scored}))
+    bar.close()
     scores = pd.concat(parts)
     applied = model.calibration.apply(scores["anomaly_score"].to_numpy())  # the whole file is one batch
     scores["p_value"], scores["flagged"] = applied.p_value, applied.flagged

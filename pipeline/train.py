@@ -24,6 +24,7 @@ Example
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     detector = MaskedAutoencoderDetector(
         backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
         calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
+        progress=sys.stderr.isatty(),  # a bar for people at a terminal, not in batch logs
     ).fit(feature_frame(fit_rows, schema))
     scores = detector.anomaly_score(feature_frame(validation, schema)) if len(validation) else np.zeros(0)
     calibration, evaluate = _calibrate(config.calibration, detector, scores, y, seed)
