@@ -58,11 +58,12 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int) -> list[str]:
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X, top_k=...)`` of ``n_rows`` records;
     the share is the feature's part of the row's reconstruction evidence. Features with under
-    ``MIN_SHARE`` of it are left out: an analyst reads what stood out, not the noise floor.
+    ``MIN_SHARE`` of it are left out, and so are cells whose value is the one expected (a category
+    predicted right but without full confidence): an analyst reads what stood out.
     """
     parts: list[list[str]] = [[] for _ in range(n_rows)]
     for row in explanation.itertuples(index=False):
-        if row.share >= MIN_SHARE:
+        if row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected):
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
                                   f"{row.share:.0%})")
     return ["; ".join(p) for p in parts]
