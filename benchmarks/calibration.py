@@ -123,7 +123,7 @@ def markdown(records: list[dict]) -> str:
         "dataset-seed runs; `FPR_le_alpha` / `FDR_le_q` = share of runs meeting the level; `warned` = share of "
         "runs whose calibration set was too small for the level (threshold +inf, nothing flagged); "
         "`FPR_not_warned` = mean FPR over the other runs.", "",
-        table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".3f", missingval="-"), "",
+        table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4f", missingval="-"), "",
     ]
     fpr = frame[frame["rule"] == "fpr"].groupby(["protocol", "dataset", "level"])["fpr"].mean().unstack("level")
     fpr.columns = [f"FPR @ alpha={a:g}" for a in fpr.columns]

@@ -178,24 +178,24 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
         n_numeric = len(self.encoder_.numeric_)
         self.tail_center_, self.tail_scale_ = robust_location_scale(data.numeric.numpy(), missing[:, :n_numeric])
-        rows = np.arange(len(data))
-        self._fit_evidence(passes, data, pool=rows, rng=rng)
+        rows, space = np.arange(len(data)), self._neighbour_space(data)
+        self._fit_evidence(passes, data, space, pool=rows, rng=rng)
         # Unlabelled anomalies in the training data would be each other's neighbours: leave the
         # `contamination` share that looks most anomalous out of the neighbour samples, redraw them.
         typical_rows = rows[self.training_scores_ <= np.quantile(self.training_scores_, 1 - self.contamination)]
-        self._fit_evidence(passes, data, pool=typical_rows, rng=rng)
+        self._fit_evidence(passes, data, space, pool=typical_rows, rng=rng)
         self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
         self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)
         return self
 
-    def _fit_evidence(self, passes: PassResult, data: TableTensors, pool: np.ndarray, rng: np.random.Generator) -> None:
+    def _fit_evidence(self, passes: PassResult, data: TableTensors, space: np.ndarray, pool: np.ndarray,
+                      rng: np.random.Generator) -> None:
         """Draw the neighbour samples from rows ``pool``, then standardise every evidence term on
         the training rows (a training row is never its own neighbour)."""
-        space = self._neighbour_space(data)
         samples = [pool[draw_samples(len(pool), size, self.n_neighbour_samples, rng)] for size in self.neighbour_sample_sizes]
         self.neighbour_references_ = [space[s] for s in samples]
-        raw = self._raw_evidence(passes, data, own_ids=np.arange(len(data)), samples=samples)
+        raw = self._raw_evidence(passes, data, space, own_ids=np.arange(len(data)), samples=samples)
         logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
         self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
         self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
@@ -265,7 +265,9 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         categories scaled so that a different category counts like one standard deviation."""
         parts = [data.numeric.numpy()]
         for j, col in enumerate(self.encoder_.categorical_):
-            parts.append(np.eye(col.n_codes, dtype=np.float32)[data.categorical[:, j].numpy()] * np.sqrt(0.5))
+            one_hot = np.zeros((len(data), col.n_codes), dtype=np.float32)
+            one_hot[np.arange(len(data)), data.categorical[:, j].numpy()] = np.sqrt(0.5)
+            parts.append(one_hot)
         return np.concatenate(parts, axis=1)
 
     # ------------------------------------------------------------------ evidence
@@ -273,7 +275,8 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         """(n, n_features) error / typical error, 0 for missing cells."""
         return np.where(missing, 0.0, passes.errors / self.error_scale_)
 
-    def _raw_evidence(self, passes: PassResult, data: TableTensors, own_ids=None, samples=None) -> dict[str, np.ndarray]:
+    def _raw_evidence(self, passes: PassResult, data: TableTensors, space: np.ndarray,
+                      own_ids=None, samples=None) -> dict[str, np.ndarray]:
         """Every evidence term before standardisation: ``reconstruction``, ``tails``, ``neighbours@<size>``."""
         missing = data.missing.numpy()
         observed = np.maximum((~missing).sum(axis=1), 1)
@@ -282,7 +285,6 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
             "reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed,
             "tails": tail_extremity(data.numeric.numpy(), self.tail_center_, self.tail_scale_, missing[:, :n_numeric]),
         }
-        space = self._neighbour_space(data)
         for i, (size, reference) in enumerate(zip(self.neighbour_sample_sizes, self.neighbour_references_)):
             ids = None if samples is None else samples[i]
             raw[f"neighbours@{size}"] = sampled_nn_distance(space, reference, own_ids, ids)
@@ -300,7 +302,7 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
 
     def _score(self, data: TableTensors) -> np.ndarray:
         passes = complementary_passes(self.network_, data, self.score_masks_)
-        return self._combine(self._raw_evidence(passes, data))
+        return self._combine(self._raw_evidence(passes, data, self._neighbour_space(data)))
 
     def score_samples(self, X) -> np.ndarray:
         """(n,) scikit-learn convention: higher = more normal (the negated anomaly score)."""
@@ -321,7 +323,9 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
 
     def reconstruct(self, X) -> pd.DataFrame:
         """Every cell as the model predicts it from the rest of its row (original units)."""
-        passes, _ = self._passes(X)
+        return self._predicted_values(self._passes(X)[0])
+
+    def _predicted_values(self, passes: PassResult) -> pd.DataFrame:
         codes = np.stack([p.argmax(axis=1) for p in passes.category_probs], axis=1) if passes.category_probs \
             else np.zeros((len(passes.numeric), 0), dtype=np.int64)
         return self.encoder_.decode(passes.numeric, codes)
@@ -343,7 +347,7 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         frame = self._as_frame(X)
         passes, data = self._passes(frame)
         missing = data.missing.numpy()
-        expected = self.reconstruct(frame)
+        expected = self._predicted_values(passes)
         observed = np.maximum((~missing).sum(axis=1, keepdims=True), 1)
         contribution = self._normalised_cell_errors(passes, missing) / observed
         names = self.encoder_.feature_names

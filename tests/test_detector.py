@@ -103,7 +103,7 @@ def test_explain_contributions_sum_to_the_reconstruction_evidence(fitted, mixed_
     long = fitted.explain(rows)
     assert len(long) == 3 * mixed_frame.shape[1]
     passes, data = fitted._passes(rows)
-    evidence = fitted._raw_evidence(passes, data)["reconstruction"]
+    evidence = fitted._raw_evidence(passes, data, fitted._neighbour_space(data))["reconstruction"]
     np.testing.assert_allclose(long.groupby("row")["contribution"].sum(), evidence, rtol=1e-5)
 
 
