@@ -1,4 +1,7 @@
-"""The ``maskae`` command line: every command runs a Prefect flow on the embedded defaults.
+"""The ``maskae`` command line: every command but ``review`` runs a Prefect flow on the embedded defaults.
+
+``review`` is an analyst's quick step on one run folder (:mod:`pipeline.review`), with no schedule or
+retries to gain from a flow.
 
 With nothing configured, MLflow keeps its runs and registry in ``./mlflow.db`` (artifacts in
 ``./mlartifacts``) and Prefect runs flows on its temporary local API; ``MLFLOW_TRACKING_URI`` and
@@ -35,14 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--model", required=True, help="NAME or NAME@ALIAS (default alias: champion)")
     screen.add_argument("--out", required=True, help="output folder of this screening run")
     screen.add_argument("--id-col", help="record id column (default: the one the model was trained with)")
+    screen.add_argument("--batch-rows", type=int, default=100_000, help="rows read and scored at a time (default 100000)")
+    screen.add_argument("--dask-workers", type=int, help="score chunks on a local Dask cluster of this many workers")
+    screen.add_argument("--dask-address", help="score chunks on the Dask scheduler at this address (tcp://host:8786)")
 
     promote = commands.add_parser("promote", help="move champion to the challenger if it is better on labels")
     promote.add_argument("--model", required=True, help="registered model name")
-    promote.add_argument("--data", required=True, help="labelled evaluation data")
-    promote.add_argument("--label-col", required=True, help="label column (1 = confirmed anomaly)")
+    labels = promote.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--data", help="labelled evaluation data (with --label-col)")
+    labels.add_argument("--verdicts-from", help="folder of screening runs: their analysts' verdicts are the labels "
+                                                "(flagged records only, so biased toward them)")
+    promote.add_argument("--label-col", help="label column of --data (1 = confirmed anomaly)")
     promote.add_argument("--metric", default="auprc", choices=["auprc", "auroc"])
     promote.add_argument("--margin", type=float, default=0.0, help="required improvement (default 0)")
     promote.add_argument("--max-fpr", type=float, help="largest acceptable realised false-positive rate")
+
+    review = commands.add_parser("review", help="attach an analyst's verdicts to a screening run")
+    review.add_argument("--run", required=True, help="the screening run's output folder")
+    review.add_argument("--verdicts", required=True, help="CSV of id, outcome (fraud / legitimate), optional note")
 
     serve = commands.add_parser("serve", help="serve the nightly screening of an incoming folder")
     serve.add_argument("--incoming", required=True, help="folder where new files arrive")
@@ -90,16 +103,35 @@ def _train(args: argparse.Namespace) -> None:
 def _screen(args: argparse.Namespace) -> None:
     from flows.screening import screen_flow
 
+    if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
+        raise ValueError("--batch-rows and --dask-workers must be at least 1")
     _preflight(data=args.data, model=args.model)
-    screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()))
+    screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()), batch_rows=args.batch_rows,
+                dask_workers=args.dask_workers, dask_address=args.dask_address)
 
 
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import promote_flow
 
+    if args.data is not None and args.label_col is None:
+        raise ValueError("--data needs --label-col, the column that holds the labels")
+    if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
+        raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
     _preflight(data=args.data, model=args.model)
     promote_flow(args.model, args.data, args.label_col, args.metric, args.margin, args.max_fpr,
-                 workdir=str(Path.cwd()))
+                 workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)
+
+
+def _review(args: argparse.Namespace) -> None:
+    from pipeline.review import review
+
+    _preflight()
+    result = review(args.run, args.verdicts)
+    flags = result.flags
+    precision = "" if flags.precision is None else f"; precision of the reviewed flags {flags.precision:.1%}"
+    print(f"{result.submitted} verdict(s) attached; the run holds {result.stored}. Reviewed {flags.reviewed} of "
+          f"{flags.flagged} flagged records ({flags.fraud} fraud){precision}.\n"
+          f"report: {Path(args.run) / 'report.html'}")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -118,7 +150,8 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), n_customers=args.customers, top=args.top, seed=args.seed)
 
 
-COMMANDS = {"train": _train, "screen": _screen, "promote": _promote, "serve": _serve, "demo": _demo}
+COMMANDS = {"train": _train, "screen": _screen, "promote": _promote, "review": _review, "serve": _serve,
+            "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Example
 -------
->>> # promote_flow("fraud", "verdicts.csv", "is_fraud", metric="auprc", margin=0.01)
+>>> # promote_flow("fraud", "labelled.csv", "is_fraud", metric="auprc", margin=0.01)
+>>> # promote_flow("fraud", verdicts_from="maskae-runs/nightly")  # analysts' verdicts as the labels
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ from pipeline.tracking import use_tracking
 
 
 @task(name="evaluate-and-decide", retries=2, retry_delay_seconds=5)
-def evaluate_and_decide(model_name: str, data_path: str, label_column: str, metric: str, margin: float,
-                        max_fpr: float | None) -> PromotionDecision:
-    return promote(model_name, data_path, label_column, metric=metric, margin=margin, max_fpr=max_fpr)
+def evaluate_and_decide(model_name: str, data_path: str | None, label_column: str | None, verdicts_from: str | None,
+                        metric: str, margin: float, max_fpr: float | None) -> PromotionDecision:
+    return promote(model_name, data_path, label_column, verdicts_from=verdicts_from, metric=metric, margin=margin,
+                   max_fpr=max_fpr)
 
 
 @flow(name="maskae-promote", log_prints=True)
-def promote_flow(model_name: str, data_path: str, label_column: str, metric: str = "auprc",
-                 margin: float = 0.0, max_fpr: float | None = None, workdir: str | None = None) -> dict[str, Any]:
-    """Move ``champion`` to the challenger only when the policy says so; the decision is recorded."""
+def promote_flow(model_name: str, data_path: str | None = None, label_column: str | None = None,
+                 metric: str = "auprc", margin: float = 0.0, max_fpr: float | None = None,
+                 workdir: str | None = None, verdicts_from: str | None = None) -> dict[str, Any]:
+    """Move ``champion`` to the challenger only when the policy says so; the decision is recorded.
+
+    The labelled records are ``data_path`` (with ``label_column``) or the analysts' verdicts in the
+    screening runs under ``verdicts_from``."""
     use_tracking(Path(workdir or Path.cwd()))
-    decision = evaluate_and_decide(model_name, data_path, label_column, metric, margin, max_fpr)
+    decision = evaluate_and_decide(model_name, data_path, label_column, verdicts_from, metric, margin, max_fpr)
     create_markdown_artifact(
         f"## {model_name}: {decision.decision}\n\n{decision.reason}\n\n"
         f"challenger v{decision.challenger_version}: {decision.challenger}\n\n"

@@ -5,23 +5,38 @@ markdown summary and a table of the top flagged records as Prefect artifacts. ``
 screens every file of a folder that has no completed output folder yet, so each file is screened
 once however often the schedule fires.
 
+With ``dask_workers`` or ``dask_address`` the chunks are scored by Prefect tasks on a Dask cluster
+(prefect-dask's ``DaskTaskRunner``): a local cluster of that many single-threaded worker processes,
+or the scheduler at that address. This process still reads, validates and writes, in order, with a
+bounded number of chunks in flight, so the output is that of the single-process run (the scores up to
+float rounding of a different thread count) and memory stays bounded on both sides. Each worker
+loads the model once from the MLflow tracking URI it is given, so a remote cluster needs a tracking
+server it can reach, not the default SQLite file.
+
 Example
 -------
->>> # screen_flow("today.csv", "fraud@champion", "maskae-runs/screening/today")
+>>> # screen_flow("today.csv", "fraud@champion", "maskae-runs/screening/today", dask_workers=4)
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import flows  # noqa: F401  (sets the no-telemetry environment before prefect loads)
+import mlflow
+import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-from pipeline.screen import screen
+from pipeline.scoring import ScoringModel, load_scoring_model
+from pipeline.screen import ChunkScorer, in_process_scorer, screen
 from pipeline.tracking import resolve_model, use_tracking
 
 TOP_FLAGGED = 20
@@ -35,11 +50,53 @@ def resolve(model_ref: str) -> str:
     return f"{model.name}/{model.version}"
 
 
+IN_FLIGHT_PER_WORKER = 2  # chunks queued per Dask worker: keeps workers busy, memory bounded
+
+
+@lru_cache(maxsize=2)
+def _worker_model(model_ref: str, tracking: str) -> ScoringModel:
+    mlflow.set_tracking_uri(tracking)
+    return load_scoring_model(model_ref)
+
+
+@task(name="score-chunk", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def score_chunk(model_ref: str, tracking: str, features: pd.DataFrame) -> np.ndarray:
+    # Runs on a Dask worker: the model is loaded once per worker process, then reused.
+    return next(in_process_scorer(_worker_model(model_ref, tracking))([features]))
+
+
+def dask_scorer(model_ref: str, tracking: str, in_flight: int) -> Any:
+    """A ``screen(scorer=...)`` that submits each chunk as a :func:`score_chunk` task to the flow's task
+    runner and yields the scores in chunk order, with at most ``in_flight`` chunks submitted ahead."""
+    def scorer(_: ScoringModel) -> ChunkScorer:
+        def scores(frames: Iterable[pd.DataFrame]) -> Iterator[np.ndarray]:
+            running: deque = deque()
+            for frame in frames:
+                running.append(score_chunk.submit(model_ref, tracking, frame))
+                if len(running) >= in_flight:
+                    yield running.popleft().result()
+            while running:
+                yield running.popleft().result()
+        return scores
+    return scorer
+
+
 @task(name="score-flag-report", retries=1, retry_delay_seconds=5)
-def screen_file(data_path: str, model_ref: str, out_dir: str, id_column: str | None) -> dict[str, Any]:
+def screen_file(data_path: str, model_ref: str, out_dir: str, id_column: str | None, batch_rows: int) -> dict[str, Any]:
     # A retry after a crash is safe: the output folder appears only once complete.
-    result = screen(data_path, model_ref, Path(out_dir), id_column=id_column)
-    return {"out_dir": str(result.out_dir), "summary": result.summary, "reused": result.reused}
+    return _result(screen(data_path, model_ref, Path(out_dir), id_column=id_column, batch_rows=batch_rows))
+
+
+def _result(screened: Any) -> dict[str, Any]:
+    return {"out_dir": str(screened.out_dir), "summary": screened.summary, "reused": screened.reused}
+
+
+@flow(name="maskae-screen-distributed")
+def screen_distributed(data_path: str, model_ref: str, out_dir: str, id_column: str | None, batch_rows: int,
+                       tracking: str, in_flight: int) -> dict[str, Any]:
+    """The screening with its chunks scored on the Dask cluster this flow's task runner points at."""
+    return _result(screen(data_path, model_ref, Path(out_dir), id_column=id_column, batch_rows=batch_rows,
+                          scorer=dask_scorer(model_ref, tracking, in_flight)))
 
 
 @task(name="publish-artifacts")
@@ -57,11 +114,26 @@ def publish(result: dict[str, Any]) -> None:
 
 @flow(name="maskae-screen", log_prints=True)
 def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None = None,
-                workdir: str | None = None) -> dict[str, Any]:
-    """Screen one file with ``model`` (``NAME`` or ``NAME@ALIAS``) into ``out_dir``."""
-    use_tracking(Path(workdir or Path.cwd()))
+                workdir: str | None = None, batch_rows: int = 100_000, dask_workers: int | None = None,
+                dask_address: str | None = None) -> dict[str, Any]:
+    """Screen one file with ``model`` (``NAME`` or ``NAME@ALIAS``) into ``out_dir``; with
+    ``dask_workers`` (a local cluster) or ``dask_address`` (a running scheduler) on Dask."""
+    tracking = use_tracking(Path(workdir or Path.cwd()))
     pinned = resolve(model)
-    result = screen_file(data_path, pinned, out_dir, id_column)
+    if dask_workers or dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            runner = DaskTaskRunner(address=dask_address)
+            in_flight = IN_FLIGHT_PER_WORKER * (dask_workers or 4)
+        else:
+            runner = DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
+                                                    "processes": True, "dashboard_address": None})
+            in_flight = IN_FLIGHT_PER_WORKER * dask_workers
+        result = screen_distributed.with_options(task_runner=runner)(
+            data_path, pinned, out_dir, id_column, batch_rows, tracking, in_flight)
+    else:
+        result = screen_file(data_path, pinned, out_dir, id_column, batch_rows)
     publish(result)
     summary = result["summary"]
     print(f"{summary['rows_flagged']} of {summary['rows_in']} rows flagged; output in {result['out_dir']}")

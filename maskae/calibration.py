@@ -37,10 +37,10 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.stats import false_discovery_control
 from sklearn.metrics import precision_recall_curve
 
 STRATEGIES = ("fpr", "fdr", "budget", "labels")
@@ -227,24 +227,11 @@ class Calibration:
             be flagged on its own (``n_cal + 1 < m / q``).
         """
         s = _scores(scores, "scores")
-        cal, m = self.calibration_scores, len(s)
-        p = conformal_p_values(cal, s)
-        if self.strategy in ("fpr", "labels"):
-            return CalibratedScores(p, s > self.threshold, float(self.threshold))
-        flagged = np.zeros(m, dtype=bool)
-        if self.strategy == "fdr" and m:
-            if len(cal) + 1 < m / self.level:
-                warnings.warn(
-                    f"calibration set too small for FDR q={self.level} on a batch of m={m}: with n_cal={len(cal)} "
-                    f"the smallest p-value 1/(n_cal+1)={1 / (len(cal) + 1):.4g} exceeds q/m={self.level / m:.4g}, so "
-                    f"no record can be flagged on its own, only groups of >= {math.ceil(m / (self.level * (len(cal) + 1)))} "
-                    f"records above every calibration score (need n_cal >= m/q - 1 = {m / self.level - 1:g})",
-                    stacklevel=2)
-            flagged = false_discovery_control(p, method="bh") <= self.level
-        elif self.strategy == "budget" and m:
-            k = self.level if self.level >= 1 else math.ceil(self.level * m - _EPS)
-            flagged[np.argsort(-s, kind="stable")[: min(k, m)]] = True  # stable: ties go to the earlier row
-        return CalibratedScores(p, flagged, float(s[flagged].min()) if flagged.any() else math.inf)
+        batch = ChunkedBatch(self)
+        p = batch.add(s)
+        rule = batch.finish(lambda: [s])
+        flagged = rule.flags(s)
+        return CalibratedScores(p, flagged, rule.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (infinite thresholds as the strings "inf" / "-inf")."""
@@ -260,3 +247,100 @@ class Calibration:
         threshold = None if data.get("threshold") is None else float(data["threshold"])
         return cls(data["strategy"], data["level"], np.asarray(data["calibration_scores"], dtype=float),
                    threshold=threshold, objective=data.get("objective"))
+
+
+class ChunkedBatch:
+    """:meth:`Calibration.apply` for one batch that arrives in chunks, in memory that does not grow
+    with the batch: the same p-values and flags as applying it to the whole batch at once.
+
+    Call :meth:`add` on each chunk in row order (it returns the chunk's p-values), then
+    :meth:`finish` once; the :class:`FlagRule` it returns flags the chunks, again in row order.
+    ``fdr`` needs only how many records have each p-value (conformal p-values take ``n_cal + 1``
+    values), so Benjamini–Hochberg is exact from counts. ``budget`` cannot know its top ``k``
+    before the batch ends: :meth:`finish` re-reads the scores (``rescan``) keeping the ``k``
+    largest, so it holds ``k`` scores, not the batch.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> batch = ChunkedBatch(Calibration.fit(np.arange(99.0), "budget", 2))
+    >>> chunks = [np.array([5.0, 200.0]), np.array([300.0, 7.0])]
+    >>> p = [batch.add(c) for c in chunks]
+    >>> rule = batch.finish(lambda: chunks)
+    >>> [rule.flags(c).tolist() for c in chunks], rule.threshold
+    ([[False, True], [True, False]], 200.0)
+    """
+
+    def __init__(self, calibration: Calibration):
+        self.calibration = calibration
+        self.rows = 0
+        self._at_least = np.zeros(len(calibration.calibration_scores) + 1, dtype=np.int64)  # records per p-value
+
+    def add(self, scores) -> np.ndarray:
+        """The conformal p-values of the next chunk's ``scores``."""
+        cal = self.calibration.calibration_scores
+        p = conformal_p_values(cal, scores)
+        self._at_least += np.bincount(np.rint(p * (len(cal) + 1)).astype(np.int64) - 1, minlength=len(cal) + 1)
+        self.rows += len(p)
+        return p
+
+    def finish(self, rescan: Callable[[], Iterable[np.ndarray]]) -> "FlagRule":
+        """The rule that flags this batch; ``rescan()`` yields the scores again, chunk by chunk
+        (read only for ``budget``)."""
+        cal, m = self.calibration, self.rows
+        if cal.strategy in ("fpr", "labels"):
+            return FlagRule(float(cal.threshold), fixed=True)
+        if cal.strategy == "fdr":
+            return FlagRule(self._bh_cutoff(), fixed=False)
+        k = min(cal.level if cal.level >= 1 else math.ceil(cal.level * m - _EPS), m)
+        if k == 0:
+            return FlagRule(math.inf, fixed=False)
+        top = np.empty(0)
+        for chunk in rescan():
+            top = np.concatenate([top, np.asarray(chunk, dtype=float)])
+            if len(top) > k:
+                top = np.partition(top, len(top) - k)[-k:]
+        cut = float(top.min())
+        return FlagRule(cut, fixed=False, ties_at=cut, ties_left=k - int((top > cut).sum()))  # ties go to earlier rows
+
+    def _bh_cutoff(self) -> float:
+        """Benjamini–Hochberg's step-up rule as a score cut: it flags ``p <= p*``, the largest p-value
+        with ``p * m / #{p' <= p} <= q``, and ``p <= (j + 1) / (n_cal + 1)`` means at most ``j``
+        calibration scores are ``>= score``, i.e. ``score >`` the ``(j + 1)``-th largest of them."""
+        q, m, n_cal = self.calibration.level, self.rows, len(self.calibration.calibration_scores)
+        if m and n_cal + 1 < m / q:
+            warnings.warn(
+                f"calibration set too small for FDR q={q} on a batch of m={m}: with n_cal={n_cal} "
+                f"the smallest p-value 1/(n_cal+1)={1 / (n_cal + 1):.4g} exceeds q/m={q / m:.4g}, so "
+                f"no record can be flagged on its own, only groups of >= {math.ceil(m / (q * (n_cal + 1)))} "
+                f"records above every calibration score (need n_cal >= m/q - 1 = {m / q - 1:g})",
+                stacklevel=3)
+        levels = np.arange(1, n_cal + 2) / (n_cal + 1.0)
+        at_most = np.cumsum(self._at_least)
+        passing = np.flatnonzero((self._at_least > 0) & (levels * (m / np.maximum(at_most, 1)) <= q))
+        if not len(passing):
+            return math.inf
+        j = int(passing[-1])  # p* = (j + 1) / (n_cal + 1)
+        return -math.inf if j == n_cal else float(self.calibration.calibration_scores[n_cal - j - 1])
+
+
+class FlagRule:
+    """Flags chunks of one batch in row order: ``score > above``, plus the first ``ties_left`` scores
+    equal to ``ties_at`` (``budget``). ``threshold`` is the fixed threshold for ``fpr``/``labels``;
+    for the batch strategies the smallest score flagged so far (``+inf`` when none), as
+    :class:`CalibratedScores` states it."""
+
+    def __init__(self, above: float, *, fixed: bool, ties_at: float | None = None, ties_left: int = 0):
+        self.above, self.fixed, self.ties_at, self.ties_left = above, fixed, ties_at, ties_left
+        self.threshold = above if fixed else math.inf
+
+    def flags(self, scores) -> np.ndarray:
+        s = np.asarray(scores, dtype=float)
+        flagged = s > self.above
+        if self.ties_left > 0:
+            tied = np.flatnonzero(s == self.ties_at)[: self.ties_left]
+            flagged[tied] = True
+            self.ties_left -= len(tied)
+        if not self.fixed and flagged.any():
+            self.threshold = min(self.threshold, float(s[flagged].min()))
+        return flagged

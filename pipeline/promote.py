@@ -8,9 +8,15 @@ exceeds the champion's by more than ``margin`` and, when ``max_fpr`` is set, its
 most ``max_fpr``. The decision and the numbers are recorded as tags on both versions
 (``promotion.*``; a move also writes ``champion.reason`` / ``champion.previous``) and as an MLflow run.
 
+The labelled records are a file, or the analysts' verdicts collected from screening run folders
+(``verdicts_from``, :func:`pipeline.verdicts.labelled_records`). Verdicts exist only for records
+some model flagged, so metrics on them describe the flagged population, not the whole traffic: the
+decision's reason and the ``promotion.evaluation_data`` tag say so.
+
 Example
 -------
 >>> # decision = promote("fraud", "labelled/december.csv", "is_fraud", margin=0.01, max_fpr=0.02)
+>>> # decision = promote("fraud", verdicts_from="maskae-runs/nightly")  # the analysts' verdicts
 >>> # decision.decision, decision.reason, decision.challenger["auprc"], decision.champion["auprc"]
 """
 
@@ -21,11 +27,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline import tracking
 from pipeline.ingest import SchemaError, read_table, validate
 from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
+from pipeline.verdicts import VERDICT_LABEL, labelled_records
 
 METRICS = ("auprc", "auroc")
+VERDICTS_CAVEAT = ("evaluated on analysts' verdicts, which exist only for flagged records: "
+                   "biased toward the flagged population")
 
 
 @dataclass(frozen=True)
@@ -59,11 +70,12 @@ def _policy(metric: str, margin: float, max_fpr: float | None, new: dict, old: d
         f", realised FPR {new['fpr']:.4f} <= max_fpr {max_fpr}" if max_fpr is not None else "")
 
 
-def _evaluate(models: list[ScoringModel], data_path: str | Path, label_column: str) -> tuple[list[dict], int]:
-    """Label metrics of each model on the labelled rows that every model can score."""
-    frame = read_table(data_path, id_column=models[0].schema.id_column)
+def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str,
+              source: str) -> tuple[list[dict], int]:
+    """Label metrics of each model on the labelled rows of ``frame`` (numbered 0..n-1) that every
+    model can score; ``source`` names where the rows came from in errors."""
     if label_column not in frame.columns:
-        raise SchemaError(f"label column {label_column!r} is not in {str(data_path)!r}; it has {list(frame.columns)}")
+        raise SchemaError(f"label column {label_column!r} is not in {source}; it has {list(frame.columns)}")
     y, known = anomaly_labels(frame[label_column])
     with warnings.catch_warnings():  # extra columns (the labels among them) are expected here
         warnings.simplefilter("ignore")
@@ -74,7 +86,7 @@ def _evaluate(models: list[ScoringModel], data_path: str | Path, label_column: s
     y = y[rows.to_numpy()]  # read_table numbers rows 0..n-1
     if not 0 < y.sum() < len(y):
         raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "
-                         f"{str(data_path)!r} hold {int(y.sum())} anomalies among {len(y)}")
+                         f"{source} hold {int(y.sum())} anomalies among {len(y)}")
     results = []
     for model, clean in zip(models, cleans):
         out = model.score(feature_frame(clean.loc[rows], model.schema))
@@ -82,18 +94,22 @@ def _evaluate(models: list[ScoringModel], data_path: str | Path, label_column: s
     return results, len(y)
 
 
-def promote(model_name: str, data_path: str | Path, label_column: str, *, metric: str = "auprc",
-            margin: float = 0.0, max_fpr: float | None = None) -> PromotionDecision:
-    """Compare ``model_name@challenger`` with ``@champion`` on ``data_path`` and apply the policy.
+def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,
+            verdicts_from: str | Path | None = None, metric: str = "auprc", margin: float = 0.0,
+            max_fpr: float | None = None) -> PromotionDecision:
+    """Compare ``model_name@challenger`` with ``@champion`` on labelled records and apply the policy.
 
     Parameters
     ----------
     model_name : str
         The registered model; it needs both aliases.
-    data_path : str or Path
+    data_path : str or Path or None, default=None
         CSV or Parquet with the models' feature columns and ``label_column``.
-    label_column : str
-        1 / true / yes = anomaly, 0 / false / no = normal, empty = unknown (left out).
+    label_column : str or None, default=None
+        With ``data_path``: 1 / true / yes = anomaly, 0 / false / no = normal, empty = unknown (left out).
+    verdicts_from : str or Path or None, default=None
+        Instead of ``data_path``: a folder of screening runs; their analysts' verdicts on flagged
+        records are the labels (biased toward the flagged population, and the reason says so).
     metric : {"auprc", "auroc"}, default="auprc"
         What the challenger must improve.
     margin : float, default=0.0
@@ -107,16 +123,28 @@ def promote(model_name: str, data_path: str | Path, label_column: str, *, metric
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if (data_path is None) == (verdicts_from is None) or (data_path is not None and label_column is None):
+        raise ValueError("give labelled data (data_path and label_column) or verdicts_from, not both")
     new = tracking.resolve_model(f"{model_name}@{tracking.CHALLENGER}")
     old = tracking.resolve_model(f"{model_name}@{tracking.CHAMPION}")
-    params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, "data.path": str(Path(data_path).resolve()),
+    if verdicts_from is not None:
+        source, label_column = f"the verdicts under {str(verdicts_from)!r}", VERDICT_LABEL
+        origin = {"verdicts_from": str(Path(verdicts_from).resolve())}
+    else:
+        source, origin = repr(str(data_path)), {"data.path": str(Path(data_path).resolve())}
+    params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, **origin,
               "label_column": label_column, "challenger_version": new.version, "champion_version": old.version}
     if new.version == old.version:
         decision, reason = "no change", f"challenger and champion are the same version (v{new.version})"
         results, rows = [{}, {}], 0
     else:
-        results, rows = _evaluate([load_scoring_model(new), load_scoring_model(old)], data_path, label_column)
+        models = [load_scoring_model(new), load_scoring_model(old)]
+        frame = (labelled_records(verdicts_from) if verdicts_from is not None
+                 else read_table(data_path, id_column=models[0].schema.id_column))
+        results, rows = _evaluate(models, frame, label_column, source)
         decision, reason = _policy(metric, margin, max_fpr, *results)
+        if verdicts_from is not None:
+            reason += f"; {VERDICTS_CAVEAT}"
     metrics = {f"{who}_{k}": v for who, r in zip(("challenger", "champion"), results) for k, v in r.items()}
     metrics["rows_evaluated"] = rows
     run_id = tracking.log_run(new, "promotion", params=params, metrics=metrics,
@@ -125,7 +153,8 @@ def promote(model_name: str, data_path: str | Path, label_column: str, *, metric
               "max_fpr": max_fpr, "challenger": results[0], "champion": results[1]}
     tracking.tag_version(model_name, new.version, {
         "promotion.decision": decision, "promotion.reason": reason, "promotion.run_id": run_id,
-        "promotion.compared_with": old.version, "promotion.metrics": json.dumps(results[0], sort_keys=True)})
+        "promotion.compared_with": old.version, "promotion.metrics": json.dumps(results[0], sort_keys=True),
+        "promotion.evaluation_data": f"verdicts ({VERDICTS_CAVEAT})" if verdicts_from is not None else "labelled file"})
     if new.version != old.version:
         tracking.tag_version(model_name, old.version, {
             "promotion.last_challenger": new.version, "promotion.last_decision": decision,

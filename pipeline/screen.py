@@ -4,10 +4,12 @@
 calibration and the training data's schema. The batch's columns are checked against that schema
 before anything is scored (:class:`~pipeline.ingest.SchemaError` names what is missing); the file is
 then streamed in chunks of ``batch_rows``: each chunk is validated (ids repeated across chunks are
-caught), its clean rows scored through the MLflow pyfunc, the other rows quarantined with a reason.
-The calibration is applied to the whole file's scores at the end, so for the batch strategies
-(``fdr``, ``budget``) the flags do not depend on the chunk size. A second pass over the file
-explains the flagged rows only (``detector.explain``), so memory holds scores and ids, not rows.
+caught), its clean rows scored through the MLflow pyfunc, the other rows quarantined with a reason,
+and both written to the output folder at once. Memory depends on the chunk size, not the file: the
+first pass keeps running counts (p-value counts for the batch strategies, the drift statistic, a
+histogram) and 8 bytes per id for the duplicate check. The calibration is then applied to the whole
+file (:class:`~maskae.calibration.ChunkedBatch`), so for ``fdr`` and ``budget`` the flags do not
+depend on the chunk size; a second pass over the file explains the flagged rows only.
 
 The output folder (see :mod:`pipeline.screening_output`) appears atomically. If it already holds a
 screening of the same input bytes by the same model version, that screening is returned unchanged.
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,16 +34,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ks_2samp
 from tqdm.auto import tqdm
 
+from maskae.calibration import ChunkedBatch
 from pipeline import tracking
-from pipeline.ingest import IngestError, Schema, iter_batches, validate
+from pipeline.ingest import IngestError, Schema, SeenIds, iter_batches, validate
+from pipeline.report import render_report
+from pipeline.report_plots import ScoreHistogram, histogram_edges
+from pipeline.score_drift import ScoreDrift
 from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
-from pipeline.screening_output import read_summary, reasons_text, write_screening_folder
+from pipeline.screening_output import _ROW, ScreeningFolder, read_summary, reasons_text
 from pipeline.sources import fingerprint
 
-QUANTILES = (0.5, 0.9, 0.99)
+FDR_WARNING = "calibration set too small for FDR"  # said once for the whole file, not per chunk
+ChunkScorer = Callable[[Iterable[pd.DataFrame]], Iterator[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -59,32 +67,31 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None  # JSON has no infinity: None = nothing flagged
 
 
-def _drift(scores: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
-    """Two-sample Kolmogorov–Smirnov test of the batch's scores against the calibration scores."""
-    if len(scores) == 0:
-        return {"ks_statistic": None, "ks_p_value": None, "score_mean": None,
-                "calibration_score_mean": float(reference.mean())}
-    test = ks_2samp(scores, reference)
-    return {"ks_statistic": float(test.statistic), "ks_p_value": float(test.pvalue),
-            "score_mean": float(scores.mean()), "calibration_score_mean": float(reference.mean()),
-            **{f"score_q{q * 100:g}": float(np.quantile(scores, q)) for q in QUANTILES}}
+def in_process_scorer(model: ScoringModel) -> ChunkScorer:
+    """Score each feature chunk in this process (the default; see :mod:`flows.screening` for Dask)."""
+    def scores(frames: Iterable[pd.DataFrame]) -> Iterator[np.ndarray]:
+        for frame in frames:
+            with warnings.catch_warnings():  # the pyfunc flags each chunk alone: only its scores are used
+                warnings.filterwarnings("ignore", message=FDR_WARNING)
+                yield model.score(frame)["anomaly_score"].to_numpy()
+    return scores
 
 
-def _flagged_records(path: Path, model: ScoringModel, schema: Schema, scores: pd.DataFrame, batch_rows: int,
+def _flagged_records(path: Path, model: ScoringModel, schema: Schema, hits: pd.DataFrame, batch_rows: int,
                      top_reasons: int) -> pd.DataFrame:
-    """Second pass: the flagged rows (``scores`` indexed by row number), with reasons, most anomalous first."""
-    wanted, parts, seen = scores.index[scores["flagged"]], [], set()
+    """Second pass: the rows of ``hits`` (row number, score, p-value), with reasons, most anomalous first.
+    Rows are found by row number: they were clean in the first pass, so no duplicate check is needed."""
     first = [schema.id_column, "anomaly_score", "p_value", "reasons", *schema.feature_columns]
+    wanted, parts = hits.set_index(_ROW)[["anomaly_score", "p_value"]], []
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
             for chunk in iter_batches(path, batch_rows=batch_rows, id_column=schema.id_column):
-                clean = validate(chunk, schema, seen_ids=seen).clean
-                hits = clean[clean.index.isin(wanted)]
-                if len(hits):
-                    why = model.detector.explain(feature_frame(hits, schema), top_k=top_reasons)
-                    parts.append(hits.assign(reasons=reasons_text(why, len(hits)),
-                                             **scores.loc[hits.index, ["anomaly_score", "p_value"]]))
+                rows = chunk[chunk.index.isin(wanted.index)]
+                if len(rows):
+                    clean = validate(rows, schema).clean
+                    why = model.detector.explain(feature_frame(clean, schema), top_k=top_reasons)
+                    parts.append(clean.assign(reasons=reasons_text(why, len(clean)), **wanted.loc[clean.index]))
     if not parts:
         return pd.DataFrame(columns=first)
     flagged = pd.concat(parts).sort_values("anomaly_score", ascending=False, kind="stable")
@@ -97,7 +104,8 @@ def _same_screening(summary: dict[str, Any], sha256: str, model: tracking.Resolv
 
 
 def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: str | None = None,
-           batch_rows: int = 100_000, top_reasons: int = 3) -> ScreenResult:
+           batch_rows: int = 100_000, top_reasons: int = 3, scorer: Callable[[ScoringModel], ChunkScorer] | None = None
+           ) -> ScreenResult:
     """Screen one CSV or Parquet file and write the screening folder ``out_dir``.
 
     Parameters
@@ -114,6 +122,10 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
         Rows read, validated and scored at a time.
     top_reasons : int, default=3
         Features named in each flagged record's ``reasons``.
+    scorer : callable or None, default=None
+        ``scorer(model)`` gives the function that turns feature chunks into their anomaly scores, in
+        order: :func:`in_process_scorer` when None; :mod:`flows.screening` passes one that fans the
+        chunks out over Dask workers.
 
     Raises
     ------
@@ -135,44 +147,78 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
                               f"{data_path.name} by {resolved.name} v{resolved.version}: choose a new folder")
     model = load_scoring_model(resolved)
     schema = model.schema if id_column is None else Schema(id_column, model.schema.features, model.schema.label_column)
-    seen, columns, quarantined, parts = set(), None, [], []
-    bar = tqdm(desc=f"screening {data_path.name}", unit="rows", disable=not sys.stderr.isatty(), leave=False)
-    for chunk in iter_batches(data_path, batch_rows=batch_rows, id_column=schema.id_column):
-        bar.update(len(chunk))
-        checked = validate(chunk, schema, seen_ids=seen)  # SchemaError here, before the first score
-        columns = list(chunk.columns) if columns is None else columns
-        quarantined.append(checked.quarantined)
-        scored = model.score(feature_frame(checked.clean, schema))["anomaly_score"]
-        parts.append(pd.DataFrame({schema.id_column: checked.clean[schema.id_column], "anomaly_score": scored}))
-    bar.close()
-    scores = pd.concat(parts)
-    applied = model.calibration.apply(scores["anomaly_score"].to_numpy())  # the whole file is one batch
-    scores["p_value"], scores["flagged"] = applied.p_value, applied.flagged
-    flagged = _flagged_records(data_path, model, schema, scores, batch_rows, top_reasons)
-    if fingerprint([data_path])["sha256"] != source["sha256"]:
-        raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
-    quarantine = pd.concat(quarantined)
     cal = model.calibration
-    summary = {
-        "rows_in": len(scores) + len(quarantine), "rows_scored": len(scores), "rows_quarantined": len(quarantine),
-        "rows_flagged": int(applied.flagged.sum()),
-        "flag_rate": float(applied.flagged.mean()) if len(scores) else 0.0,
-        "id_column": schema.id_column,
-        "model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias, "uri": resolved.uri},
-        "calibration": {"strategy": cal.strategy, "level": cal.level, "objective": cal.objective,
-                        "threshold": _finite(applied.threshold),
-                        "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
-        "drift": _drift(scores["anomaly_score"].to_numpy(), cal.calibration_scores),
-        "input": {"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")}, "columns": columns},
-        "started_at": started,
-    }
-    metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
-    metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}
-    summary["mlflow_run_id"] = tracking.log_run(
-        resolved, "screening", metrics=metrics,
-        params={"input.path": summary["input"]["path"], "out_dir": str(out_dir.resolve()), "top_reasons": top_reasons},
-        tags={"input.sha256": source["sha256"], "calibration.strategy": cal.strategy})
-    summary["finished_at"] = _now()
-    write_screening_folder(out_dir, scores=scores.reset_index(drop=True), flagged=flagged,
-                           quarantined=quarantine, summary=summary)
+    with ScreeningFolder(out_dir, schema.id_column) as folder:
+        tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
+        batch, histogram = tally.batch, tally.histogram
+        rule = batch.finish(lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
+        hits = folder.flag_scores(rule.flags)
+        flagged = _flagged_records(data_path, model, schema, hits, batch_rows, top_reasons)
+        if fingerprint([data_path])["sha256"] != source["sha256"]:
+            raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
+        summary = {
+            "rows_in": batch.rows + tally.rows_quarantined, "rows_scored": batch.rows,
+            "rows_quarantined": tally.rows_quarantined,
+            "rows_flagged": len(hits), "flag_rate": len(hits) / batch.rows if batch.rows else 0.0,
+            "id_column": schema.id_column,
+            "model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias, "uri": resolved.uri},
+            "calibration": {"strategy": cal.strategy, "level": cal.level, "objective": cal.objective,
+                            "threshold": _finite(rule.threshold),
+                            "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
+            "drift": tally.drift.summary(),
+            "score_histogram": histogram.to_dict(),
+            "input": {"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")}, "columns": tally.columns},
+            "started_at": started,
+        }
+        metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
+        metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}
+        summary["mlflow_run_id"] = tracking.log_run(
+            resolved, "screening", metrics=metrics,
+            params={"input.path": summary["input"]["path"], "out_dir": str(out_dir.resolve()), "top_reasons": top_reasons},
+            tags={"input.sha256": source["sha256"], "calibration.strategy": cal.strategy})
+        summary["finished_at"] = _now()
+        report = render_report(summary, flagged, folder.quarantine_head, histogram.counts_and_edges(),
+                               cal.calibration_scores)
+        folder.publish(flagged=flagged, summary=summary, report=report)
     return ScreenResult(out_dir, read_summary(out_dir), reused=False)
+
+
+@dataclass
+class _Tally:
+    """What the first pass keeps of the file: running counts, never rows."""
+
+    batch: ChunkedBatch
+    drift: ScoreDrift
+    histogram: ScoreHistogram
+    rows_quarantined: int = 0
+    columns: list[str] | None = None
+
+
+def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int, folder: ScreeningFolder,
+                scorer: ChunkScorer) -> _Tally:
+    """First pass: validate each chunk (repeated ids across chunks caught), quarantine what cannot be
+    scored, score the rest through ``scorer`` (in order) and write the scores."""
+    cal, seen = model.calibration, SeenIds()
+    tally = _Tally(ChunkedBatch(cal), ScoreDrift(cal.calibration_scores),
+                   ScoreHistogram(histogram_edges(cal.calibration_scores, cal.threshold)))
+    pending: deque[pd.DataFrame] = deque()  # clean chunks whose scores are still being computed
+    bar = tqdm(desc=f"screening {path.name}", unit="rows", disable=not sys.stderr.isatty(), leave=False)
+
+    def features() -> Iterator[pd.DataFrame]:
+        for chunk in iter_batches(path, batch_rows=batch_rows, id_column=schema.id_column):
+            checked = validate(chunk, schema, seen_ids=seen)  # SchemaError here, before the first score
+            tally.columns = tally.columns or list(chunk.columns)
+            folder.add_quarantined(checked.quarantined)
+            tally.rows_quarantined += len(checked.quarantined)
+            pending.append(checked.clean)
+            yield feature_frame(checked.clean, schema)
+
+    for scores in scorer(features()):
+        clean = pending.popleft()
+        p_value = tally.batch.add(scores)
+        tally.drift.add(scores)
+        tally.histogram.add(scores)
+        folder.add_scores(clean[schema.id_column], clean.index.to_numpy(), scores, p_value)
+        bar.update(len(clean))
+    bar.close()
+    return tally

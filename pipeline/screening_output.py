@@ -5,11 +5,12 @@ One folder per screening run::
     scores.parquet   id column (own name), anomaly_score, p_value, flagged — every scored row
     flagged.csv      flagged records, most anomalous first, with a ``reasons`` column
     quarantine.csv   rows that could not be scored, as read, plus ``quarantine_reason``
-    report.html      a self-contained page: counts, model, calibration, drift, flagged records
+    report.html      the analyst's self-contained page (:mod:`pipeline.report`)
     summary.json     counts (rows_in == rows_scored + rows_quarantined), model, calibration, ...
 
-:func:`write_screening_folder` builds it under a hidden sibling name (``.<name>.tmp-<random>``) and
-renames it into place with ``os.replace``, so a reader sees the whole folder or none of it.
+:class:`ScreeningFolder` builds it chunk by chunk under a hidden sibling name
+(``.<name>.tmp-<random>``) and renames it into place with ``os.replace``, so a reader sees the
+whole folder or none of it.
 
 Example
 -------
@@ -22,21 +23,27 @@ Example
 
 from __future__ import annotations
 
-import html
+import fcntl
 import json
 import math
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
-REPORT_ROWS = 200  # flagged records shown in the report; flagged.csv holds them all
+_UNFLAGGED, _ROW, _LOCK = ".scores-unflagged.parquet", "_row", ".lock"
+QUARANTINE_HEAD = 200  # quarantined rows kept in memory for the report; quarantine.csv has them all
+SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
 
 
 def _text(value: Any) -> str:
@@ -75,59 +82,111 @@ def read_summary(out_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_text(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render_report(summary: dict[str, Any], flagged: pd.DataFrame) -> str:
-    """A self-contained HTML page; every value from the data or the summary is escaped."""
-    model, calibration, drift = summary["model"], summary["calibration"], summary.get("drift") or {}
-    facts = {
-        "input": summary["input"]["path"], "sha256": summary["input"]["sha256"],
-        "rows in": summary["rows_in"], "rows scored": summary["rows_scored"],
-        "rows quarantined": summary["rows_quarantined"], "rows flagged": summary["rows_flagged"],
-        "flag rate": f"{summary['flag_rate']:.2%}",
-        "model": f"{model['name']} v{model['version']}" + (f" (@{model['alias']})" if model.get("alias") else ""),
-        "calibration": (f"{calibration['strategy']} at level {calibration['level']}, "
-                        f"threshold {_text(calibration['threshold']) or 'none (nothing flagged)'}"),
-        "score drift (KS)": "" if drift.get("ks_statistic") is None else f"{drift['ks_statistic']:.3f}",
-        "finished": summary["finished_at"],
-    }
-    facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_text(v))}</td></tr>"
-                         for k, v in facts.items())
-    shown = flagged.head(REPORT_ROWS)
-    note = f"<p>Showing {len(shown)} of {len(flagged)}; all are in {FLAGGED}.</p>" if len(flagged) > len(shown) else ""
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>maskae screening</title><style>"
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}</style></head><body>"
-        f"<h1>Screening of {html.escape(Path(summary['input']['path']).name)}</h1>"
-        f"<table>{facts_html}</table><h2>Flagged records</h2>{note}{_table(shown)}</body></html>"
-    )
-
-
-def write_screening_folder(out_dir: Path, *, scores: pd.DataFrame, flagged: pd.DataFrame,
-                           quarantined: pd.DataFrame, summary: dict[str, Any]) -> Path:
-    """Write the five files into a temporary sibling folder, then rename it to ``out_dir``.
-
-    ``out_dir`` must not exist, or be an empty folder. On any error the temporary folder is
-    removed and nothing appears at ``out_dir``. ``summary`` must be JSON-serialisable.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
+def _locked_by_another(lock: Path) -> bool:
+    """Whether a live process holds ``lock`` (a killed one's lock is released with its files)."""
     try:
-        scores.to_parquet(tmp / SCORES, index=False)
-        flagged.to_csv(tmp / FLAGGED, index=False)
-        quarantined.to_csv(tmp / QUARANTINE, index=False)
-        (tmp / REPORT).write_text(render_report(summary, flagged), encoding="utf-8")
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, out_dir)  # atomic on one file system; refuses a non-empty out_dir
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+        with open(lock) as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False
+
+
+class ScreeningFolder:
+    """The screening folder while it is written, chunk by chunk, so memory does not grow with the file.
+
+    Everything goes into a hidden sibling ``.<name>.tmp-<random>``; :meth:`publish` renames it to
+    ``out_dir`` in one step, so a reader sees the whole folder or none of it. Leaving the ``with``
+    block without publishing (an error) removes it; a killed process leaves it behind, and the next
+    screening into ``out_dir`` removes it. A lock inside it, held while it is written, tells a
+    killed screening's folder from one that another process is still writing.
+
+    Scores are first written without flags (``p_value`` is final, flags of the batch strategies are
+    not); :meth:`flag_scores` re-reads them once the batch's rule is known and writes ``scores.parquet``.
+    """
+
+    def __init__(self, out_dir: Path, id_column: str):
+        self.out_dir, self.id_column = Path(out_dir), id_column
+        self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
+        self.quarantine_head: pd.DataFrame | None = None  # the first QUARANTINE_HEAD rows, for the report
+        self._lock, self._scores, self._published = None, None, False
+
+    def __enter__(self) -> "ScreeningFolder":
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.out_dir.parent.glob(f".{self.out_dir.name}.tmp-*"):
+            if _locked_by_another(stale / _LOCK):
+                raise FileExistsError(f"another screening is writing {str(self.out_dir)!r} right now ({stale.name})")
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed screening
+        self.tmp.mkdir()
+        self._lock = open(self.tmp / _LOCK, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._scores is not None:
+            self._scores.close()
+        if not self._published:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self._lock.close()  # releases the lock
+
+    def add_scores(self, ids: pd.Series, rows: np.ndarray, scores: np.ndarray, p_value: np.ndarray) -> None:
+        """Append one chunk's scored rows (``rows``: their row numbers in the file)."""
+        table = pa.table({self.id_column: pa.array(ids.to_numpy(), from_pandas=True), _ROW: rows,
+                          "anomaly_score": scores, "p_value": p_value})
+        if self._scores is None:
+            self._scores = pq.ParquetWriter(self.tmp / _UNFLAGGED, table.schema)
+        self._scores.write_table(table.cast(self._scores.schema))
+
+    def add_quarantined(self, rows: pd.DataFrame) -> None:
+        """Append one chunk's quarantined rows (as read, plus their reason) to ``quarantine.csv``."""
+        first = self.quarantine_head is None
+        rows.to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False)
+        head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_HEAD)])
+        self.quarantine_head = head.head(QUARANTINE_HEAD)
+
+    def unflagged_scores(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The scores written so far, chunk by chunk, in row order."""
+        if self._scores is not None:
+            self._scores.close()
+            self._scores = None
+        if not (self.tmp / _UNFLAGGED).exists():
+            return
+        with pq.ParquetFile(self.tmp / _UNFLAGGED) as source:
+            for batch in source.iter_batches(batch_size=SCORE_BATCH, columns=columns):
+                yield batch.to_pandas()
+
+    def flag_scores(self, flags: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
+        """Write ``scores.parquet`` with ``flags(scores)`` applied chunk by chunk, in row order, and
+        return the flagged rows (row number, id, score, p-value)."""
+        writer, flagged = None, []
+        try:
+            for chunk in self.unflagged_scores():
+                chunk["flagged"] = flags(chunk["anomaly_score"].to_numpy())
+                flagged.append(chunk[chunk["flagged"]].drop(columns="flagged"))
+                table = pa.Table.from_pandas(chunk.drop(columns=_ROW), preserve_index=False)
+                writer = writer or pq.ParquetWriter(self.tmp / SCORES, table.schema)
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # nothing was scored: an empty file with the columns
+            pd.DataFrame({self.id_column: pd.Series(dtype=object), "anomaly_score": pd.Series(dtype=float),
+                          "p_value": pd.Series(dtype=float), "flagged": pd.Series(dtype=bool)}
+                         ).to_parquet(self.tmp / SCORES, index=False)
+        (self.tmp / _UNFLAGGED).unlink(missing_ok=True)
+        return pd.concat(flagged) if flagged else pd.DataFrame(columns=[self.id_column, _ROW, "anomaly_score", "p_value"])
+
+    def publish(self, *, flagged: pd.DataFrame, summary: dict[str, Any], report: str) -> Path:
+        """Write the last files and rename the folder into place. ``out_dir`` must not exist, or be
+        empty; ``summary`` must be JSON-serialisable."""
+        if self.quarantine_head is None:
+            raise ValueError("no chunk was read: quarantine.csv has no columns")
+        flagged.to_csv(self.tmp / FLAGGED, index=False)
+        (self.tmp / REPORT).write_text(report, encoding="utf-8")
+        (self.tmp / SUMMARY).write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
+        (self.tmp / _LOCK).unlink()  # still held through the open file until the rename is done
+        os.replace(self.tmp, self.out_dir)  # atomic on one file system; refuses a non-empty out_dir
+        self._published = True
+        return self.out_dir

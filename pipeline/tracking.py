@@ -4,7 +4,8 @@ One registered model per use case. :func:`log_trained_model` logs one run and re
 version pointed at by the alias ``challenger`` (and ``champion`` while the model has none);
 :func:`move_alias` moves an alias and records why on the version; screening loads
 ``models:/<name>@champion`` with :func:`load_model`; :func:`log_run` records a screening or
-promotion run beside the model's training run, :func:`tag_version` notes decisions on a version.
+promotion run beside the model's training run, :func:`add_to_run` adds to such a run later (verdicts),
+:func:`tag_version` notes decisions on a version.
 The tracking URI is MLflow's own
 (``mlflow.set_tracking_uri`` or ``MLFLOW_TRACKING_URI``); :func:`tracking_uri` gives the embedded
 default, a SQLite file beside an artifact folder.
@@ -277,3 +278,14 @@ def log_run(model: ResolvedModel, run_type: str, *, params: Mapping[str, Any], m
         mlflow.log_params(dict(params))
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
     return run.info.run_id
+
+
+def add_to_run(run_id: str, *, metrics: Mapping[str, float], artifact: Path, artifact_path: str) -> None:
+    """Log metrics and one file to an existing, possibly finished, run (e.g. verdicts on a screening run).
+
+    A metric logged again keeps its earlier values in the run's history; the latest is the one shown.
+    """
+    client = MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+    client.log_artifact(run_id, str(artifact), artifact_path)

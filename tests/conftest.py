@@ -80,3 +80,48 @@ def mlflow_tracking_is_per_test():
         sys.modules["mlflow"].set_tracking_uri(None)  # forgets the global and unsets the variable
     if before is not None:
         os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(2)>"
+
+
+@pytest.fixture(scope="session")
+def screening_run(tmp_path_factory):
+    """A real screening run for the report and review tests: model ``fraud`` v1 trained for 30 steps on
+    two days of generated card transactions (an MLflow store of its own), then a third day screened
+    into ``root/runs/day``. Flagged rows carry a ``<script>`` and an ``<img onerror>`` merchant name,
+    a quarantined row another; ``batch`` holds the screened rows with their ``is_fraud`` truth.
+    Tests that use MLflow take :func:`screened`, which points the tracking URI at the store."""
+    from data.transactions import generate_transactions
+    from pipeline.config import PipelineConfig
+    from pipeline.screen import screen
+    from pipeline.train import train
+
+    root = tmp_path_factory.mktemp("screening-run")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    generate_transactions(n_customers=300, days=2, fraud_rate=0.03, seed=0).to_csv(root / "train.csv", index=False)
+    batch = generate_transactions(n_customers=300, days=2, fraud_rate=0.03, seed=1).astype({"amount": object})
+    batch.loc[50, ["merchant", "amount"]] = [SCRIPT, 1_000_000.0]
+    batch.loc[60, ["merchant", "amount"]] = [IMG, 2_000_000.0]
+    batch.loc[70, ["merchant", "amount"]] = [IMG, "twelve"]  # quarantined: not a number
+    batch.to_csv(root / "batch.csv", index=False)
+    features = ["amount", "merchant_category", "country", "channel", "card_present", "hour", "home_country",
+                "customer_typical_amount"]
+    config = PipelineConfig.model_validate({
+        "data": {"path": str(root / "train.csv"), "id_column": "transaction_id", "label_column": "is_fraud",
+                 "columns": features},
+        "model": {"max_steps": 30, "random_state": 0}, "mlflow": {"model_name": "fraud"},
+        "calibration": {"strategy": "fpr", "level": 0.05}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        train(config)
+        run = screen(root / "batch.csv", "fraud", root / "runs" / "day")
+    return {"root": root, "tracking_uri": uri, "run": run.out_dir, "batch": batch, "config": config}
+
+
+@pytest.fixture
+def screened(screening_run, monkeypatch):
+    """:func:`screening_run`, with MLflow pointed at its store for this test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", screening_run["tracking_uri"])
+    return screening_run

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from maskae.calibration import Calibration, conformal_p_values
+from maskae.calibration import Calibration, ChunkedBatch, conformal_p_values
 
 
 def no_warning(fn, *args, **kwargs):
@@ -240,3 +240,23 @@ def test_to_dict_round_trip_gives_identical_flags():
             np.testing.assert_array_equal(a.p_value, b.p_value)
             assert (a.threshold, again.strategy, again.level, again.objective) == (
                 b.threshold, cal.strategy, cal.level, cal.objective)
+
+
+# ---------------------------------------------------------------- a batch in chunks
+@pytest.mark.parametrize("strategy,level", [("fpr", 0.05), ("fdr", 0.1), ("budget", 7), ("budget", 0.05)])
+def test_a_batch_in_chunks_is_flagged_as_the_whole_batch(strategy, level):
+    rng = np.random.default_rng(11)
+    cal = Calibration.fit(rng.normal(size=4000), strategy, level)
+    scores = np.r_[rng.normal(size=300), rng.normal(3.0, 1.0, size=20), np.full(10, 2.0)]  # ties at 2.0
+    rng.shuffle(scores)
+    whole = cal.apply(scores)
+    chunks = np.split(scores, np.sort(rng.choice(np.arange(1, len(scores)), size=6, replace=False)))
+    batch = ChunkedBatch(cal)
+    p = np.concatenate([batch.add(c) for c in chunks])
+    rule = batch.finish(lambda: iter(chunks))
+    flagged = np.concatenate([rule.flags(c) for c in chunks])
+    np.testing.assert_array_equal(p, whole.p_value)
+    np.testing.assert_array_equal(flagged, whole.flagged)
+    assert flagged.any() and rule.threshold == whole.threshold
+    if strategy == "fdr":  # and the whole batch agrees with scipy's Benjamini–Hochberg
+        np.testing.assert_array_equal(whole.flagged, stats.false_discovery_control(whole.p_value) <= level)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import pipeline.ingest
-from pipeline.ingest import REASON_COLUMN, IngestError, Schema, SchemaError, iter_batches, read_table, validate
+from pipeline.ingest import (REASON_COLUMN, IngestError, Schema, SchemaError, SeenIds, iter_batches, read_table,
+                             validate)
 
 
 @pytest.fixture
@@ -157,7 +158,7 @@ def test_duplicates_keep_the_first_within_and_across_chunks(table, schema):
     result = validate(batch, schema)
     check_invariant(batch, result)
     assert result.quarantined.index.tolist() == [3, 4] and result.clean["txn_id"].is_unique
-    seen: set = set()
+    seen = SeenIds()
     validate(table.iloc[:10], schema, seen_ids=seen)
     later = validate(table.iloc[8:12], schema, seen_ids=seen)
     assert later.quarantined["txn_id"].tolist() == ["T008", "T009"]

@@ -1,0 +1,274 @@
+"""The analyst's HTML report of one screening run: one self-contained file that opens from disk.
+
+Analysts read it every morning, so it says at a glance what was screened with which model, how the
+flag rate compares with what the calibration promised, and for each flagged record what was odd
+("amount 4,522.93 where ~799.16 was expected"). It is rendered with Jinja2 with autoescaping on,
+so every value from the data shows as text (a merchant named ``<script>...`` runs nothing); plots
+and images are embedded as ``data:`` URIs, and a Content-Security-Policy that allows no network
+request and no script but the page's own (by its hash) guards against anything that slips through.
+
+:func:`render_report` is a pure function of plain data. It never needs the batch's whole score
+vector, which a streamed screening does not hold: it takes a histogram (see
+:mod:`pipeline.report_plots`).
+
+Example
+-------
+>>> parse_reasons("amount=4522.93 (expected ~799.16, 47%); country=IT (expected ~DE, 17%)", ["amount", "country"])[0]
+{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47}
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jinja2
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from pipeline.report_plots import count_scores, drift_plot, histogram_plot, png_data_uri
+
+TEMPLATES = Path(__file__).with_name("templates")
+REPORT_ROWS = 500  # flagged records rendered; flagged.csv holds them all
+QUARANTINE_ROWS = 200
+DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to read as drift
+IMAGE_KINDS = ("original", "reconstruction", "overlay")
+_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%\)", re.DOTALL)
+
+
+def _number(value: Any) -> str:
+    """A value for people: thousands separators, 2 decimals (whole numbers without), missing as empty."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if abs(value) >= 0.01 else f"{value:.3g}"
+
+
+def _number_text(text: str) -> str:
+    """``_number`` of a number written as text (a reason's observed value), other text as it is."""
+    try:
+        return _number(float(text))
+    except ValueError:
+        return text
+
+
+def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``reasons`` cell of ``flagged.csv`` as one dict per feature (``feature``, ``observed``,
+    ``expected``, ``share``, ``width`` = share in percent), splitting only before a known feature
+    name, so a value that contains ``"; "`` stays whole. A part that does not parse comes back as
+    ``{"text": part}``: shown as written rather than lost."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    names = "|".join(re.escape(f) for f in sorted(features, key=len, reverse=True))
+    parts = re.split(f"; (?=(?:{names})=)", text) if names else [text]
+    reasons = []
+    for part in parts:
+        match = _REASON.fullmatch(part)
+        if match is None:
+            reasons.append({"text": part})
+            continue
+        reasons.append({"feature": match["feature"], "observed": _number_text(match["observed"]),
+                        "expected": _number_text(match["expected"]), "share": f"{match['share']}%",
+                        "width": int(match["share"])})
+    return reasons
+
+
+def expected_flag_rate(calibration: Mapping[str, Any], rows_scored: int) -> str:
+    """What the calibration strategy lets an analyst expect of the flag rate, in words."""
+    strategy, level = calibration.get("strategy"), calibration.get("level")
+    if strategy == "fpr":
+        return (f"expected: at most {level:.2%} of normal records (the false-positive rate the threshold "
+                f"guarantees), plus whatever share of the batch is truly anomalous")
+    if strategy == "budget":
+        if level is not None and level < 1:
+            return f"expected: the budget, {level:.2%} of the batch (rounded up)"
+        share = f" = {level / rows_scored:.2%} of this batch" if rows_scored else ""
+        return f"expected: the budget, {_number(level)} records{share}"
+    if strategy == "fdr":
+        return (f"no fixed rate: the flags are chosen per batch so that at most {level:.0%} of the flagged "
+                f"records are expected to be normal (false discovery rate)")
+    target = f"{calibration.get('objective')} {level}" if level is not None else "the best F1"
+    return f"no fixed rate: the threshold was chosen on labelled validation data for {target}"
+
+
+def _facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    model, cal = summary["model"], summary["calibration"]
+    threshold = cal.get("threshold")
+    return [
+        ("batch", summary["input"]["path"]), ("sha256", summary["input"]["sha256"]),
+        ("model", f"{model['name']} v{model['version']}" + (f" (@{model['alias']})" if model.get("alias") else "")
+         + f" — {model.get('uri', '')}"),
+        ("threshold strategy", f"{cal['strategy']} at level {cal['level']}"
+         + (f" ({cal['objective']})" if cal.get("objective") else "")),
+        ("threshold", f"{threshold:.4g} ({cal.get('threshold_kind', '')})" if threshold is not None
+         else "none (nothing flagged)"),
+        ("rows in", _number(summary["rows_in"])), ("rows scored", _number(summary["rows_scored"])),
+        ("rows quarantined", _number(summary["rows_quarantined"])), ("rows flagged", _number(summary["rows_flagged"])),
+        ("screened", f"{summary.get('started_at', '')} to {summary.get('finished_at', '')}"),
+        ("MLflow run", summary.get("mlflow_run_id") or ""),
+    ]
+
+
+def _drift_line(summary: Mapping[str, Any], shown: bool) -> str:
+    drift, scored = summary.get("drift") or {}, summary["rows_scored"]
+    if drift.get("ks_statistic") is None:
+        return "No scored rows: no drift reading."
+    numbers = (f"Kolmogorov–Smirnov statistic {drift['ks_statistic']:.3f} (p = {drift['ks_p_value']:.3g}); "
+               f"mean score {drift['score_mean']:.3f} against {drift['calibration_score_mean']:.3f} on calibration.")
+    if scored < DRIFT_MIN_ROWS:
+        return f"Only {scored:,} scored rows: too few to read drift (needs {DRIFT_MIN_ROWS:,}). {numbers}"
+    return numbers if shown else numbers + " (the calibration scores were not given: no plot)"
+
+
+def _verdict_index(verdicts: pd.DataFrame | None, id_column: str) -> dict[str, tuple[str, str]]:
+    if verdicts is None or verdicts.empty:
+        return {}
+    notes = verdicts["note"] if "note" in verdicts else pd.Series("", index=verdicts.index)
+    return {str(i): (o, "" if pd.isna(n) else str(n))
+            for i, o, n in zip(verdicts[id_column], verdicts["outcome"], notes)}
+
+
+class FlagReview(NamedTuple):
+    """How a run's flags fared with the analysts so far."""
+
+    flagged: int  # the run's flagged records
+    reviewed: int  # of them, those with a verdict
+    fraud: int  # of those, the ones found to be fraud
+    not_flagged: int  # verdicts on records the run did not flag
+
+    @property
+    def precision(self) -> float | None:
+        """Share of the reviewed flags that were fraud; None before any flag is reviewed."""
+        return self.fraud / self.reviewed if self.reviewed else None
+
+
+def flag_review(flagged_ids: Sequence[str], outcomes: Mapping[str, str]) -> FlagReview:
+    """Count the verdicts (record id → ``fraud`` / ``legitimate``) on the flagged records ``flagged_ids``."""
+    found = [outcomes[i] for i in flagged_ids if i in outcomes]
+    return FlagReview(len(flagged_ids), len(found), found.count("fraud"), len(outcomes) - len(found))
+
+
+def _review_line(review: FlagReview) -> str:
+    line = f"Reviewed {review.reviewed:,} of {review.flagged:,} flagged records"
+    if review.reviewed:
+        line += (f": {review.fraud:,} fraud, {review.reviewed - review.fraud:,} legitimate — "
+                 f"precision of the flags {review.precision:.1%}")
+    if review.not_flagged:
+        line += f". {review.not_flagged:,} verdicts are on records that were not flagged"
+    return line + "."
+
+
+def _images(images: Mapping[str, Mapping[str, bytes | str | Path]] | None, record_id: str) -> list[tuple[str, str]]:
+    found = (images or {}).get(record_id) or {}
+    return [(kind, png_data_uri(found[kind] if isinstance(found[kind], bytes) else Path(found[kind]).read_bytes()))
+            for kind in IMAGE_KINDS if kind in found]
+
+
+def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[str, str]],
+             images: Mapping[str, Mapping[str, bytes | str | Path]] | None) -> list[dict[str, Any]]:
+    values = [c for c in flagged.columns if c not in ("anomaly_score", "p_value", "reasons")]
+    features = [c for c in values if c != id_column]
+    records = []
+    for n, row in enumerate(flagged.to_dict("records")):
+        record_id = str(row[id_column])
+        verdict, note = verdicts.get(record_id, ("", ""))
+        records.append({
+            "anchor": f"record-{n + 1}", "id": record_id,
+            "score": _number(row["anomaly_score"]), "score_raw": repr(float(row["anomaly_score"])),
+            "p_value": f"{row['p_value']:.3g}", "p_raw": repr(float(row["p_value"])),
+            "reasons": parse_reasons(row.get("reasons"), features), "verdict": verdict, "note": note,
+            "cells": [(c, _number(row[c])) for c in values], "images": _images(images, record_id),
+        })
+    return records
+
+
+def _script() -> tuple[Markup, str]:
+    """The page's one script and its CSP source expression (``'sha256-...'`` of its exact text)."""
+    script = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return Markup(script), f"'sha256-{digest}'"  # our own file, not data: safe to insert unescaped
+
+
+def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined: pd.DataFrame,
+                  score_histogram: tuple[np.ndarray, np.ndarray], calibration_scores: np.ndarray | None = None,
+                  *, verdicts: pd.DataFrame | None = None,
+                  images: Mapping[str, Mapping[str, bytes | str | Path]] | None = None,
+                  max_rows: int = REPORT_ROWS) -> str:
+    """The report of one screening run as a self-contained HTML page.
+
+    Parameters
+    ----------
+    summary : mapping
+        The run's ``summary.json`` content (counts, ``model``, ``calibration``, ``drift``, ``input``,
+        ``id_column``, times, ``mlflow_run_id``).
+    flagged : DataFrame
+        ``flagged.csv``: the id column, ``anomaly_score``, ``p_value``, ``reasons`` and the record's
+        values; shown most anomalous first, at most ``max_rows`` of them.
+    quarantined : DataFrame
+        ``quarantine.csv`` (its first ``QUARANTINE_ROWS`` rows will do): the rows as read plus
+        ``quarantine_reason``.
+    score_histogram : (counts, edges)
+        The batch's scores per bin, ``counts`` of shape (bins,) and ``edges`` of shape (bins + 1,),
+        e.g. from :func:`histogram_edges` and :func:`count_scores`.
+    calibration_scores : ndarray or None, default=None
+        The model's calibration scores: drawn beside the batch's and, for a batch of at least
+        ``DRIFT_MIN_ROWS`` scored rows, compared with it in the drift plot.
+    verdicts : DataFrame or None, default=None
+        Analysts' verdicts so far: the id column, ``outcome`` (``fraud`` / ``legitimate``), ``note``.
+        With them the page shows each record's verdict and the precision of the reviewed flags.
+    images : mapping or None, default=None
+        Record id → {``"original"``, ``"reconstruction"``, ``"overlay"``} → PNG bytes or file path,
+        shown side by side in the record's detail.
+    max_rows : int, default=REPORT_ROWS
+        Most flagged records rendered (the page says how many more ``flagged.csv`` holds).
+
+    Returns
+    -------
+    str
+        The page. Every value from the data or the summary is HTML-escaped.
+    """
+    id_column = summary["id_column"]
+    counts, edges = (np.asarray(a) for a in score_histogram)
+    threshold = summary["calibration"].get("threshold")
+    calibration_counts = None if calibration_scores is None else count_scores(calibration_scores, edges)
+    show_drift = calibration_counts is not None and summary["rows_scored"] >= DRIFT_MIN_ROWS
+    ordered = flagged.sort_values("anomaly_score", ascending=False, kind="stable")
+    shown = ordered.head(max_rows)
+    verdict_of = _verdict_index(verdicts, id_column)
+    script, script_hash = _script()
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     undefined=jinja2.StrictUndefined)
+    return environment.get_template("report.html").render(
+        title=Path(summary["input"]["path"]).name,
+        csp=(f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {script_hash}; "
+             "base-uri 'none'; form-action 'none'"),
+        script=script, facts=_facts(summary), id_column=id_column,
+        flag_rate_line=(f"Flag rate {summary['flag_rate']:.2%} ({_number(summary['rows_flagged'])} of "
+                        f"{_number(summary['rows_scored'])} scored); "
+                        f"{expected_flag_rate(summary['calibration'], summary['rows_scored'])}."),
+        review=_review_line(flag_review([str(i) for i in ordered[id_column]],
+                                        {i: o for i, (o, _) in verdict_of.items()})) if verdict_of else None,
+        histogram_png=histogram_plot(counts, edges, threshold, calibration_counts),
+        drift_png=drift_plot(counts, edges, calibration_counts) if show_drift else None,
+        drift_line=_drift_line(summary, show_drift),
+        flagged_line=(f"Most anomalous first. Showing {len(shown):,} of {len(flagged):,}; all are in flagged.csv."
+                      if len(flagged) > len(shown) else f"{len(flagged):,} flagged, most anomalous first."),
+        records=_records(shown, id_column, verdict_of, images),
+        quarantined_columns=list(quarantined.columns),
+        quarantined_rows=[[_number(v) for v in row]
+                          for row in quarantined.head(QUARANTINE_ROWS).itertuples(index=False)],
+        quarantined_line=(f"{summary['rows_quarantined']:,} rows could not be scored"
+                          + (f"; showing the first {QUARANTINE_ROWS:,}, all are in quarantine.csv."
+                             if summary["rows_quarantined"] > QUARANTINE_ROWS else ".")),
+    )

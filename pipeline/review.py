@@ -1,0 +1,125 @@
+"""The review step: attach an analyst's verdicts to a screening run, and let the run's report show them.
+
+``review`` checks the verdict file against the run (every id must be one of its records), merges it
+into the run folder's ``verdicts.csv`` (a record reviewed again keeps its latest verdict, so
+re-submitting a file adds no duplicates), logs the verdicts and the precision of the run's flags to
+the screening's MLflow run, and renders ``report.html`` again so it shows each record's verdict and
+that precision. Both files are replaced atomically. The report is rebuilt from the folder (the
+score histogram is kept in ``summary.json``) and the model's calibration scores.
+
+Example
+-------
+>>> # result = review("maskae-runs/2026-01-07", "verdicts-2026-01-07.csv")
+>>> # result.stored, result.flags.precision
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from pipeline import tracking
+from pipeline.report import QUARANTINE_ROWS, FlagReview, flag_review, render_report
+from pipeline.report_plots import ScoreHistogram, histogram_edges
+from pipeline.scoring import load_scoring_model
+from pipeline.screening_output import FLAGGED, QUARANTINE, REPORT, SCORES, read_summary
+from pipeline.verdicts import VERDICTS, read_verdicts, stored_verdicts
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """What a review left in the run folder."""
+
+    run_dir: Path
+    submitted: int  # verdicts in the file (a repeated id counted once)
+    stored: int  # verdicts the run holds now, earlier reviews included
+    flags: FlagReview  # the run's flags against all its verdicts
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _score_histogram(run_dir: Path, summary: dict, calibration_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The histogram screening kept in ``summary.json``; for a run screened before it did, counted
+    again from ``scores.parquet`` one row group at a time."""
+    if "score_histogram" in summary:
+        return ScoreHistogram.from_dict(summary["score_histogram"]).counts_and_edges()
+    histogram = ScoreHistogram(histogram_edges(calibration_scores, summary["calibration"]["threshold"]))
+    with pq.ParquetFile(run_dir / SCORES) as scores:
+        for batch in scores.iter_batches(columns=["anomaly_score"]):
+            histogram.add(batch.column(0).to_numpy(zero_copy_only=False))
+    return histogram.counts_and_edges()
+
+
+def _quarantined_head(run_dir: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(run_dir / QUARANTINE, nrows=QUARANTINE_ROWS)
+    except pd.errors.EmptyDataError:  # nothing was quarantined
+        return pd.DataFrame()
+
+
+def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
+    """Attach the verdicts of ``verdicts_path`` to the screening run in ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A finished screening folder (it has ``summary.json``).
+    verdicts_path : str or Path
+        CSV of the record id, ``outcome`` (fraud / legitimate) and optionally ``note``
+        (:func:`pipeline.verdicts.read_verdicts`).
+
+    Returns
+    -------
+    ReviewResult
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir`` is not a finished screening folder.
+    VerdictError
+        A bad verdict file, or an id that is not a record of this run; nothing is written.
+    ModelNotFoundError
+        The run's model version is gone from the registry (its calibration redraws the report).
+    """
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a finished screening folder (it has no summary.json)")
+    id_column = summary["id_column"]
+    known = pq.read_table(run_dir / SCORES, columns=[id_column]).column(0).to_pandas().astype(str)
+    submitted = read_verdicts(verdicts_path, id_column, known_ids=pd.Index(known))
+    calibration = load_scoring_model(summary["model"]["uri"]).calibration  # fails before anything is written
+
+    verdicts = pd.concat([stored_verdicts(run_dir), submitted], ignore_index=True)
+    verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)  # the latest verdict wins
+    _replace(run_dir / VERDICTS, verdicts.to_csv(index=False))
+
+    flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
+    page = render_report(summary, flagged, _quarantined_head(run_dir),
+                         _score_histogram(run_dir, summary, calibration.calibration_scores),
+                         calibration.calibration_scores, verdicts=verdicts)
+    _replace(run_dir / REPORT, page)
+
+    flags = flag_review(flagged[id_column].tolist(), dict(zip(verdicts[id_column], verdicts["outcome"])))
+    if summary.get("mlflow_run_id"):
+        metrics = {"verdicts": len(verdicts), "verdicts_fraud": int((verdicts["outcome"] == "fraud").sum()),
+                   "flags_reviewed": flags.reviewed}
+        if flags.precision is not None:
+            metrics["flag_precision"] = flags.precision
+        tracking.add_to_run(summary["mlflow_run_id"], metrics=metrics, artifact=run_dir / VERDICTS,
+                            artifact_path="review")
+    return ReviewResult(run_dir, len(submitted), len(verdicts), flags)

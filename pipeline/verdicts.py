@@ -1,0 +1,136 @@
+"""Analysts' verdicts on screened records: read and check a verdict file, collect labels across runs.
+
+An analyst's verdict file is a CSV of the record id (headed like the run's id column, or ``id``),
+``outcome`` (``fraud`` or ``legitimate``) and an optional ``note``. :func:`read_verdicts` refuses a
+bad file with an error naming the line and column; :mod:`pipeline.review` keeps the verdicts in the
+run folder's ``verdicts.csv``. :func:`labelled_records` joins every run's verdicts with the run's
+``flagged.csv`` (which holds the flagged records' values), giving labelled rows that promotion can
+evaluate models on — with a bias to keep in mind: only flagged records get verdicts.
+
+Example
+-------
+>>> import io
+>>> read_verdicts(io.StringIO("id,outcome\\ntx1, Fraud\\ntx2,legitimate\\n"), "transaction_id").to_dict("list")
+{'transaction_id': ['tx1', 'tx2'], 'outcome': ['fraud', 'legitimate'], 'note': ['', '']}
+>>> try:
+...     read_verdicts(io.StringIO("id,outcome\\ntx1,maybe\\n"), "transaction_id")
+... except VerdictError as error:
+...     print(error)
+<verdicts>: line 2, column 'outcome': 'maybe' is not one of fraud, legitimate
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from pipeline.screening_output import FLAGGED, read_summary
+
+VERDICTS = "verdicts.csv"
+OUTCOMES = ("fraud", "legitimate")
+VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud
+MAX_LISTED = 5  # bad lines named in one error message
+
+
+class VerdictError(ValueError):
+    """A verdict file that cannot be used; the message names the file, line and column."""
+
+
+def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None) -> pd.DataFrame:
+    """Read and check an analyst's verdict file.
+
+    Parameters
+    ----------
+    source : str, Path or text file
+        CSV with the id column (named ``id_column`` or ``id``), ``outcome`` and optionally ``note``.
+    id_column : str
+        The screening run's id column; the result names its id column so.
+    known_ids : Index or None, default=None
+        The run's record ids (as text): a verdict on any other id is refused.
+
+    Returns
+    -------
+    DataFrame
+        ``id_column``, ``outcome`` (lower case), ``note`` (empty when none), as text, in file order;
+        a repeated id keeps its last verdict.
+
+    Raises
+    ------
+    VerdictError
+        Missing or unexpected columns, no rows, an empty id, an unknown outcome or id.
+    """
+    name = str(source) if isinstance(source, (str, Path)) else "<verdicts>"
+    try:
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise VerdictError(f"{name}: cannot read the verdicts: {error}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    ids = id_column if id_column in frame.columns else "id"
+    wanted = {ids, "outcome"}
+    if not wanted <= set(frame.columns):
+        raise VerdictError(f"{name}: needs columns {id_column!r} (or 'id') and 'outcome' (and optionally 'note'); "
+                           f"it has {list(frame.columns)}")
+    extra = [c for c in frame.columns if c not in wanted | {"note"}]
+    if extra:
+        raise VerdictError(f"{name}: unexpected column(s) {extra}: a verdict file holds {id_column!r} (or 'id'), "
+                           f"'outcome' and 'note' only")
+    if frame.empty:
+        raise VerdictError(f"{name}: holds no verdicts")
+    verdicts = pd.DataFrame({id_column: frame[ids].str.strip(), "outcome": frame["outcome"].str.strip().str.lower(),
+                             "note": frame["note"].str.strip() if "note" in frame else ""})
+    problems = [(line, ids, "the id is empty") for line in verdicts.index[verdicts[id_column] == ""] + 2]
+    problems += [(i + 2, "outcome", f"{frame['outcome'][i]!r} is not one of {', '.join(OUTCOMES)}")
+                 for i in verdicts.index[~verdicts["outcome"].isin(OUTCOMES)]]
+    if known_ids is not None:
+        unknown = verdicts.index[(verdicts[id_column] != "") & ~verdicts[id_column].isin(known_ids)]
+        problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run")
+                     for i in unknown]
+    if problems:
+        problems.sort()
+        listed = "; ".join(f"line {line}, column {column!r}: {what}" for line, column, what in problems[:MAX_LISTED])
+        more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+        raise VerdictError(f"{name}: {listed}{more}")
+    return verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)
+
+
+def stored_verdicts(run_dir: Path) -> pd.DataFrame | None:
+    """The run folder's ``verdicts.csv`` (all as text), or None before any review."""
+    path = Path(run_dir) / VERDICTS
+    return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
+
+
+def labelled_records(runs_root: str | Path) -> pd.DataFrame:
+    """Every reviewed flagged record under ``runs_root``: its values from ``flagged.csv`` and
+    ``VERDICT_LABEL`` (1 = fraud, 0 = legitimate).
+
+    Run folders are found at any depth by their ``verdicts.csv``; a record reviewed in more than one
+    run keeps the verdict of the run that finished last. Verdicts on records that were not flagged
+    are left out: the run kept no values for them.
+
+    Raises
+    ------
+    VerdictError
+        No reviewed screening run under ``runs_root``.
+    """
+    runs = []
+    for path in Path(runs_root).rglob(VERDICTS):
+        summary = read_summary(path.parent)
+        if summary is not None and (path.parent / FLAGGED).is_file():
+            runs.append((summary.get("finished_at", ""), path.parent, summary["id_column"]))
+    if not runs:
+        raise VerdictError(f"no reviewed screening run under {str(runs_root)!r}: attach verdicts to a run with "
+                           f"`maskae review --run DIR --verdicts FILE` first")
+    id_columns = {id_column for _, _, id_column in runs}
+    if len(id_columns) > 1:
+        raise VerdictError(f"the reviewed runs under {str(runs_root)!r} name their ids differently "
+                           f"({sorted(id_columns)}): collect runs of one use case")
+    parts, (id_column,) = [], id_columns
+    for _, run_dir, _ in sorted(runs):
+        flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
+        labelled = flagged.merge(stored_verdicts(run_dir)[[id_column, "outcome"]], on=id_column, how="inner")
+        labelled[VERDICT_LABEL] = (labelled.pop("outcome") == "fraud").astype(int)
+        parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))
+    records = pd.concat(parts, ignore_index=True)
+    return records.drop_duplicates(id_column, keep="last").reset_index(drop=True)

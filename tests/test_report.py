@@ -1,0 +1,164 @@
+"""The analyst's report as plain data in, HTML out, and the checks on an analyst's verdict file.
+
+No model is needed: the page is rendered from made-up summaries, flagged records and PNGs.
+(``test_report_browser`` opens a real screening run's report in Chromium; ``test_review`` runs the
+verdicts loop.)
+"""
+
+import base64
+import doctest
+import hashlib
+import io
+import re
+import zlib
+from html import unescape
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import report, report_plots, verdicts
+from pipeline.report import expected_flag_rate, parse_reasons, render_report
+from pipeline.report_plots import count_scores, histogram_edges
+from pipeline.verdicts import VerdictError, read_verdicts
+from tests.conftest import IMG, SCRIPT
+
+
+def png(width: int, height: int, shade: int) -> bytes:
+    """A tiny grey PNG, written by hand: the report takes images from any backend."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    rows = b"".join(b"\x00" + bytes([shade]) * width for _ in range(height))
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def summary(**changes) -> dict:
+    base = {
+        "rows_in": 1203, "rows_scored": 1200, "rows_quarantined": 3, "rows_flagged": 3, "flag_rate": 0.0025,
+        "id_column": "transaction_id",
+        "model": {"name": "fraud", "version": "3", "alias": "champion", "uri": "models:/fraud/3"},
+        "calibration": {"strategy": "fpr", "level": 0.01, "objective": None, "threshold": 2.5,
+                        "threshold_kind": "fixed"},
+        "drift": {"ks_statistic": 0.04, "ks_p_value": 0.2, "score_mean": 0.1, "calibration_score_mean": 0.05},
+        "input": {"path": f"/data/{SCRIPT}.csv", "sha256": "ab" * 32, "bytes": 10, "columns": []},
+        "started_at": "2026-01-08T02:00:00+00:00", "finished_at": "2026-01-08T02:01:00+00:00",
+        "mlflow_run_id": "r1",
+    }
+    return base | changes
+
+
+FLAGGED = pd.DataFrame({
+    "transaction_id": ["tx2", "tx1", IMG],
+    "anomaly_score": [3.1, 9.7, 4.0], "p_value": [0.002, 0.001, 0.001],
+    "reasons": ["amount=4822.5 (expected ~60.12, 81%)",
+                "merchant_category=a; b (expected ~fuel, 52%); hour=3 (expected ~14, 20%)",
+                "country=IT (expected ~DE, 30%)"],
+    "amount": [4822.5, 55.0, 12.0], "merchant_category": ["travel", "a; b", "fuel"], "hour": [13, 3, 12],
+    "merchant": [SCRIPT, "shop", IMG], "country": ["GB", "GB", "IT"],
+})
+QUARANTINED = pd.DataFrame({"transaction_id": ["tx9"], "merchant": [SCRIPT], "quarantine_reason": [f"amount: {IMG}"]})
+
+
+def page(**changes) -> str:
+    scores = np.random.default_rng(0).normal(size=1200)
+    edges = histogram_edges(scores, 2.5)
+    args = {"summary": summary(), "flagged": FLAGGED, "quarantined": QUARANTINED,
+            "score_histogram": (count_scores(scores, edges), edges), "calibration_scores": scores[:500]}
+    return render_report(**(args | changes))
+
+
+@pytest.mark.parametrize("module", [report, report_plots, verdicts])
+def test_module_examples_run(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def test_every_value_from_the_data_is_escaped():
+    html = page()
+    assert SCRIPT not in html and IMG not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert html.count("<script>") == 1 and "onerror=" not in html.replace("&lt;img src=x onerror=", "")
+
+
+def test_the_page_is_self_contained_and_allows_only_its_own_script():
+    html = page()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)  # nothing to fetch
+    assert not re.search(r"""<(link|script)[^>]+(src|href)=["'](?!data:)""", html)
+    policy = unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)[1])
+    assert "default-src 'none'" in policy and "img-src data:" in policy
+    script = re.search(r"<script>(.*?)</script>", html, re.DOTALL)[1]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy
+    assert html.count('src="data:image/png;base64,') == 2  # histogram and drift plot
+
+
+def test_header_counts_and_flag_rate_against_the_expectation():
+    html = page()
+    for text in ("fraud v3 (@champion)", "fpr at level 0.01", "1,203", "Flag rate 0.25%", "at most 1.00% of normal"):
+        assert text in html
+    assert "Kolmogorov" in html and 'id="drift-plot"' in html
+    small = page(summary=summary(rows_scored=300))
+    assert 'id="drift-plot"' not in small and "too few to read drift" in small
+    assert "the budget, 2.00% of the batch" in expected_flag_rate({"strategy": "budget", "level": 0.02}, 100)
+    assert "= 5.00% of this batch" in expected_flag_rate({"strategy": "budget", "level": 5}, 100)
+    assert "at most 10% of the flagged" in expected_flag_rate({"strategy": "fdr", "level": 0.1}, 100)
+    assert "labelled validation data" in expected_flag_rate({"strategy": "labels", "level": None}, 100)
+
+
+def test_flagged_records_most_anomalous_first_with_readable_reasons_and_a_cap():
+    html = page()
+    ids = re.findall(r'<td class="record-id">([^<]*)</td>', html)
+    assert ids == ["tx1", "&lt;img src=x onerror=alert(2)&gt;", "tx2"]
+    assert "<b>amount</b> 4,822.50 where ~60.12 was expected (81% of the score)" in html
+    assert "<b>merchant_category</b> a; b where ~fuel was expected" in html  # "; " inside a value stays whole
+    assert 'href="#record-1"' in html and 'id="record-1"' in html
+    capped = page(max_rows=2)
+    assert "Showing 2 of 3; all are in flagged.csv" in capped and len(re.findall('class="record-id"', capped)) == 2
+    assert parse_reasons("no reasons in this form", ["amount"]) == [{"text": "no reasons in this form"}]
+
+
+def test_verdicts_show_per_record_and_as_precision():
+    marked = pd.DataFrame({"transaction_id": ["tx1", "tx2", "tx77"], "outcome": ["fraud", "legitimate", "fraud"],
+                           "note": ["card reported stolen", "", ""]})
+    html = page(verdicts=marked)
+    assert "Reviewed 2 of 3 flagged records: 1 fraud, 1 legitimate — precision of the flags 50.0%" in html
+    assert "1 verdicts are on records that were not flagged" in html and "card reported stolen" in html
+    assert 'id="precision"' not in page()
+
+
+def test_images_side_by_side_in_the_detail():
+    images = {"tx1": {"original": png(4, 4, 200), "reconstruction": png(4, 4, 120), "overlay": png(4, 4, 30)}}
+    html = page(images=images)
+    detail = html[html.index('id="record-1"'):html.index('id="record-2"')]
+    assert re.findall(r"<figcaption>(\w+)</figcaption>", detail) == ["original", "reconstruction", "overlay"]
+    assert base64.b64encode(png(4, 4, 30)).decode() in detail
+    with pytest.raises(ValueError, match="PNG"):
+        page(images={"tx1": {"original": b"GIF89a..."}})
+
+
+def test_histogram_counts_of_chunks_add_up():
+    scores = np.random.default_rng(1).normal(size=1000) * 3
+    edges = histogram_edges(scores[:100], threshold=4.0)
+    whole = count_scores(scores, edges)
+    assert whole.sum() == 1000 and (whole == sum(count_scores(c, edges) for c in np.array_split(scores, 7))).all()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("transaction_id,verdict\ntx1,fraud\n", "needs columns 'transaction_id' (or 'id') and 'outcome'"),
+    ("id,outcome,notes\ntx1,fraud,x\n", "unexpected column(s) ['notes']"),
+    ("id,outcome\n", "holds no verdicts"),
+    ("id,outcome\ntx1,fraud\n,legitimate\ntx2,frod\n",
+     "line 3, column 'id': the id is empty; line 4, column 'outcome': 'frod'"),
+    ("id,outcome\ntx1,fraud\ntx404,fraud\n", "line 3, column 'id': 'tx404' is not a record of this screening run"),
+])
+def test_bad_verdict_files_name_the_line_and_column(text, message):
+    with pytest.raises(VerdictError, match=re.escape(message)):
+        read_verdicts(io.StringIO(text), "transaction_id", known_ids=pd.Index(["tx1", "tx2"]))
+
+
+def test_a_repeated_id_keeps_its_last_verdict():
+    read = read_verdicts(io.StringIO("transaction_id,outcome,note\ntx1,fraud,a\ntx2,legitimate,\ntx1,legitimate,b\n"),
+                         "transaction_id")
+    assert read.to_dict("list") == {"transaction_id": ["tx2", "tx1"], "outcome": ["legitimate", "legitimate"],
+                                    "note": ["", "b"]}

@@ -1,0 +1,95 @@
+"""The analysts' loop on a real screening run: verdicts in, precision in the report and MLflow, labels into promotion.
+
+Each test works on its own copy of the ``conftest`` screening run, so their order does not matter.
+"""
+
+import shutil
+
+import mlflow
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from pipeline import tracking
+from pipeline.promote import VERDICTS_CAVEAT, promote
+from pipeline.review import review
+from pipeline.train import train
+from pipeline.verdicts import VERDICT_LABEL, VerdictError, labelled_records
+
+
+@pytest.fixture
+def run(screened, tmp_path):
+    """A copy of the screening run under ``tmp_path/runs``, and verdicts on its flagged records from
+    the generator's truth (fraud / legitimate), written to ``tmp_path/verdicts.csv``."""
+    copy = shutil.copytree(screened["run"], tmp_path / "runs" / "day")
+    flagged = pd.read_csv(copy / "flagged.csv", dtype={"transaction_id": str})
+    truth = screened["batch"].set_index("transaction_id")["is_fraud"]
+    verdicts = pd.DataFrame({"id": flagged["transaction_id"],
+                             "outcome": ["fraud" if truth[i] else "legitimate" for i in flagged["transaction_id"]]})
+    verdicts.to_csv(tmp_path / "verdicts.csv", index=False)
+    return {**screened, "run": copy, "flagged": flagged, "verdicts": verdicts, "file": tmp_path / "verdicts.csv"}
+
+
+def test_verdicts_are_stored_merged_logged_and_shown(run, tmp_path):
+    first = review(run["run"], run["file"])
+    fraud = int((run["verdicts"]["outcome"] == "fraud").sum())
+    assert (first.submitted, first.stored, first.flags.reviewed, first.flags.fraud) == (
+        len(run["flagged"]), len(run["flagged"]), len(run["flagged"]), fraud)
+    assert 0 < fraud < len(run["flagged"])  # both outcomes, so promotion can use them
+    page = (run["run"] / "report.html").read_text()
+    assert f"precision of the flags {fraud / len(run['flagged']):.1%}" in page and 'class="verdict-fraud"' in page
+
+    changed = run["verdicts"].iloc[:1].assign(outcome="legitimate" if run["verdicts"]["outcome"][0] == "fraud"
+                                              else "fraud", note="second look")
+    changed.to_csv(tmp_path / "again.csv", index=False)
+    again = review(run["run"], tmp_path / "again.csv")
+    stored = pd.read_csv(run["run"] / "verdicts.csv", dtype=str, keep_default_na=False)
+    assert again.stored == len(stored) == len(run["flagged"]) and stored["transaction_id"].is_unique
+    assert stored.set_index("transaction_id").loc[changed["id"][0], "note"] == "second look"  # the latest wins
+
+    summary = pd.read_json(run["run"] / "summary.json", typ="series")
+    logged = mlflow.get_run(summary["mlflow_run_id"])
+    assert logged.data.metrics["verdicts"] == len(run["flagged"])
+    assert logged.data.metrics["flag_precision"] == pytest.approx(again.flags.precision)
+    artifacts = mlflow.MlflowClient().list_artifacts(logged.info.run_id, "review")
+    assert [f.path for f in artifacts] == ["review/verdicts.csv"]
+
+
+def test_a_bad_verdict_file_changes_nothing(run, tmp_path):
+    before = (run["run"] / "report.html").read_bytes()
+    (tmp_path / "bad.csv").write_text("id,outcome\nnot-a-record,fraud\n")
+    with pytest.raises(VerdictError, match="line 2, column 'id': 'not-a-record' is not a record"):
+        review(run["run"], tmp_path / "bad.csv")
+    assert not (run["run"] / "verdicts.csv").exists() and (run["run"] / "report.html").read_bytes() == before
+
+
+def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(run["root"])  # where the store is, as an analyst would run it
+    assert main(["review", "--run", str(run["run"]), "--verdicts", str(run["file"])]) == 0
+    out = capfd.readouterr().out
+    assert f"{len(run['flagged'])} verdict(s) attached" in out and "report:" in out
+    assert main(["review", "--run", str(tmp_path), "--verdicts", str(run["file"])]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("maskae review: error:") and "not a finished screening folder" in err and err.count("\n") == 1
+    assert main(["promote", "--model", "fraud", "--data", "x.csv"]) == 2
+    assert "--data needs --label-col" in capfd.readouterr().err
+
+
+def test_collected_verdicts_are_promotions_labelled_data(run, tmp_path):
+    review(run["run"], run["file"])
+    labelled = labelled_records(tmp_path / "runs")
+    assert sorted(labelled["transaction_id"]) == sorted(run["flagged"]["transaction_id"])
+    expected = (run["verdicts"].set_index("id")["outcome"] == "fraud").astype(int)
+    assert (labelled[VERDICT_LABEL].to_numpy() == expected[labelled["transaction_id"]].to_numpy()).all()
+    assert "amount" in labelled and "reasons" not in labelled
+
+    weak = run["config"].model_copy(update={"calibration": run["config"].calibration.model_copy(
+        update={"strategy": "budget", "level": 0.02})})
+    challenger = train(weak)  # version 2, challenger; version 1 stays champion
+    decision = promote("fraud", verdicts_from=tmp_path / "runs")
+    assert decision.challenger_version == challenger.version != decision.champion_version
+    assert decision.rows_evaluated == len(labelled) and VERDICTS_CAVEAT in decision.reason
+    tags = mlflow.MlflowClient().get_model_version("fraud", challenger.version).tags
+    assert tags["promotion.evaluation_data"].startswith("verdicts") and tracking.resolve_model("fraud@challenger")
+    with pytest.raises(VerdictError, match="no reviewed screening run"):
+        promote("fraud", verdicts_from=tmp_path / "nothing-here")
