@@ -10,8 +10,8 @@ With ``dask_workers`` or ``dask_address`` the chunks are scored by Prefect tasks
 or the scheduler at that address. This process still reads, validates and writes, in order, with a
 bounded number of chunks in flight, so the output is that of the single-process run (the scores up to
 float rounding of a different thread count) and memory stays bounded on both sides. Each worker
-loads the model once from the MLflow tracking URI it is given, so a remote cluster needs a tracking
-server it can reach, not the default SQLite file.
+loads the model once, from its own ``MLFLOW_TRACKING_URI``: a local cluster inherits this process's;
+the workers of a remote cluster need it set to a tracking server they can reach.
 
 Example
 -------
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import flows  # noqa: F401  (sets the no-telemetry environment before prefect loads)
-import mlflow
 import numpy as np
 import pandas as pd
 from prefect import flow, task
@@ -54,25 +53,26 @@ IN_FLIGHT_PER_WORKER = 2  # chunks queued per Dask worker: keeps workers busy, m
 
 
 @lru_cache(maxsize=2)
-def _worker_model(model_ref: str, tracking: str) -> ScoringModel:
-    mlflow.set_tracking_uri(tracking)
+def _worker_model(model_ref: str) -> ScoringModel:
     return load_scoring_model(model_ref)
 
 
 @task(name="score-chunk", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def score_chunk(model_ref: str, tracking: str, features: pd.DataFrame) -> np.ndarray:
-    # Runs on a Dask worker: the model is loaded once per worker process, then reused.
-    return next(in_process_scorer(_worker_model(model_ref, tracking))([features]))
+def score_chunk(model_ref: str, features: pd.DataFrame) -> np.ndarray:
+    # Runs on a Dask worker: the model is loaded once per worker process, then reused. The tracking
+    # URI comes from the worker's MLFLOW_TRACKING_URI (inherited by a local cluster), never from a
+    # task parameter: Prefect stores parameters, and a server URI may hold credentials.
+    return next(in_process_scorer(_worker_model(model_ref))([features]))
 
 
-def dask_scorer(model_ref: str, tracking: str, in_flight: int) -> Any:
+def dask_scorer(model_ref: str, in_flight: int) -> Any:
     """A ``screen(scorer=...)`` that submits each chunk as a :func:`score_chunk` task to the flow's task
     runner and yields the scores in chunk order, with at most ``in_flight`` chunks submitted ahead."""
     def scorer(_: ScoringModel) -> ChunkScorer:
         def scores(frames: Iterable[pd.DataFrame]) -> Iterator[np.ndarray]:
             running: deque = deque()
             for frame in frames:
-                running.append(score_chunk.submit(model_ref, tracking, frame))
+                running.append(score_chunk.submit(model_ref, frame))
                 if len(running) >= in_flight:
                     yield running.popleft().result()
             while running:
@@ -93,10 +93,10 @@ def _result(screened: Any) -> dict[str, Any]:
 
 @flow(name="maskae-screen-distributed")
 def screen_distributed(data_path: str, model_ref: str, out_dir: str, id_column: str | None, batch_rows: int,
-                       tracking: str, in_flight: int) -> dict[str, Any]:
+                       in_flight: int) -> dict[str, Any]:
     """The screening with its chunks scored on the Dask cluster this flow's task runner points at."""
     return _result(screen(data_path, model_ref, Path(out_dir), id_column=id_column, batch_rows=batch_rows,
-                          scorer=dask_scorer(model_ref, tracking, in_flight)))
+                          scorer=dask_scorer(model_ref, in_flight)))
 
 
 @task(name="publish-artifacts")
@@ -118,7 +118,7 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
                 dask_address: str | None = None) -> dict[str, Any]:
     """Screen one file with ``model`` (``NAME`` or ``NAME@ALIAS``) into ``out_dir``; with
     ``dask_workers`` (a local cluster) or ``dask_address`` (a running scheduler) on Dask."""
-    tracking = use_tracking(Path(workdir or Path.cwd()))
+    use_tracking(Path(workdir or Path.cwd()))  # also sets MLFLOW_TRACKING_URI, which local workers inherit
     pinned = resolve(model)
     if dask_workers or dask_address:
         from prefect_dask import DaskTaskRunner
@@ -131,7 +131,7 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
                                                     "processes": True, "dashboard_address": None})
             in_flight = IN_FLIGHT_PER_WORKER * dask_workers
         result = screen_distributed.with_options(task_runner=runner)(
-            data_path, pinned, out_dir, id_column, batch_rows, tracking, in_flight)
+            data_path, pinned, out_dir, id_column, batch_rows, in_flight)
     else:
         result = screen_file(data_path, pinned, out_dir, id_column, batch_rows)
     publish(result)

@@ -57,6 +57,7 @@ class DataConfig(_Section):
     label_column: str | None = None
     columns: list[str] | None = Field(None, description="feature columns; default all but id and label")
     column_types: dict[str, Literal["numeric", "categorical"]] = {}
+    max_rows: int = Field(1_000_000, ge=100, description="training rows; larger data are sampled uniformly")
 
     @field_validator("format")
     @classmethod

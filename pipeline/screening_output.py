@@ -133,6 +133,8 @@ class ScreeningFolder:
 
     def add_scores(self, ids: pd.Series, rows: np.ndarray, scores: np.ndarray, p_value: np.ndarray) -> None:
         """Append one chunk's scored rows (``rows``: their row numbers in the file)."""
+        if not len(rows):  # an empty chunk's id column has no type to fix the file's on
+            return
         table = pa.table({self.id_column: pa.array(ids.to_numpy(), from_pandas=True), _ROW: rows,
                           "anomaly_score": scores, "p_value": p_value})
         if self._scores is None:

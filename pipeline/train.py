@@ -7,8 +7,9 @@ recall / false-positive rate at the calibrated flags), and the run states how ma
 Records with an empty label are unknown and are used like unlabelled data. Without a label column
 the data are taken as they are (possibly contaminated). The detector holds out
 ``calibration_fraction`` of its rows itself; their scores calibrate the threshold and always give
-the score distribution. With ``calibration.strategy = "labels"`` the threshold is chosen on one
-half of the validation split and the label metrics come from the other half (stratified), so a
+the score distribution. Data with more than ``data.max_rows`` rows are sampled uniformly while they
+stream past (:mod:`pipeline.sampling`), and the run says so. With ``calibration.strategy =
+"labels"`` the threshold is chosen on one half of the validation split and the label metrics come from the other half (stratified), so a
 threshold is never evaluated on the rows it was chosen on.
 
 Everything is logged as one MLflow run (params, metrics, config, data fingerprint, plots, schema)
@@ -27,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,13 +40,15 @@ from sklearn.model_selection import train_test_split
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
 from pipeline import tracking, training_plots
-from pipeline.config import CalibrationConfig, PipelineConfig
-from pipeline.ingest import Schema, SchemaError, read_table, validate
+from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
+from pipeline.ingest import Schema, SchemaError, iter_batches, validate
+from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.sources import fingerprint, source_files
 
 VALIDATION_SHARE = 0.2  # of the records labelled normal, kept out for the label metrics
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+SAMPLE_CHUNK = 200_000  # rows read at a time while sampling the training data
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,17 @@ def _calibrate(settings: CalibrationConfig, detector: MaskedAutoencoderDetector,
     return calibration, np.sort(evaluate)
 
 
+def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tuple[pd.DataFrame, int]:
+    """All rows of ``files``, or a uniform random sample of ``data.max_rows`` of them when there are
+    more (read as a stream, so the files never have to fit in memory); and how many rows there were."""
+    chunks = (chunk for f in files for chunk in iter_batches(f, data.format, SAMPLE_CHUNK, id_column=data.id_column))
+    frame, rows = reservoir_sample(chunks, data.max_rows, seed)
+    if rows > len(frame):
+        warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "
+                      f"(data.max_rows)", stacklevel=3)
+    return frame, rows
+
+
 def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     """Train, calibrate, evaluate, log and register one model version (see the module docstring).
 
@@ -117,7 +132,7 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
         mlflow.set_tracking_uri(tracking.tracking_uri(workdir))
     started, data = time.perf_counter(), config.data
     files = source_files(data.path)
-    frame = pd.concat([read_table(f, data.format, id_column=data.id_column) for f in files], ignore_index=True)
+    frame, rows_read = _training_rows(files, data, config.model.random_state)
     if data.label_column is not None and data.label_column not in frame.columns:
         raise SchemaError(f"label column {data.label_column!r} is not in the training data; it has {list(frame.columns)}")
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
@@ -139,12 +154,12 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     metrics |= {"calibration_score_mean": float(cal_scores.mean()), "calibration_score_std": float(cal_scores.std())}
     if calibration.threshold is not None and np.isfinite(calibration.threshold):
         metrics["threshold"] = calibration.threshold
-    counts = {"rows_read": len(frame), "rows_quarantined": len(checked.quarantined), "rows_fit": len(fit_rows),
+    counts = {"rows_read": rows_read, "rows_quarantined": len(checked.quarantined), "rows_fit": len(fit_rows),
               "rows_calibration": len(cal_scores), "rows_validation": len(evaluate),
               "known_anomalies_set_aside": int(y.sum())}
     metrics |= {**counts, "train_seconds": round(time.perf_counter() - started, 2)}
     source = fingerprint(files)
-    data_tags = {"data.rows": len(frame), "data.columns": len(frame.columns), "data.sha256": source["sha256"],
+    data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns), "data.sha256": source["sha256"],
                  "data.bytes": source["bytes"], "data.path": data.path}
     params = {**{f"model.{k}": v for k, v in config.model.model_dump().items()},
               **{f"calibration.{k}": v for k, v in config.calibration.model_dump().items()},

@@ -75,6 +75,40 @@ def test_errors_are_one_clear_line(prefect_api, workdir, capfd):
     assert "missing.csv" in capfd.readouterr().err
 
 
+def test_dask_screening_gives_the_single_process_output(prefect_api, workdir):
+    assert main(train_args("fraud")) == 0
+    common = ["screen", "--data", "today.csv", "--model", "fraud", "--batch-rows", "100"]
+    assert main([*common, "--out", "out/single"]) == 0
+    assert main([*common, "--out", "out/dask", "--dask-workers", "2"]) == 0
+    import pandas as pd
+
+    single, dask = (pd.read_parquet(workdir / "out" / name / "scores.parquet") for name in ("single", "dask"))
+    assert len(single) > 200  # three chunks or more went out to the workers
+    pd.testing.assert_frame_equal(single, dask, check_exact=False, rtol=1e-6)
+    summaries = [json.loads((workdir / "out" / name / "summary.json").read_text()) for name in ("single", "dask")]
+    assert [s["rows_flagged"] for s in summaries] == [summaries[0]["rows_flagged"]] * 2
+
+
+def test_unreachable_tracking_server_is_retried_then_fails_clearly(prefect_api, workdir, monkeypatch):
+    import flows.screening
+
+    attempts = []
+
+    def resolve_model(ref):
+        attempts.append(ref)
+        return real(ref)
+
+    real = flows.screening.resolve_model
+    monkeypatch.setattr(flows.screening, "resolve_model", resolve_model)
+    monkeypatch.setattr(flows.screening, "resolve", flows.screening.resolve.with_options(retry_delay_seconds=0))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(Exception, match="127.0.0.1"):
+        flows.screening.screen_flow("today.csv", "fraud", "out/today")
+    assert len(attempts) == 1 + flows.screening.resolve.retries
+    assert not (workdir / "out").exists()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

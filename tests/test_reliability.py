@@ -1,0 +1,197 @@
+"""Screening under bad input and faults: it finishes and accounts for every row, or fails loudly
+before writing anything, and a killed run leaves nothing half-written behind.
+
+All tests screen with the session's real model (``screening_run`` in conftest: ``fraud`` v1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.ingest import IngestError, SchemaError
+from pipeline.screen import screen
+from pipeline.screening_output import read_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+ID = "transaction_id"
+
+
+def batch(screened, rows: int = 200) -> pd.DataFrame:
+    """Clean rows of the session's batch (its first 100 hold deliberately broken ones)."""
+    return screened["batch"].iloc[100:100 + rows].reset_index(drop=True)
+
+
+def accounted(out_dir: Path, frame: pd.DataFrame) -> dict:
+    """The run's summary, after checking that every input row is scored or quarantined, once."""
+    summary = read_summary(out_dir)
+    assert summary["rows_in"] == len(frame) == summary["rows_scored"] + summary["rows_quarantined"]
+    scores = pd.read_parquet(out_dir / "scores.parquet")
+    quarantine = pd.read_csv(out_dir / "quarantine.csv", dtype=str, keep_default_na=False)
+    assert len(scores) == summary["rows_scored"] and len(quarantine) == summary["rows_quarantined"]
+    assert scores[ID].is_unique  # a repeated id is scored once, its repeats quarantined
+    assert quarantine["quarantine_reason"].str.len().gt(0).all()
+    return summary
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    """CSV as is; Parquet with each mixed column as text (a Parquet column has one type)."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        mixed = [c for c in frame.columns if frame[c].dtype == object]
+        frame.astype({c: str for c in mixed}).where(frame.notna(), None).to_parquet(path)
+    return path
+
+
+def _text_in_numbers(frame):
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[3, "amount"] = "twelve"
+
+
+def _wrong_dtype(frame):
+    frame["hour"] = frame["hour"].astype(str) + "h"  # every value is text
+
+
+def _nan_and_inf(frame):
+    frame["amount"] = frame["amount"].astype(float)
+    frame.loc[[1, 2, 3], "amount"] = [np.nan, np.inf, -np.inf]
+
+
+def _unseen_category(frame):
+    frame.loc[4, "merchant_category"] = "never-seen-before"
+
+
+def _duplicate_ids(frame):
+    frame.loc[[7, 150], ID] = frame.loc[6, ID]
+
+
+def _extra_column(frame):
+    frame["note"] = "extra"
+
+
+BAD_BATCHES = {  # name: (change, rows quarantined)
+    "text in a numeric column": (_text_in_numbers, 1),
+    "wrong dtype: a numeric column of text": (_wrong_dtype, 200),
+    "NaN and +-inf": (_nan_and_inf, 2),  # NaN is a missing cell (scored), infinities are not numbers
+    "unseen category": (_unseen_category, 0),
+    "duplicate ids": (_duplicate_ids, 2),
+    "extra column": (_extra_column, 0),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("name", list(BAD_BATCHES))
+def test_bad_rows_are_quarantined_and_every_row_accounted_for(screened, tmp_path, name, fmt):
+    change, expected = BAD_BATCHES[name]
+    frame = batch(screened)
+    change(frame)
+    path = write(frame, tmp_path / f"batch.{fmt}")
+    summary = accounted(screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir, frame)
+    assert summary["rows_quarantined"] == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_header_only_file_is_an_empty_screening(screened, tmp_path, fmt):
+    frame = batch(screened).head(0)
+    path = write(frame, tmp_path / f"empty.{fmt}")
+    summary = accounted(screen(path, "fraud", tmp_path / "out").out_dir, frame)
+    assert summary["rows_flagged"] == 0 and summary["drift"]["ks_statistic"] is None
+
+
+def test_unreadable_files_fail_naming_the_file_and_write_nothing(screened, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    whole = tmp_path / "whole.parquet"
+    batch(screened).to_parquet(whole)
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for path in (empty, truncated):
+        with pytest.raises(IngestError, match=path.name):
+            screen(path, "fraud", tmp_path / path.stem)
+        assert not (tmp_path / path.stem).exists() and not list(tmp_path.glob(f".{path.stem}.tmp-*"))
+
+
+def test_a_schema_mismatch_is_refused_before_any_scoring(screened, tmp_path):
+    path = tmp_path / "batch.csv"
+    batch(screened).drop(columns=["country", "hour"]).to_csv(path, index=False)
+    with pytest.raises(SchemaError, match=r"\['country', 'hour'\]"):
+        screen(path, "fraud", tmp_path / "out")
+    assert not any(tmp_path.glob("*out*"))
+
+
+CHILD = """
+import sys
+from pipeline.screen import screen
+screen(sys.argv[1], "fraud", sys.argv[2], batch_rows=int(sys.argv[3]))
+"""
+
+
+def test_a_killed_screening_leaves_nothing_and_a_rerun_gives_the_same_output(screened, tmp_path):
+    frame = pd.concat([screened["batch"]] * 8, ignore_index=True)  # long enough to be killed mid-way
+    frame[ID] = [f"T{i:07d}" for i in range(len(frame))]
+    frame.loc[5, ID] = frame.loc[4, ID]  # and one duplicate
+    path, out = tmp_path / "big.csv", tmp_path / "runs" / "night"
+    frame.to_csv(path, index=False)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": screened["tracking_uri"], "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(out), "200"], env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob(".night.tmp-*/.scores-unflagged.parquet")):  # scoring has begun
+        assert child.poll() is None and time.monotonic() < deadline, "the screening ended before it was killed"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not out.exists()  # nothing visible as a finished screening
+
+    result = screen(path, "fraud", out, batch_rows=200)  # the rerun clears the killed run's folder
+    assert [p.name for p in out.parent.iterdir()] == ["night"]
+    summary = accounted(result.out_dir, frame)
+    reference = screen(path, "fraud", tmp_path / "reference", batch_rows=200)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scores.parquet"),
+                                  pd.read_parquet(reference.out_dir / "scores.parquet"))
+    assert summary["rows_quarantined"] == (frame["amount"] == "twelve").sum() + 1  # + the duplicate
+
+
+def test_no_secret_reaches_the_outputs(screened, tmp_path, monkeypatch, capfd):
+    secret = "s3cr3t-token-value"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", secret)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    path = tmp_path / "batch.csv"
+    batch(screened).to_csv(path, index=False)
+    out = screen(path, "fraud", tmp_path / "out").out_dir
+    written = "".join(p.read_text(errors="replace") for p in out.iterdir() if p.suffix != ".parquet")
+    captured = capfd.readouterr()
+    assert secret not in written + captured.out + captured.err
+
+
+_cells = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+                   st.text(max_size=8), st.booleans())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_screening_never_crashes_and_accounts_for_every_row(screened, tmp_path_factory, data):
+    columns = [ID, "amount", "merchant_category", "country", "channel", "card_present", "hour", "home_country",
+               "customer_typical_amount"]
+    n = data.draw(st.integers(0, 30), label="rows")
+    frame = pd.DataFrame({c: data.draw(st.lists(_cells if c != ID else st.one_of(st.none(), st.text(max_size=3)),
+                                                min_size=n, max_size=n), label=c) for c in columns})
+    frame = frame.astype(object)
+    tmp = tmp_path_factory.mktemp("random")
+    fmt = data.draw(st.sampled_from(["csv", "parquet"]), label="format")
+    path = write(frame, tmp / f"batch.{fmt}")
+    written = pd.read_csv(path, dtype=str, keep_default_na=False) if fmt == "csv" else pd.read_parquet(path)
+    summary = read_summary(screen(path, "fraud", tmp / "out", batch_rows=7).out_dir)
+    assert summary["rows_in"] == len(written) == summary["rows_scored"] + summary["rows_quarantined"]
+    assert json.loads(json.dumps(summary)) == summary
