@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--model", required=True, help="NAME or NAME@ALIAS (default alias: champion)")
     screen.add_argument("--out", required=True, help="output folder of this screening run")
     screen.add_argument("--id-col", help="record id column (default: the one the model was trained with)")
-    screen.add_argument("--batch-rows", type=int, default=100_000, help="rows read and scored at a time (default 100000)")
+    screen.add_argument("--batch-rows", type=int, default=50_000, help="rows read and scored at a time (default 50000)")
     screen.add_argument("--dask-workers", type=int, help="score chunks on a local Dask cluster of this many workers")
     screen.add_argument("--dask-address", help="score chunks on the Dask scheduler at this address (tcp://host:8786)")
 

@@ -35,7 +35,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.scoring import ScoringModel, load_scoring_model
-from pipeline.screen import ChunkScorer, in_process_scorer, screen
+from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
 from pipeline.tracking import resolve_model, use_tracking
 
 TOP_FLAGGED = 20
@@ -114,7 +114,7 @@ def publish(result: dict[str, Any]) -> None:
 
 @flow(name="maskae-screen", log_prints=True)
 def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None = None,
-                workdir: str | None = None, batch_rows: int = 100_000, dask_workers: int | None = None,
+                workdir: str | None = None, batch_rows: int = BATCH_ROWS, dask_workers: int | None = None,
                 dask_address: str | None = None) -> dict[str, Any]:
     """Screen one file with ``model`` (``NAME`` or ``NAME@ALIAS``) into ``out_dir``; with
     ``dask_workers`` (a local cluster) or ``dask_address`` (a running scheduler) on Dask."""

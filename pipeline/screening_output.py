@@ -39,10 +39,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.report import QUARANTINE_ROWS
+
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
 _UNFLAGGED, _ROW, _LOCK = ".scores-unflagged.parquet", "_row", ".lock"
-QUARANTINE_HEAD = 200  # quarantined rows kept in memory for the report; quarantine.csv has them all
 SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
 
 
@@ -110,7 +111,7 @@ class ScreeningFolder:
     def __init__(self, out_dir: Path, id_column: str):
         self.out_dir, self.id_column = Path(out_dir), id_column
         self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-        self.quarantine_head: pd.DataFrame | None = None  # the first QUARANTINE_HEAD rows, for the report
+        self.quarantine_head: pd.DataFrame | None = None  # the rows the report shows; quarantine.csv has all
         self._lock, self._scores, self._published = None, None, False
 
     def __enter__(self) -> "ScreeningFolder":
@@ -145,8 +146,8 @@ class ScreeningFolder:
         """Append one chunk's quarantined rows (as read, plus their reason) to ``quarantine.csv``."""
         first = self.quarantine_head is None
         rows.to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False)
-        head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_HEAD)])
-        self.quarantine_head = head.head(QUARANTINE_HEAD)
+        head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_ROWS)])
+        self.quarantine_head = head.head(QUARANTINE_ROWS)
 
     def unflagged_scores(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         """The scores written so far, chunk by chunk, in row order."""

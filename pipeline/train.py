@@ -159,7 +159,8 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
               "known_anomalies_set_aside": int(y.sum())}
     metrics |= {**counts, "train_seconds": round(time.perf_counter() - started, 2)}
     source = fingerprint(files)
-    data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns), "data.sha256": source["sha256"],
+    data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns),
+                 "data.sha256": source["sha256"],
                  "data.bytes": source["bytes"], "data.path": data.path}
     params = {**{f"model.{k}": v for k, v in config.model.model_dump().items()},
               **{f"calibration.{k}": v for k, v in config.calibration.model_dump().items()},

@@ -106,6 +106,15 @@ def test_train_registers_first_version_and_sets_known_frauds_aside(env, first):
     assert str(inputs.input_types()[FEATURES.index("hour")]) == "DataType.double"
 
 
+def test_training_data_over_max_rows_are_sampled_and_the_run_says_so(env, first):
+    rows = len(env["history"])
+    with pytest.warns(UserWarning, match=f"{rows:,} rows; training on a uniform random sample of 400"):
+        sampled = train(config(env["root"] / "train.csv", data={"max_rows": 400}, mlflow={"model_name": "sampled"}))
+    assert sampled.rows_read == rows and sampled.rows_fit + sampled.rows_validation == 400
+    tags = mlflow.get_run(sampled.run_id).data.tags
+    assert (tags["data.rows"], tags["data.rows_sampled"]) == (str(rows), "400")
+
+
 def test_screen_writes_the_output_folder(env, screening):
     out, summary = screening.out_dir, screening.summary
     assert {p.name for p in out.iterdir()} == {"scores.parquet", "flagged.csv", "quarantine.csv", "report.html",
