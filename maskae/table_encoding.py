@@ -26,6 +26,9 @@ from scipy.stats import skew
 
 UNKNOWN_CODE = 0  # categories never seen in training map here
 SKEW_FOR_LOG = 2.0  # a non-negative column this skewed (amount-like) is log-transformed
+# Codes are held within +-MAX_CODE standard units: a value that far out is already as anomalous as
+# any, and a finite 1e200 would overflow float32 errors into inf and NaN scores.
+MAX_CODE = 1e4
 
 
 @dataclass
@@ -154,7 +157,7 @@ class TableEncoder:
             with np.errstate(all="ignore"):
                 encoded = col.encode(values)
             bad = ~np.isfinite(encoded)
-            numeric[:, j] = np.where(bad, 0.0, encoded)
+            numeric[:, j] = np.where(bad, 0.0, np.clip(encoded, -MAX_CODE, MAX_CODE))
             missing[:, j] = bad
         unseen: dict[str, int] = {}
         offset = len(self.numeric_)

@@ -229,8 +229,10 @@ class SeenIds:
         at = np.searchsorted(self._hashes, hashes)
         seen = self._hashes[np.minimum(at, len(self._hashes) - 1)] == hashes if len(self._hashes) else \
             np.zeros(len(hashes), dtype=bool)
-        # both runs sorted: the stable sort (a merge for two runs) keeps this linear in the total
-        self._hashes = np.sort(np.concatenate([self._hashes, np.sort(hashes)]), kind="stable")
+        # both runs sorted: the stable sort (a merge for two runs) keeps this linear in the total,
+        # and sorting in place keeps the extra memory to the one concatenated copy
+        self._hashes = np.concatenate([self._hashes, np.sort(hashes)])
+        self._hashes.sort(kind="stable")
         return seen
 
 

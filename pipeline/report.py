@@ -213,8 +213,9 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         The run's ``summary.json`` content (counts, ``model``, ``calibration``, ``drift``, ``input``,
         ``id_column``, times, ``mlflow_run_id``).
     flagged : DataFrame
-        ``flagged.csv``: the id column, ``anomaly_score``, ``p_value``, ``reasons`` and the record's
-        values; shown most anomalous first, at most ``max_rows`` of them.
+        ``flagged.csv``, or its first rows (``summary["rows_flagged"]`` counts them all): the id
+        column, ``anomaly_score``, ``p_value``, ``reasons`` and the record's values; shown most
+        anomalous first, at most ``max_rows`` of them.
     quarantined : DataFrame
         ``quarantine.csv`` (its first ``QUARANTINE_ROWS`` rows will do): the rows as read plus
         ``quarantine_reason``.
@@ -262,8 +263,9 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         histogram_png=histogram_plot(counts, edges, threshold, calibration_counts),
         drift_png=drift_plot(counts, edges, calibration_counts) if show_drift else None,
         drift_line=_drift_line(summary, show_drift),
-        flagged_line=(f"Most anomalous first. Showing {len(shown):,} of {len(flagged):,}; all are in flagged.csv."
-                      if len(flagged) > len(shown) else f"{len(flagged):,} flagged, most anomalous first."),
+        flagged_line=(f"Most anomalous first. Showing {len(shown):,} of {summary['rows_flagged']:,}; all are in "
+                      f"flagged.csv." if summary["rows_flagged"] > len(shown)
+                      else f"{len(shown):,} flagged, most anomalous first."),
         records=_records(shown, id_column, verdict_of, images),
         quarantined_columns=list(quarantined.columns),
         quarantined_rows=[[_number(v) for v in row]

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from maskae.calibration import ChunkedBatch
 from pipeline import tracking
 from pipeline.ingest import IngestError, Schema, SeenIds, iter_batches, validate
-from pipeline.report import render_report
+from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
 from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
@@ -78,12 +78,13 @@ def in_process_scorer(model: ScoringModel) -> ChunkScorer:
     return scores
 
 
-def _flagged_records(path: Path, model: ScoringModel, schema: Schema, hits: pd.DataFrame, batch_rows: int,
-                     top_reasons: int) -> pd.DataFrame:
-    """Second pass: the rows of ``hits`` (row number, score, p-value), with reasons, most anomalous first.
-    Rows are found by row number: they were clean in the first pass, so no duplicate check is needed."""
-    first = [schema.id_column, "anomaly_score", "p_value", "reasons", *schema.feature_columns]
-    wanted, parts = hits.set_index(_ROW)[["anomaly_score", "p_value"]], []
+def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.DataFrame, batch_rows: int,
+                     top_reasons: int, folder: ScreeningFolder) -> list[str]:
+    """Second pass: explain the rows of ``hits`` (row number, score, p-value) chunk by chunk into the
+    folder; returns the columns of ``flagged.csv``. Rows are found by row number: they were clean in
+    the first pass, so no duplicate check is needed."""
+    columns = [schema.id_column, "anomaly_score", "p_value", "reasons", *schema.feature_columns]
+    wanted = hits.set_index(_ROW)[["anomaly_score", "p_value"]]
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
@@ -92,11 +93,10 @@ def _flagged_records(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                 if len(rows):
                     clean = validate(rows, schema).clean
                     why = model.detector.explain(feature_frame(clean, schema), top_k=top_reasons)
-                    parts.append(clean.assign(reasons=reasons_text(why, len(clean)), **wanted.loc[clean.index]))
-    if not parts:
-        return pd.DataFrame(columns=first)
-    flagged = pd.concat(parts).sort_values("anomaly_score", ascending=False, kind="stable")
-    return flagged[first + [c for c in flagged.columns if c not in first]]
+                    explained = clean.assign(reasons=reasons_text(why, len(clean)), **wanted.loc[clean.index])
+                    columns += [c for c in explained.columns if c not in columns]
+                    folder.add_flagged(explained[columns].assign(**{_ROW: clean.index}))
+    return columns
 
 
 def _same_screening(summary: dict[str, Any], sha256: str, model: tracking.ResolvedModel) -> bool:
@@ -154,7 +154,9 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
         batch, histogram = tally.batch, tally.histogram
         rule = batch.finish(lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags)
-        flagged = _flagged_records(data_path, model, schema, hits, batch_rows, top_reasons)
+        columns = _explain_flagged(data_path, model, schema, hits, batch_rows, top_reasons, folder)
+        ranks = hits[_ROW].iloc[np.argsort(-hits["anomaly_score"].to_numpy(), kind="stable")]  # ties: file order
+        top = folder.write_flagged(pd.Series(np.arange(len(ranks)), index=ranks.to_numpy()), columns, REPORT_ROWS)
         if fingerprint([data_path])["sha256"] != source["sha256"]:
             raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
         summary = {
@@ -178,9 +180,9 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
             params={"input.path": summary["input"]["path"], "out_dir": str(out_dir.resolve()), "top_reasons": top_reasons},
             tags={"input.sha256": source["sha256"], "calibration.strategy": cal.strategy})
         summary["finished_at"] = _now()
-        report = render_report(summary, flagged, folder.quarantine_head, histogram.counts_and_edges(),
+        report = render_report(summary, top, folder.quarantine_head, histogram.counts_and_edges(),
                                cal.calibration_scores)
-        folder.publish(flagged=flagged, summary=summary, report=report)
+        folder.publish(summary=summary, report=report)
     return ScreenResult(out_dir, read_summary(out_dir), reused=False)
 
 

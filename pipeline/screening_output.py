@@ -43,7 +43,8 @@ from pipeline.report import QUARANTINE_ROWS
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
-_UNFLAGGED, _ROW, _LOCK = ".scores-unflagged.parquet", "_row", ".lock"
+_UNFLAGGED, _ROW, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", "_row", ".lock", ".flagged-part-"
+FLAGGED_BLOCK = 50_000  # flagged records ordered at a time
 SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
 
 
@@ -112,7 +113,7 @@ class ScreeningFolder:
         self.out_dir, self.id_column = Path(out_dir), id_column
         self.tmp = self.out_dir.parent / f".{self.out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
         self.quarantine_head: pd.DataFrame | None = None  # the rows the report shows; quarantine.csv has all
-        self._lock, self._scores, self._published = None, None, False
+        self._lock, self._scores, self._published, self._flagged_parts = None, None, False, 0
 
     def __enter__(self) -> "ScreeningFolder":
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -181,12 +182,33 @@ class ScreeningFolder:
         (self.tmp / _UNFLAGGED).unlink(missing_ok=True)
         return pd.concat(flagged) if flagged else pd.DataFrame(columns=[self.id_column, _ROW, "anomaly_score", "p_value"])
 
-    def publish(self, *, flagged: pd.DataFrame, summary: dict[str, Any], report: str) -> Path:
+    def add_flagged(self, records: pd.DataFrame) -> None:
+        """Keep one chunk's explained flagged records (with their ``_row`` number) until
+        :meth:`write_flagged` orders them."""
+        records.to_parquet(self.tmp / f"{_FLAGGED_PART}{self._flagged_parts:06d}.parquet", index=False)
+        self._flagged_parts += 1
+
+    def write_flagged(self, order: pd.Series, columns: list[str], head_rows: int) -> pd.DataFrame:
+        """Write ``flagged.csv``: the kept records in the order of ``order`` (row number → rank, 0 =
+        most anomalous), ``FLAGGED_BLOCK`` ranks at a time so memory does not grow with the flags.
+        Returns the first ``head_rows`` records."""
+        parts = sorted(self.tmp.glob(f"{_FLAGGED_PART}*.parquet"))
+        with open(self.tmp / FLAGGED, "w", encoding="utf-8", newline="") as out:
+            pd.DataFrame(columns=columns).to_csv(out, index=False)
+            for start in range(0, len(order), FLAGGED_BLOCK):
+                block = order[(order >= start) & (order < start + FLAGGED_BLOCK)]
+                rows = pd.concat([part[part[_ROW].isin(block.index)] for part in map(pd.read_parquet, parts)])
+                rows = rows.iloc[np.argsort(block.loc[rows[_ROW]].to_numpy(), kind="stable")]
+                rows[columns].to_csv(out, index=False, header=False)
+        for part in parts:
+            part.unlink()
+        return pd.read_csv(self.tmp / FLAGGED, nrows=head_rows, dtype={self.id_column: str})
+
+    def publish(self, *, summary: dict[str, Any], report: str) -> Path:
         """Write the last files and rename the folder into place. ``out_dir`` must not exist, or be
         empty; ``summary`` must be JSON-serialisable."""
         if self.quarantine_head is None:
             raise ValueError("no chunk was read: quarantine.csv has no columns")
-        flagged.to_csv(self.tmp / FLAGGED, index=False)
         (self.tmp / REPORT).write_text(report, encoding="utf-8")
         (self.tmp / SUMMARY).write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
         (self.tmp / _LOCK).unlink()  # still held through the open file until the rename is done
