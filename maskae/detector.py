@@ -21,6 +21,10 @@ standardising its logarithm against the training records' values (errors and dis
 positive and right-skewed, roughly log-normal), and the anomaly score is their mean: about 0 for
 a typical training record, in standard deviations above it.
 
+Images: ``backend="cnn"`` inpaints masked image patches with a small convolutional network and
+scores per pixel (``maskae.image_backend``); ``backend="mlp"`` on an image batch reads each image
+as one row of pixels and scores it like a table. Either way ``explain`` returns anomaly maps.
+
 Example
 -------
 >>> import numpy as np
@@ -42,6 +46,9 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 
+from maskae.image_backend import ImageBackendMixin
+from maskae.image_batch import ImageFormat, is_image_batch
+from maskae.image_training import AUGMENTATIONS
 from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import draw_samples, sampled_nn_distance
@@ -54,22 +61,25 @@ ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts 
 EVIDENCE_KINDS = ("reconstruction", "neighbours", "tails")
 
 
-class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
-    """Masked-autoencoder anomaly detector for mixed-type tables.
+class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
+    """Masked-autoencoder anomaly detector for mixed-type tables and images.
 
     Parameters
     ----------
-    backend : {"mlp"}, default="mlp"
-        Network family. ``"mlp"`` handles tables (and flattened images).
+    backend : {"mlp", "cnn"}, default="mlp"
+        Network family. ``"mlp"`` handles tables and image batches (each image flattened to a row
+        of pixels); ``"cnn"`` handles image batches (N x H x W x C ``uint8``, N x C x H x W float or
+        N x H x W grayscale) and inpaints masked patches.
     mask_ratio : float, default=0.3
-        Share of cells hidden per training row; scoring splits the features into
-        ``round(1 / mask_ratio)`` complementary groups.
+        Share of cells (patches) hidden per training row (image); scoring splits the features
+        (patches) into ``round(1 / mask_ratio)`` complementary groups. With ``backend="cnn"``, 0
+        trains a plain reconstruction autoencoder (nothing hidden, the ablation).
     hidden_size, latent_size : int, default=128, 64
-        Width of the encoder/decoder layers and of the embedding.
+        MLP: width of the encoder/decoder layers and of the embedding.
     max_steps : int, default=1000
         Optimisation steps (the training budget, independent of the table's size).
     batch_size : int, default=256
-        Rows per step.
+        Rows (images) per step; for the CNN a few dozen images is plenty and far faster.
     learning_rate, weight_decay : float, default=1e-3, 1e-4
         AdamW settings (warm-up then cosine decay of the learning rate).
     validation_fraction : float, default=0.0
@@ -93,6 +103,17 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         samples, and ``predict`` flags that share (``threshold_``).
     log_transform : bool, default=True
         Signed-log transform of skewed non-negative columns (amounts) before scaling.
+    image_size : int or None, default=None
+        Images are resized to ``image_size`` x ``image_size`` pixels before the network sees them
+        (both backends); None keeps the training images' own size.
+    patch_size : int or tuple of int, default=8
+        CNN: side in pixels (at ``image_size``) of the square patches that are hidden; several
+        sizes train and score at several scales. Near one period of a texture works well.
+    cnn_widths : tuple of int, default=(16, 32, 64)
+        CNN: channels of each encoder level (each level after the first halves the resolution).
+    augment : {"shift", "flip", "none"}, default="shift"
+        CNN training augmentation: small random shifts, ``"flip"`` adds horizontal and vertical
+        flips (for objects whose orientation does not matter), ``"none"`` turns it off.
     progress : bool, default=False
         Show a progress bar while training.
     random_state : int or None, default=None
@@ -118,6 +139,10 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         n_neighbour_samples: int = 20,
         contamination: float = 0.1,
         log_transform: bool = True,
+        image_size: int | None = None,
+        patch_size: int | tuple[int, ...] = 8,
+        cnn_widths: tuple[int, ...] = (16, 32, 64),
+        augment: str = "shift",
         progress: bool = False,
         random_state: int | None = None,
     ):
@@ -138,20 +163,29 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         self.n_neighbour_samples = n_neighbour_samples
         self.contamination = contamination
         self.log_transform = log_transform
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.cnn_widths = cnn_widths
+        self.augment = augment
         self.progress = progress
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None) -> "MaskedAutoencoderDetector":
-        """Learn from ``X`` (array or DataFrame, rows = records); ``y`` is ignored."""
+        """Learn from ``X`` (array, DataFrame or image batch; rows = records); ``y`` is ignored."""
         self._check_params()
-        frame = self._as_frame(X, fitting=True)
-        if len(frame) < 3:
-            raise ValueError(f"need at least 3 rows to fit, got {len(frame)}")
+        if len(X) < 3:
+            raise ValueError(f"need at least 3 rows to fit, got {len(X)}")
         seed = np.random.SeedSequence(self.random_state).generate_state(1)[0]
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(int(seed))
         torch.manual_seed(int(seed))  # weight initialisation
+        if self.backend == "cnn":
+            held_out = self._fit_images(X, rng, generator, seed)
+            self._set_threshold()
+            self.calibration_scores_ = self.anomaly_score(X[held_out]) if len(held_out) else np.zeros(0)
+            return self
+        frame = self._as_frame(X, fitting=True)
 
         # Calibration rows are split off first and take no part in fitting, not even the scaling:
         # the conformal guarantee needs them exchangeable with future records.
@@ -184,10 +218,14 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         # `contamination` share that looks most anomalous out of the neighbour samples, redraw them.
         typical_rows = rows[self.training_scores_ <= np.quantile(self.training_scores_, 1 - self.contamination)]
         self._fit_evidence(passes, data, space, pool=typical_rows, rng=rng)
-        self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
-        self.offset_ = -self.threshold_
+        self._set_threshold()
         self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)
         return self
+
+    def _set_threshold(self) -> None:
+        """``predict`` flags the ``contamination`` share of training records that score highest."""
+        self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
+        self.offset_ = -self.threshold_
 
     def _fit_evidence(self, passes: PassResult, data: TableTensors, space: np.ndarray, pool: np.ndarray,
                       rng: np.random.Generator) -> None:
@@ -213,10 +251,16 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         return np.sort(order[n_out:]), np.sort(order[:n_out])
 
     def _check_params(self) -> None:
-        if self.backend != "mlp":
-            raise NotImplementedError(f"backend={self.backend!r} is not available yet; use backend='mlp'")
-        if not 0 < self.mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.backend not in ("mlp", "cnn"):
+            raise ValueError(f"backend must be 'mlp' or 'cnn', got {self.backend!r}")
+        low_ok = self.mask_ratio >= 0 if self.backend == "cnn" else self.mask_ratio > 0  # cnn: 0 = plain autoencoder
+        if not (low_ok and self.mask_ratio < 1):
+            bounds = "[0, 1)" if self.backend == "cnn" else "(0, 1)"
+            raise ValueError(f"mask_ratio must be in {bounds} for backend={self.backend!r}, got {self.mask_ratio}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if not self._patch_sizes() or min(self._patch_sizes()) < 1:
+            raise ValueError(f"patch_size must be a positive int or a tuple of them, got {self.patch_size!r}")
         unknown = set(self.evidence) - set(EVIDENCE_KINDS)
         if unknown or not self.evidence:
             raise ValueError(f"evidence must be a non-empty subset of {EVIDENCE_KINDS}, got {self.evidence!r}")
@@ -227,17 +271,27 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         return max(2, int(round(1 / self.mask_ratio)))
 
     def _build_network(self) -> MaskedTableMLP:
+        if self.backend == "cnn":
+            return self._build_image_network()
         sizes = [c.n_codes for c in self.encoder_.categorical_]
         return MaskedTableMLP(len(self.encoder_.numeric_), sizes, self.hidden_size, self.latent_size)
 
     # ------------------------------------------------------------------ inputs
     def _as_frame(self, X, fitting: bool = False) -> pd.DataFrame:
+        """``X`` as a table; an image batch (``backend="mlp"``) as one row of pixels per image."""
+        if fitting:
+            self.image_format_ = ImageFormat.fit(X, self.image_size) if is_image_batch(X) else None
+        else:
+            self._check_fitted()
+        if is_image_batch(X):
+            if self.image_format_ is None:
+                raise ValueError(f"this detector was fitted on a table; got an image batch of shape {X.shape}")
+            X = self.image_format_.flatten(X)
         if fitting:
             self.feature_names_in_ = np.asarray(X.columns, dtype=object) if isinstance(X, pd.DataFrame) else None
             frame = as_frame(X)
             self.n_features_in_ = frame.shape[1]
         else:
-            self._check_fitted()
             names = self.encoder_.columns_ if self.feature_names_in_ is None else None
             frame = as_frame(X, names)
         frame = frame.copy(deep=False)
@@ -298,6 +352,8 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scores
     def anomaly_score(self, X) -> np.ndarray:
         """(n,) higher = more anomalous; ~0 for a typical training record, in standard deviations."""
+        if self.backend == "cnn":
+            return self._image_anomaly_score(X)
         return self._score(self._tensors(self._as_frame(X)))
 
     def _score(self, data: TableTensors) -> np.ndarray:
@@ -318,12 +374,22 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ views of the model
     def transform(self, X) -> np.ndarray:
-        """(n, latent_size) embedding: the encoder's output averaged over the scoring masks."""
+        """(n, latent_size) embedding: the encoder's output averaged over the scoring masks
+        (CNN: (n, cnn_widths[-1]), the deepest features averaged over the image)."""
+        if self.backend == "cnn":
+            return self._image_transform(X)
         return self._passes(X)[0].latent
 
-    def reconstruct(self, X) -> pd.DataFrame:
-        """Every cell as the model predicts it from the rest of its row (original units)."""
-        return self._predicted_values(self._passes(X)[0])
+    def reconstruct(self, X) -> pd.DataFrame | np.ndarray:
+        """Every cell as the model predicts it from the rest of its row (original units). For an
+        image batch: the inpainted images (each pixel predicted while hidden), in ``X``'s layout,
+        resolution and dtype."""
+        if self.backend == "cnn":
+            return self._image_reconstruct(X)
+        predicted = self._predicted_values(self._passes(X)[0])
+        if self.image_format_ is None:
+            return predicted
+        return self.image_format_.restore_layout(self.image_format_.unflatten(predicted.to_numpy(np.float32)), like=X)
 
     def _predicted_values(self, passes: PassResult) -> pd.DataFrame:
         codes = np.stack([p.argmax(axis=1) for p in passes.category_probs], axis=1) if passes.category_probs \
@@ -331,22 +397,34 @@ class MaskedAutoencoderDetector(OutlierMixin, BaseEstimator):
         return self.encoder_.decode(passes.numeric, codes)
 
     def impute(self, X) -> pd.DataFrame:
-        """``X`` with its missing (or unparseable) cells filled by the model's predictions."""
+        """``X`` with its missing (or unparseable) cells filled by the model's predictions (tables)."""
+        if self.backend == "cnn" or self.image_format_ is not None:
+            raise TypeError("impute fills table cells; for images use reconstruct")
         frame = self._as_frame(X)[self.encoder_.columns_]
         filled = frame.astype(object).where(frame.notna(), self.reconstruct(frame).astype(object))
         return filled.infer_objects()
 
-    def explain(self, X, top_k: int | None = None) -> pd.DataFrame:
-        """Per-feature contributions to the reconstruction evidence, largest first per row.
+    def explain(self, X, top_k: int | None = None) -> pd.DataFrame | np.ndarray:
+        """Per-feature contributions to the reconstruction evidence, largest first per row; for an
+        image batch, anomaly maps.
+
+        Images: (n, H, W) float32 at ``X``'s resolution. CNN: each pixel's smoothed inpainting
+        error divided by its typical error on the training images (~1 where typical). MLP: each
+        pixel's normalised cell error (mean over channels). ``top_k`` applies to tables only.
 
         Columns: ``row`` (position in ``X``), ``feature``, ``observed``, ``expected`` (the model's
         prediction with the cell hidden, original units), ``contribution`` (normalised error of the
         cell divided by the row's observed cells: the row's contributions sum to its raw
         reconstruction evidence) and ``share`` (fraction of that sum).
         """
+        if self.backend == "cnn":
+            return self._image_explain(X)
         frame = self._as_frame(X)
         passes, data = self._passes(frame)
         missing = data.missing.numpy()
+        if self.image_format_ is not None:
+            cells = self.image_format_.unflatten(self._normalised_cell_errors(passes, missing))
+            return self.image_format_.to_input(cells.mean(dim=1).numpy(), like=X)
         expected = self._predicted_values(passes)
         observed = np.maximum((~missing).sum(axis=1, keepdims=True), 1)
         contribution = self._normalised_cell_errors(passes, missing) / observed

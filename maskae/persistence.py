@@ -1,7 +1,8 @@
 """Save and load a fitted detector without pickle.
 
-A saved detector is a folder: ``maskae.json`` (parameters, column encoding, score normalisation,
-thresholds — human-readable) and ``weights.safetensors`` (the network and every learned array).
+A saved detector is a folder: ``maskae.json`` (parameters, column encoding or image format, score
+normalisation, thresholds — human-readable) and ``weights.safetensors`` (the network and every
+learned array).
 Loading a folder that holds anything else as weights (a pickle, a torch ``.pt``) is refused: no
 code from a model file is ever executed.
 
@@ -22,28 +23,40 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from maskae.image_batch import ImageFormat
 from maskae.table_encoding import TableEncoder
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
-ARRAYS = ("error_scale_", "tail_center_", "tail_scale_", "training_scores_", "calibration_scores_", "score_masks_")
+ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
+TABLE_ARRAYS = ("tail_center_", "tail_scale_")
+TUPLE_PARAMS = ("evidence", "neighbour_sample_sizes", "cnn_widths", "patch_size")  # JSON has no tuples
 
 
 def save_detector_state(detector, path: Path) -> Path:
+    image_format = getattr(detector, "image_format_", None)
     config = {
         "format_version": FORMAT_VERSION,
         "params": detector.get_params(),
-        "encoder": detector.encoder_.to_dict(),
-        "feature_names_in": None if detector.feature_names_in_ is None else [str(c) for c in detector.feature_names_in_],
-        "evidence_center": detector.evidence_center_,
-        "evidence_scale": detector.evidence_scale_,
+        "image_format": None if image_format is None else image_format.to_dict(),
         "threshold": detector.threshold_,
         "history": detector.history_,
     }
     tensors = {f"network.{k}": v.contiguous() for k, v in detector.network_.state_dict().items()}
-    tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in ARRAYS})
-    tensors.update({f"neighbours.{i}": torch.from_numpy(r) for i, r in enumerate(detector.neighbour_references_)})
+    arrays = ARRAYS
+    if detector.backend == "cnn":
+        config.update(score_center=detector.score_center_, score_scale=detector.score_scale_)
+    else:
+        config.update(
+            encoder=detector.encoder_.to_dict(),
+            feature_names_in=None if detector.feature_names_in_ is None else [str(c) for c in detector.feature_names_in_],
+            evidence_center=detector.evidence_center_,
+            evidence_scale=detector.evidence_scale_,
+        )
+        arrays += TABLE_ARRAYS
+        tensors.update({f"neighbours.{i}": torch.from_numpy(r) for i, r in enumerate(detector.neighbour_references_)})
+    tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in arrays})
     # Write beside the target, then swap in: a reader never sees a half-written model.
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -67,21 +80,30 @@ def load_detector_state(cls, path: Path):
     except Exception as error:  # a pickle or torch file renamed to .safetensors lands here
         raise ValueError(f"{weights_path} is not a valid safetensors file ({error}); refusing to load it") from error
     params = config["params"]
-    for name in ("evidence", "neighbour_sample_sizes"):
-        params[name] = tuple(params[name])  # JSON has no tuples
+    for name in TUPLE_PARAMS:
+        if isinstance(params.get(name), list):
+            params[name] = tuple(params[name])
     detector = cls(**params)
-    detector.encoder_ = TableEncoder.from_dict(config["encoder"])
-    names = config["feature_names_in"]
-    detector.feature_names_in_ = None if names is None else np.asarray(names, dtype=object)
-    detector.n_features_in_ = len(detector.encoder_.columns_)
-    detector.evidence_center_ = config["evidence_center"]
-    detector.evidence_scale_ = config["evidence_scale"]
+    image_format = config.get("image_format")
+    detector.image_format_ = None if image_format is None else ImageFormat.from_dict(image_format)
     detector.threshold_ = config["threshold"]
     detector.offset_ = -detector.threshold_
     detector.history_ = config["history"]
-    for name in ARRAYS:
+    arrays = ARRAYS
+    if detector.backend == "cnn":
+        detector.score_center_, detector.score_scale_ = config["score_center"], config["score_scale"]
+    else:
+        detector.encoder_ = TableEncoder.from_dict(config["encoder"])
+        names = config["feature_names_in"]
+        detector.feature_names_in_ = None if names is None else np.asarray(names, dtype=object)
+        detector.n_features_in_ = len(detector.encoder_.columns_)
+        detector.evidence_center_ = config["evidence_center"]
+        detector.evidence_scale_ = config["evidence_scale"]
+        n_references = len(params["neighbour_sample_sizes"])
+        detector.neighbour_references_ = [tensors[f"neighbours.{i}"].numpy() for i in range(n_references)]
+        arrays += TABLE_ARRAYS
+    for name in arrays:
         setattr(detector, name, tensors[name].numpy())
-    detector.neighbour_references_ = [tensors[f"neighbours.{i}"].numpy() for i in range(len(params["neighbour_sample_sizes"]))]
     detector.network_ = detector._build_network()
     detector.network_.load_state_dict({k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")})
     detector.network_.eval()

@@ -1,4 +1,5 @@
-"""Training and complementary-mask inference for the MLP backend.
+"""Training and complementary-mask inference for the MLP backend, and the step budget every
+backend trains with (``run_steps``).
 
 The loss is the one of masked modelling: per-cell error (squared error for numeric cells,
 cross-entropy for categorical ones), averaged over the cells that were hidden *and* observed —
@@ -18,6 +19,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -68,7 +70,8 @@ def masked_loss(net: MaskedTableMLP, batch: TableTensors, hidden: torch.Tensor) 
     return (cell_errors(out, batch.numeric, batch.categorical) * scored).sum() / scored.sum().clamp(min=1)
 
 
-def _learning_rate(step: int, plan: TrainingPlan) -> float:
+def scheduled_learning_rate(step: int, plan: TrainingPlan) -> float:
+    """Linear warm-up over the first 5 % of the steps, then cosine decay to 0."""
     warmup = max(1, plan.max_steps // 20)
     if step < warmup:
         return plan.learning_rate * (step + 1) / warmup
@@ -76,17 +79,17 @@ def _learning_rate(step: int, plan: TrainingPlan) -> float:
     return plan.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fit_network(
-    net: MaskedTableMLP,
-    data: TableTensors,
+def run_steps(
+    net: torch.nn.Module,
     plan: TrainingPlan,
-    generator: torch.Generator,
-    validation: TableTensors | None = None,
+    step_loss: Callable[[], torch.Tensor],
+    validation_loss: Callable[[], float] | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``net`` in place; returns the loss curves. Keeps the best validation weights."""
+    """The step budget every backend trains with: AdamW on ``step_loss()`` (one freshly drawn,
+    freshly masked batch per call) for ``plan.max_steps`` steps, warm-up then cosine decay;
+    ``validation_loss()`` every ``plan.validation_every`` steps keeps the best weights and stops
+    after ``plan.patience`` checks without gain. Trains ``net`` in place; returns the loss curves."""
     optimiser = torch.optim.AdamW(net.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay, foreach=True)
-    n, n_features = len(data), data.missing.shape[1]
-    batch_size = min(plan.batch_size, n)
     history: dict[str, list[float]] = {"train_loss": [], "validation_loss": []}
     best = (math.inf, None)
     checks_without_gain = 0
@@ -94,18 +97,19 @@ def fit_network(
     bar = tqdm(range(plan.max_steps), desc="maskae fit", unit="step", disable=not plan.progress, leave=False)
     for step in bar:
         for group in optimiser.param_groups:
-            group["lr"] = _learning_rate(step, plan)
-        batch = data.rows(torch.randint(n, (batch_size,), generator=generator))
-        hidden = random_cell_mask(batch_size, n_features, plan.mask_ratio, generator)
-        loss = masked_loss(net, batch, hidden)
+            group["lr"] = scheduled_learning_rate(step, plan)
+        loss = step_loss()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         history["train_loss"].append(loss.item())
-        if validation is not None and ((step + 1) % plan.validation_every == 0 or step + 1 == plan.max_steps):
-            val_loss = _validation_loss(net, validation, plan.mask_ratio)
+        if validation_loss is not None and ((step + 1) % plan.validation_every == 0 or step + 1 == plan.max_steps):
+            net.eval()
+            with torch.no_grad():
+                val_loss = validation_loss()
+            net.train()
             history["validation_loss"].append(val_loss)
-            bar.set_postfix(loss=f"{float(loss):.4f}", val=f"{val_loss:.4f}")
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", val=f"{val_loss:.4f}")
             if val_loss < best[0]:
                 best = (val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()})
                 checks_without_gain = 0
@@ -119,14 +123,31 @@ def fit_network(
     return history
 
 
-@torch.no_grad()
+def fit_network(
+    net: MaskedTableMLP,
+    data: TableTensors,
+    plan: TrainingPlan,
+    generator: torch.Generator,
+    validation: TableTensors | None = None,
+) -> dict[str, list[float]]:
+    """Train ``net`` in place on random rows with random cell masks; returns the loss curves.
+    Keeps the best validation weights."""
+    n, n_features = len(data), data.missing.shape[1]
+    batch_size = min(plan.batch_size, n)
+
+    def step_loss() -> torch.Tensor:
+        batch = data.rows(torch.randint(n, (batch_size,), generator=generator))
+        hidden = random_cell_mask(batch_size, n_features, plan.mask_ratio, generator)
+        return masked_loss(net, batch, hidden)
+
+    check = None if validation is None else lambda: _validation_loss(net, validation, plan.mask_ratio)
+    return run_steps(net, plan, step_loss, check)
+
+
 def _validation_loss(net: MaskedTableMLP, validation: TableTensors, mask_ratio: float) -> float:
-    net.eval()
     # A fixed generator: every check sees the same masks, so the curve reflects the weights only.
     hidden = random_cell_mask(len(validation), validation.missing.shape[1], mask_ratio, torch.Generator().manual_seed(0))
-    loss = float(masked_loss(net, validation, hidden))
-    net.train()
-    return loss
+    return float(masked_loss(net, validation, hidden))
 
 
 class PassResult(NamedTuple):

@@ -126,8 +126,8 @@ def test_numpy_input_and_wrong_width():
 def test_bad_parameters_are_named():
     with pytest.raises(ValueError, match="mask_ratio"):
         MaskedAutoencoderDetector(mask_ratio=1.5).fit(np.zeros((10, 2)))
-    with pytest.raises(NotImplementedError, match="cnn"):
-        MaskedAutoencoderDetector(backend="cnn").fit(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="backend"):
+        MaskedAutoencoderDetector(backend="transformer").fit(np.zeros((10, 2)))
 
 
 def test_impossible_combination_of_categories_scores_high(fitted, mixed_frame):
@@ -137,3 +137,11 @@ def test_impossible_combination_of_categories_scores_high(fitted, mixed_frame):
     assert (fitted.anomaly_score(broken) > fitted.anomaly_score(pos)).mean() > 0.9
     top = fitted.explain(broken, top_k=1)
     assert top["feature"].isin(["country", "channel", "card_present"]).mean() > 0.9
+
+
+def test_absurd_finite_values_score_highest_not_nan(fitted, mixed_frame):
+    rows = mixed_frame.head(3).copy()
+    rows.loc[rows.index[0], "amount"] = 2.4e210  # finite, but its square overflows any float
+    rows.loc[rows.index[1], "hour"] = -1e300
+    scores = fitted.anomaly_score(rows)
+    assert np.isfinite(scores).all() and scores[:2].min() > scores[2]

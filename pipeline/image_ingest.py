@@ -1,0 +1,101 @@
+"""Image ingest: a folder of image files -> one uint8 array, with every unreadable file quarantined.
+
+Two layouts: any folder of images (read recursively; each image's ``kind`` is its parent folder's
+name), and an MVTec-AD-like root (``train/good`` to train on, ``test/<kind>`` to evaluate, where
+every kind but ``good`` is a defect). A file that is not an image, is truncated or cannot be
+decoded goes to ``quarantined`` with the reason, instead of stopping the run; so does an image
+whose size differs from the others' when no common ``size`` is asked for. Truncated files stay
+errors (Pillow's ``LOAD_TRUNCATED_IMAGES`` is left False): a half-image is not a good image.
+
+Example
+-------
+>>> # train, test = read_mvtec_like("datasets/mvtec_bottle", size=128)
+>>> # train.images.shape, test.labels.mean(), test.quarantined
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+NORMAL_KIND = "good"
+
+
+@dataclass
+class ImageFolder:
+    """Images read from a folder, in sorted path order."""
+
+    images: np.ndarray  # (n, H, W, C) uint8
+    paths: list[str]  # relative to the folder read
+    kinds: list[str]  # each image's parent folder name ("good", "broken_large", ...)
+    quarantined: pd.DataFrame  # columns: path, quarantine_reason
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(n,) 1 for images whose kind is not ``good`` (a defect), else 0."""
+        return np.array([kind != NORMAL_KIND for kind in self.kinds], dtype=int)
+
+
+def _decode(path: Path, size: int | None) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()  # decodes every byte: truncated or corrupt files fail here, not later
+        image = image.convert("RGB" if image.mode not in ("L", "1", "I", "I;16", "F") else "L")
+        if size is not None:
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        return image
+
+
+def read_image_folder(folder: str | Path, size: int | None = None) -> ImageFolder:
+    """Every file under ``folder`` (recursively, hidden files skipped), decoded to uint8 arrays.
+
+    ``size`` resizes every image to ``size`` x ``size`` while reading (a batch of full-size
+    photos would not fit in memory). Grayscale images stay one channel unless the folder mixes
+    grayscale and colour, then all are RGB. Raises ``ValueError`` naming the folder when it
+    holds no readable image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(path for path in folder.rglob("*")
+                   if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    decoded, quarantined = [], []
+    for path in files:
+        name = str(path.relative_to(folder))
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            quarantined.append((name, f"not an image file (suffix {path.suffix or 'none'!r}; expected png, jpg or bmp)"))
+            continue
+        try:
+            decoded.append((name, path.parent.name, _decode(path, size)))
+        except Exception as error:  # Pillow raises several types for bad files; each is a reason
+            quarantined.append((name, f"unreadable image: {type(error).__name__}: {error}"))
+    if not decoded:
+        raise ValueError(f"{folder} holds no readable images ({len(quarantined)} file(s) quarantined, "
+                         f"expected {', '.join(IMAGE_SUFFIXES)})")
+    mode = "L" if all(image.mode == "L" for _, _, image in decoded) else "RGB"
+    expected = decoded[0][2].size
+    kept = []
+    for name, kind, image in decoded:
+        if image.size != expected:
+            quarantined.append((name, f"size {image.size[0]}x{image.size[1]} differs from the first image's "
+                                      f"{expected[0]}x{expected[1]}; pass size= to resize all"))
+        else:
+            kept.append((name, kind, np.asarray(image.convert(mode))))
+    images = np.stack([a if a.ndim == 3 else a[..., None] for _, _, a in kept])
+    return ImageFolder(
+        images, [n for n, _, _ in kept], [k for _, k, _ in kept],
+        pd.DataFrame(quarantined, columns=["path", "quarantine_reason"]),
+    )
+
+
+def read_mvtec_like(root: str | Path, size: int | None = None) -> tuple[ImageFolder, ImageFolder]:
+    """(train, test) of an MVTec-AD-like root: ``train/good`` and ``test/<kind>`` folders."""
+    root = Path(root)
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise FileNotFoundError(f"{root} is not an MVTec-like root: it has no {part}/ folder")
+    return read_image_folder(root / "train" / NORMAL_KIND, size), read_image_folder(root / "test", size)

@@ -1,0 +1,170 @@
+"""Images: patch masks, the CNN and MLP backends on image batches, ingest with quarantine, figures."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from maskae import MaskedAutoencoderDetector
+from maskae.patch_masking import complementary_patch_masks, random_patch_mask
+from pipeline.image_figures import anomaly_grid
+from pipeline.image_ingest import read_image_folder, read_mvtec_like
+
+SIZE = 32
+CNN = dict(backend="cnn", patch_size=4, mask_ratio=0.5, cnn_widths=(8, 16, 32), max_steps=150, batch_size=16,
+           learning_rate=3e-3, random_state=0)
+
+
+def textures(n: int, seed: int) -> np.ndarray:
+    """(n, SIZE, SIZE, 1) uint8 diagonal stripes (period 8 pixels) at random phases, with noise."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+    stripes = 128 + 60 * np.sin(2 * np.pi * (rows + cols)[None] / 8 + phase) + rng.normal(0, 8, size=(n, SIZE, SIZE))
+    return np.clip(stripes, 0, 255).astype(np.uint8)[..., None]
+
+
+def with_square(images: np.ndarray, seed: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A bright 6 x 6 square pasted at a random place in each image; returns the corners too."""
+    rng = np.random.default_rng(seed)
+    out, corners = images.copy(), []
+    for image in out:
+        top, left = rng.integers(4, SIZE - 10, size=2)
+        image[top:top + 6, left:left + 6] = 255
+        corners.append((int(top), int(left)))
+    return out, corners
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return MaskedAutoencoderDetector(**CNN).fit(textures(96, seed=0))
+
+
+def test_complementary_patch_masks_hide_every_pixel_once_per_scale_and_repeat():
+    masks = complementary_patch_masks(10, 13, patch_sizes=(4, 3), n_groups=3, n_repeats=2, seed=0)
+    assert masks.shape == (2 * 3 * 2, 10, 13)
+    assert (masks.sum(axis=0) == 4).all()  # 2 scales x 2 repeats
+    for first in range(0, len(masks), 3):  # each partition's 3 passes are disjoint and cover the image
+        assert (masks[first:first + 3].sum(axis=0) == 1).all()
+    # every pass hides whole patches of its scale: 4 x 4 blocks (3 x 3 ones for the second scale)
+    blocks = masks[0][:8, :12].reshape(2, 4, 3, 4)
+    assert (blocks.all(axis=(1, 3)) | ~blocks.any(axis=(1, 3))).all()
+
+
+def test_random_patch_mask_hides_whole_patches_and_at_least_one():
+    import torch
+
+    hidden = random_patch_mask(50, 12, 12, patch_size=4, ratio=0.01, generator=torch.Generator().manual_seed(0))
+    assert hidden.shape == (50, 1, 12, 12)
+    assert (hidden.flatten(1).sum(dim=1) >= 16).all()
+    blocks = hidden[:, 0].reshape(50, 3, 4, 3, 4)
+    assert (blocks.all(dim=2).all(dim=3) | ~blocks.any(dim=2).any(dim=3)).all()
+
+
+def test_a_pasted_square_scores_higher_and_the_map_peaks_inside_it(cnn):
+    clean = textures(20, seed=1)
+    defective, corners = with_square(textures(20, seed=2), seed=3)
+    clean_scores, defect_scores = cnn.anomaly_score(clean), cnn.anomaly_score(defective)
+    assert defect_scores.min() > clean_scores.max()
+    maps = cnn.explain(defective)
+    assert maps.shape == (20, SIZE, SIZE)
+    peaks = [np.unravel_index(m.argmax(), m.shape) for m in maps]
+    inside = [top - 1 <= r <= top + 6 and left - 1 <= c <= left + 6 for (r, c), (top, left) in zip(peaks, corners)]
+    assert np.mean(inside) >= 0.9
+
+
+def test_maps_and_reconstructions_come_back_at_the_input_size_and_layout(cnn):
+    big = np.repeat(np.repeat(textures(3, seed=4), 2, axis=1), 2, axis=2)  # 64 x 64: resized to 32 inside
+    assert cnn.explain(big).shape == (3, 64, 64)
+    rebuilt = cnn.reconstruct(big)
+    assert rebuilt.shape == big.shape and rebuilt.dtype == np.uint8
+    as_float = textures(3, seed=4).transpose(0, 3, 1, 2).astype(np.float32)  # N x C x H x W float
+    assert cnn.reconstruct(as_float).shape == as_float.shape and cnn.explain(as_float).shape == (3, SIZE, SIZE)
+    np.testing.assert_allclose(cnn.anomaly_score(as_float), cnn.anomaly_score(textures(3, seed=4)), rtol=1e-5)
+    assert cnn.transform(big).shape == (3, CNN["cnn_widths"][-1])
+    with pytest.raises(ValueError, match="1-channel"):
+        cnn.anomaly_score(np.zeros((2, SIZE, SIZE, 3), dtype=np.uint8))
+
+
+def test_cnn_save_load_round_trip(cnn, tmp_path):
+    images = textures(5, seed=5)
+    cnn.save(tmp_path / "model")
+    again = MaskedAutoencoderDetector.load(tmp_path / "model")
+    np.testing.assert_array_equal(again.anomaly_score(images), cnn.anomaly_score(images))
+    np.testing.assert_array_equal(again.explain(images), cnn.explain(images))
+    assert again.get_params() == cnn.get_params()
+    assert not list((tmp_path / "model").glob("*.pkl"))
+
+
+def test_same_random_state_gives_same_cnn_and_plain_autoencoder_ablation_runs():
+    images = textures(12, seed=6)
+    quick = {**CNN, "max_steps": 5}
+    a = MaskedAutoencoderDetector(**quick).fit(images).anomaly_score(images)
+    b = MaskedAutoencoderDetector(**quick).fit(images).anomaly_score(images)
+    np.testing.assert_array_equal(a, b)
+    plain = MaskedAutoencoderDetector(**{**quick, "mask_ratio": 0.0}).fit(images)
+    assert plain.score_masks_.shape == (1, SIZE, SIZE) and not plain.score_masks_.any()
+    assert np.isfinite(plain.anomaly_score(images)).all()
+
+
+def test_mlp_backend_on_flattened_images(tmp_path):
+    train = textures(60, seed=7)[..., 0]  # N x H x W grayscale
+    det = MaskedAutoencoderDetector(max_steps=200, hidden_size=64, latent_size=16, image_size=16, random_state=0).fit(train)
+    assert det.n_features_in_ == 16 * 16
+    defective, _ = with_square(textures(10, seed=8)[..., 0], seed=9)
+    assert np.median(det.anomaly_score(defective)) > np.median(det.anomaly_score(textures(10, seed=10)[..., 0]))
+    assert det.explain(defective).shape == (10, SIZE, SIZE)
+    assert det.reconstruct(defective).shape == defective.shape
+    det.save(tmp_path / "mlp")
+    np.testing.assert_array_equal(MaskedAutoencoderDetector.load(tmp_path / "mlp").anomaly_score(defective),
+                                  det.anomaly_score(defective))
+
+
+def test_cnn_needs_an_image_batch():
+    with pytest.raises(ValueError, match="cnn"):
+        MaskedAutoencoderDetector(backend="cnn").fit(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="augment"):
+        MaskedAutoencoderDetector(backend="cnn", augment="rotate").fit(textures(4, seed=0))
+
+
+def _write_png(path, seed: int, size: int = 20) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def test_corrupt_truncated_and_foreign_files_are_quarantined_with_a_reason(tmp_path):
+    _write_png(tmp_path / "a" / "ok1.png", 0)
+    _write_png(tmp_path / "b" / "ok2.png", 1)
+    _write_png(tmp_path / "b" / "cut.png", 2)
+    data = (tmp_path / "b" / "cut.png").read_bytes()
+    (tmp_path / "b" / "cut.png").write_bytes(data[: len(data) // 2])  # truncated mid-stream
+    (tmp_path / "b" / "fake.jpg").write_text("not a jpeg at all")
+    (tmp_path / "notes.txt").write_text("hello")
+    _write_png(tmp_path / "b" / "odd_size.png", 3, size=24)
+    folder = read_image_folder(tmp_path)
+    assert folder.paths == ["a/ok1.png", "b/ok2.png"] and folder.images.shape == (2, 20, 20, 3)
+    assert folder.kinds == ["a", "b"]
+    reasons = dict(zip(folder.quarantined["path"], folder.quarantined["quarantine_reason"]))
+    assert set(reasons) == {"b/cut.png", "b/fake.jpg", "notes.txt", "b/odd_size.png"}
+    assert "unreadable" in reasons["b/cut.png"] and "unreadable" in reasons["b/fake.jpg"]
+    assert "not an image" in reasons["notes.txt"] and "size" in reasons["b/odd_size.png"]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    assert read_image_folder(tmp_path, size=8).images.shape == (3, 8, 8, 3)  # resizing admits odd_size.png
+
+
+def test_mvtec_layout_labels_and_empty_folder(tmp_path):
+    _write_png(tmp_path / "train" / "good" / "000.png", 0)
+    _write_png(tmp_path / "test" / "good" / "000.png", 1)
+    _write_png(tmp_path / "test" / "crack" / "000.png", 2)
+    train, test = read_mvtec_like(tmp_path)
+    assert len(train.images) == 1 and test.kinds == ["crack", "good"] and test.labels.tolist() == [1, 0]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        read_image_folder(tmp_path / "empty")
+
+
+def test_anomaly_grid_is_a_png_written_atomically(cnn, tmp_path):
+    images, _ = with_square(textures(6, seed=11), seed=12)
+    path = anomaly_grid(tmp_path / "figs" / "top.png", images, cnn.reconstruct(images), cnn.explain(images),
+                        cnn.anomaly_score(images), names=[f"img{i}" for i in range(6)], top_k=3)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["top.png"]
