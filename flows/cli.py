@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cron", default="0 2 * * *", help="schedule (default: 02:00 every night)")
     serve.add_argument("--every", type=float, help="run every N seconds instead of the cron schedule")
     serve.add_argument("--id-col", help="record id column")
+    serve.add_argument("--dask-address", help="score on the Dask scheduler at this address (tcp://host:8786)")
 
     demo = commands.add_parser("demo", help="generate card transactions, train, register and screen a new day")
     demo.add_argument("--customers", type=int, default=3000, help="customers to simulate (default 3000)")
@@ -141,7 +142,8 @@ def _serve(args: argparse.Namespace) -> None:
         raise RuntimeError("schedules need a Prefect server: run `prefect server start --host 127.0.0.1` "
                            "and set PREFECT_API_URL=http://127.0.0.1:4200/api")
     serve_nightly(str(Path(args.incoming).resolve()), args.model, str(Path(args.out).resolve()),
-                  cron=args.cron, every_seconds=args.every, id_column=args.id_col, workdir=str(Path.cwd()))
+                  cron=args.cron, every_seconds=args.every, id_column=args.id_col, workdir=str(Path.cwd()),
+                  dask_address=args.dask_address)
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -142,14 +142,15 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
 
 @flow(name="maskae-screen-incoming", log_prints=True)
 def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | None = None,
-                    workdir: str | None = None) -> list[str]:
-    """Screen each file of ``incoming`` that has no completed output folder under ``out_root``."""
+                    workdir: str | None = None, dask_address: str | None = None) -> list[str]:
+    """Screen each file of ``incoming`` that has no completed output folder under ``out_root``
+    (on the Dask scheduler at ``dask_address`` when given)."""
     done = []
     for path in sorted(Path(incoming).iterdir()):
         out_dir = Path(out_root) / path.name.split(".")[0]
         if not path.is_file() or path.suffix not in INCOMING_SUFFIXES or (out_dir / "summary.json").exists():
             continue
-        screen_flow(str(path), model, str(out_dir), id_column, workdir)
+        screen_flow(str(path), model, str(out_dir), id_column, workdir, dask_address=dask_address)
         done.append(str(out_dir))
     print(f"screened {len(done)} new file(s) from {incoming}")
     return done

@@ -22,14 +22,14 @@ DEPLOYMENT = "nightly-screening"
 
 def serve_nightly(incoming: str, model: str, out_root: str, *, cron: str = "0 2 * * *",
                   every_seconds: float | None = None, id_column: str | None = None,
-                  workdir: str | None = None) -> None:
+                  workdir: str | None = None, dask_address: str | None = None) -> None:
     """Block, serving the deployment; every scheduled run screens the new files of ``incoming``.
     ``every_seconds`` replaces the cron schedule with a fixed interval (tests, catch-up)."""
     schedule = {"interval": every_seconds} if every_seconds else {"cron": cron}
     deployment = screen_incoming.to_deployment(
         name=DEPLOYMENT, **schedule,
         parameters={"incoming": incoming, "model": model, "out_root": out_root,
-                    "id_column": id_column, "workdir": workdir},
+                    "id_column": id_column, "workdir": workdir, "dask_address": dask_address},
         description="screen each new file of the incoming folder once",
     )
     serve(deployment)
