@@ -40,6 +40,7 @@ from pipeline.config import format_from_suffix
 
 KINDS = ("numeric", "categorical")
 REASON_COLUMN = "quarantine_reason"
+PARQUET_BUFFER = 8 << 20  # bytes read at a time from a Parquet file when streaming it
 MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}  # the CSV reader's usual NA spellings
 _FIXES = {
     "csv": "check that it is comma-separated text with a header row, or pass fmt='parquet'",
@@ -126,13 +127,20 @@ def iter_batches(
     return _chunks(path, fmt, batch_rows, id_column)
 
 
+def parquet_stream(path: str | Path) -> pq.ParquetFile:
+    """A Parquet file to read batch by batch in memory that does not grow with the file: with
+    pyarrow's default ``pre_buffer`` every column chunk read stays cached until the file is closed
+    (~150 bytes a row measured on 30 columns); buffered reads keep ``PARQUET_BUFFER`` at a time."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER)
+
+
 def _chunks(path: Path, fmt: str, batch_rows: int, id_column: str | None) -> Iterator[pd.DataFrame]:
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
             with pd.read_csv(path, chunksize=batch_rows, **_csv_options(id_column)) as reader:
                 yield from reader
             return
-        with pq.ParquetFile(path) as source:
+        with parquet_stream(path) as source:
             start = 0
             for record_batch in source.iter_batches(batch_size=batch_rows):
                 frame = record_batch.to_pandas()

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline import tracking
+from pipeline.ingest import parquet_stream
 from pipeline.report import QUARANTINE_ROWS, FlagReview, flag_review, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.scoring import load_scoring_model
@@ -58,7 +59,7 @@ def _score_histogram(run_dir: Path, summary: dict, calibration_scores: np.ndarra
     if "score_histogram" in summary:
         return ScoreHistogram.from_dict(summary["score_histogram"]).counts_and_edges()
     histogram = ScoreHistogram(histogram_edges(calibration_scores, summary["calibration"]["threshold"]))
-    with pq.ParquetFile(run_dir / SCORES) as scores:
+    with parquet_stream(run_dir / SCORES) as scores:
         for batch in scores.iter_batches(columns=["anomaly_score"]):
             histogram.add(batch.column(0).to_numpy(zero_copy_only=False))
     return histogram.counts_and_edges()

@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.ingest import parquet_stream
 from pipeline.report import QUARANTINE_ROWS
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
@@ -157,7 +158,7 @@ class ScreeningFolder:
             self._scores = None
         if not (self.tmp / _UNFLAGGED).exists():
             return
-        with pq.ParquetFile(self.tmp / _UNFLAGGED) as source:
+        with parquet_stream(self.tmp / _UNFLAGGED) as source:
             for batch in source.iter_batches(batch_size=SCORE_BATCH, columns=columns):
                 yield batch.to_pandas()
 
