@@ -43,10 +43,10 @@ from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
 from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
-from pipeline.screening_output import _ROW, ScreeningFolder, read_summary, reasons_text
+from pipeline.screening_output import ROW, ScreeningFolder, read_summary, reasons_text
 from pipeline.sources import fingerprint
 
-BATCH_ROWS = 50_000  # rows read and scored at a time: ~1 GB peak; 100,000 measured ~1.6 GB for no speed gain
+BATCH_ROWS = 50_000  # rows read and scored at a time: peak memory follows this, not the file size
 FDR_WARNING = "calibration set too small for FDR"  # said once for the whole file, not per chunk
 ChunkScorer = Callable[[Iterable[pd.DataFrame]], Iterator[np.ndarray]]
 
@@ -84,7 +84,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
     folder; returns the columns of ``flagged.csv``. Rows are found by row number: they were clean in
     the first pass, so no duplicate check is needed."""
     columns = [schema.id_column, "anomaly_score", "p_value", "reasons", *schema.feature_columns]
-    wanted = hits.set_index(_ROW)[["anomaly_score", "p_value"]]
+    wanted = hits.set_index(ROW)[["anomaly_score", "p_value"]]
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
@@ -95,7 +95,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                     why = model.detector.explain(feature_frame(clean, schema), top_k=top_reasons)
                     explained = clean.assign(reasons=reasons_text(why, len(clean)), **wanted.loc[clean.index])
                     columns += [c for c in explained.columns if c not in columns]
-                    folder.add_flagged(explained[columns].assign(**{_ROW: clean.index}))
+                    folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))
     return columns
 
 
@@ -155,8 +155,7 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
         rule = batch.finish(lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags)
         columns = _explain_flagged(data_path, model, schema, hits, batch_rows, top_reasons, folder)
-        ranks = hits[_ROW].iloc[np.argsort(-hits["anomaly_score"].to_numpy(), kind="stable")]  # ties: file order
-        top = folder.write_flagged(pd.Series(np.arange(len(ranks)), index=ranks.to_numpy()), columns, REPORT_ROWS)
+        top = folder.write_flagged(hits, columns, REPORT_ROWS)
         if fingerprint([data_path])["sha256"] != source["sha256"]:
             raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
         summary = {

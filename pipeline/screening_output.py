@@ -44,7 +44,8 @@ from pipeline.report import QUARANTINE_ROWS
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
-_UNFLAGGED, _ROW, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", "_row", ".lock", ".flagged-part-"
+ROW = "_row"  # a scored row's number in the input file, in the folder's working files (not in its outputs)
+_UNFLAGGED, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", ".lock", ".flagged-part-"
 FLAGGED_BLOCK = 50_000  # flagged records ordered at a time
 SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
 
@@ -138,7 +139,7 @@ class ScreeningFolder:
         """Append one chunk's scored rows (``rows``: their row numbers in the file)."""
         if not len(rows):  # an empty chunk's id column has no type to fix the file's on
             return
-        table = pa.table({self.id_column: pa.array(ids.to_numpy(), from_pandas=True), _ROW: rows,
+        table = pa.table({self.id_column: pa.array(ids.to_numpy(), from_pandas=True), ROW: rows,
                           "anomaly_score": scores, "p_value": p_value})
         if self._scores is None:
             self._scores = pq.ParquetWriter(self.tmp / _UNFLAGGED, table.schema)
@@ -170,7 +171,7 @@ class ScreeningFolder:
             for chunk in self.unflagged_scores():
                 chunk["flagged"] = flags(chunk["anomaly_score"].to_numpy())
                 flagged.append(chunk[chunk["flagged"]].drop(columns="flagged"))
-                table = pa.Table.from_pandas(chunk.drop(columns=_ROW), preserve_index=False)
+                table = pa.Table.from_pandas(chunk.drop(columns=ROW), preserve_index=False)
                 writer = writer or pq.ParquetWriter(self.tmp / SCORES, table.schema)
                 writer.write_table(table.cast(writer.schema))
         finally:
@@ -181,7 +182,7 @@ class ScreeningFolder:
                           "p_value": pd.Series(dtype=float), "flagged": pd.Series(dtype=bool)}
                          ).to_parquet(self.tmp / SCORES, index=False)
         (self.tmp / _UNFLAGGED).unlink(missing_ok=True)
-        return pd.concat(flagged) if flagged else pd.DataFrame(columns=[self.id_column, _ROW, "anomaly_score", "p_value"])
+        return pd.concat(flagged) if flagged else pd.DataFrame(columns=[self.id_column, ROW, "anomaly_score", "p_value"])
 
     def add_flagged(self, records: pd.DataFrame) -> None:
         """Keep one chunk's explained flagged records (with their ``_row`` number) until
@@ -189,17 +190,19 @@ class ScreeningFolder:
         records.to_parquet(self.tmp / f"{_FLAGGED_PART}{self._flagged_parts:06d}.parquet", index=False)
         self._flagged_parts += 1
 
-    def write_flagged(self, order: pd.Series, columns: list[str], head_rows: int) -> pd.DataFrame:
-        """Write ``flagged.csv``: the kept records in the order of ``order`` (row number → rank, 0 =
-        most anomalous), ``FLAGGED_BLOCK`` ranks at a time so memory does not grow with the flags.
-        Returns the first ``head_rows`` records."""
+    def write_flagged(self, hits: pd.DataFrame, columns: list[str], head_rows: int) -> pd.DataFrame:
+        """Write ``flagged.csv``: the kept records of ``hits`` (row number, score), most anomalous
+        first (ties in file order), ``FLAGGED_BLOCK`` at a time so memory does not grow with the
+        flags. Returns the first ``head_rows`` records."""
+        ranked = hits[ROW].to_numpy()[np.argsort(-hits["anomaly_score"].to_numpy(), kind="stable")]
+        order = pd.Series(np.arange(len(ranked)), index=ranked)  # row number -> rank
         parts = sorted(self.tmp.glob(f"{_FLAGGED_PART}*.parquet"))
         with open(self.tmp / FLAGGED, "w", encoding="utf-8", newline="") as out:
             pd.DataFrame(columns=columns).to_csv(out, index=False)
             for start in range(0, len(order), FLAGGED_BLOCK):
                 block = order[(order >= start) & (order < start + FLAGGED_BLOCK)]
-                rows = pd.concat([part[part[_ROW].isin(block.index)] for part in map(pd.read_parquet, parts)])
-                rows = rows.iloc[np.argsort(block.loc[rows[_ROW]].to_numpy(), kind="stable")]
+                rows = pd.concat([part[part[ROW].isin(block.index)] for part in map(pd.read_parquet, parts)])
+                rows = rows.iloc[np.argsort(block.loc[rows[ROW]].to_numpy(), kind="stable")]
                 rows[columns].to_csv(out, index=False, header=False)
         for part in parts:
             part.unlink()
