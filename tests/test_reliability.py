@@ -163,6 +163,19 @@ def test_a_killed_screening_leaves_nothing_and_a_rerun_gives_the_same_output(scr
     assert summary["rows_quarantined"] == (frame["amount"] == "twelve").sum() + 1  # + the duplicate
 
 
+def test_a_screening_still_being_written_is_not_cleared(screened, tmp_path):
+    import fcntl
+
+    path = write(batch(screened), tmp_path / "batch.csv")
+    live = tmp_path / ".out.tmp-live"  # another process's folder, its lock held
+    live.mkdir()
+    with open(live / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(FileExistsError, match="another screening is writing"):
+            screen(path, "fraud", tmp_path / "out")
+    assert live.is_dir() and not (tmp_path / "out").exists()
+
+
 def test_no_secret_reaches_the_outputs(screened, tmp_path, monkeypatch, capfd):
     secret = "s3cr3t-token-value"
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", secret)
