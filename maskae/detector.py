@@ -22,8 +22,9 @@ positive and right-skewed, roughly log-normal), and the anomaly score is their m
 a typical training record, in standard deviations above it.
 
 Images: ``backend="cnn"`` inpaints masked image patches with a small convolutional network and
-scores per pixel (``maskae.image_backend``); ``backend="mlp"`` on an image batch reads each image
-as one row of pixels and scores it like a table. Either way ``explain`` returns anomaly maps.
+scores per pixel, plus whole-image neighbour evidence (``maskae.image_backend``); ``backend="mlp"``
+on an image batch reads each image as one row of pixels and scores it like a table. Either way
+``explain`` returns anomaly maps.
 
 Example
 -------
@@ -51,7 +52,7 @@ from maskae.image_batch import ImageFormat, is_image_batch
 from maskae.image_training import AUGMENTATIONS
 from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
-from maskae.neighbours import draw_samples, sampled_nn_distance
+from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
 from maskae.table_encoding import TableEncoder, as_frame
 from maskae.tails import robust_location_scale, tail_extremity
@@ -59,6 +60,7 @@ from maskae.training import PassResult, TableTensors, TrainingPlan, complementar
 
 ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts as "typical"
 EVIDENCE_KINDS = ("reconstruction", "neighbours", "tails")
+IMAGE_EVIDENCE_KINDS = ("reconstruction", "neighbours")  # the CNN backend has no per-cell tails
 
 
 class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
@@ -93,7 +95,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     n_mask_repeats : int, default=2
         Complementary mask sets used for scoring: each cell is hidden this many times.
     evidence : tuple of str, default=("reconstruction", "neighbours", "tails")
-        Which evidence the anomaly score combines (ablations use one alone).
+        Which evidence the anomaly score combines (ablations use one alone); ``evidence_scores``
+        shows each term. The CNN backend has reconstruction and neighbours (whole-image distance).
     neighbour_sample_sizes : tuple of int, default=(16, 64, 256)
         Sizes of the random training samples of the neighbour evidence, one term per size.
     n_neighbour_samples : int, default=20
@@ -212,12 +215,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
         n_numeric = len(self.encoder_.numeric_)
         self.tail_center_, self.tail_scale_ = robust_location_scale(data.numeric.numpy(), missing[:, :n_numeric])
-        rows, space = np.arange(len(data)), self._neighbour_space(data)
-        self._fit_evidence(passes, data, space, pool=rows, rng=rng)
-        # Unlabelled anomalies in the training data would be each other's neighbours: leave the
-        # `contamination` share that looks most anomalous out of the neighbour samples, redraw them.
-        typical_rows = rows[self.training_scores_ <= np.quantile(self.training_scores_, 1 - self.contamination)]
-        self._fit_evidence(passes, data, space, pool=typical_rows, rng=rng)
+        self._fit_evidence(self._local_evidence(passes, data), self._neighbour_space(data), rng)
         self._set_threshold()
         self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)
         return self
@@ -227,17 +225,22 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
 
-    def _fit_evidence(self, passes: PassResult, data: TableTensors, space: np.ndarray, pool: np.ndarray,
-                      rng: np.random.Generator) -> None:
-        """Draw the neighbour samples from rows ``pool``, then standardise every evidence term on
-        the training rows (a training row is never its own neighbour)."""
-        samples = [pool[draw_samples(len(pool), size, self.n_neighbour_samples, rng)] for size in self.neighbour_sample_sizes]
-        self.neighbour_references_ = [space[s] for s in samples]
-        raw = self._raw_evidence(passes, data, space, own_ids=np.arange(len(data)), samples=samples)
-        logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
-        self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
-        self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
-        self.training_scores_ = self._combine(raw)
+    def _fit_evidence(self, local: dict[str, np.ndarray], space: np.ndarray, rng: np.random.Generator) -> None:
+        """Draw the neighbour samples from the training rows ``space``, then standardise every
+        evidence term (``local`` holds the others) on the training rows; a training row is never
+        its own neighbour. Twice: unlabelled anomalies in the training data would be each other's
+        neighbours, so the second draw leaves out the `contamination` share that scored highest."""
+        candidates, own_ids = np.arange(len(space)), np.arange(len(space))
+        for _ in range(2):
+            self.neighbours_ = NeighbourSamples.draw(
+                space, candidates, self.neighbour_sample_sizes, self.n_neighbour_samples, rng
+            )
+            raw = {**local, **self.neighbours_.distances(space, own_ids)}
+            logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
+            self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
+            self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
+            self.training_scores_ = self._combine(raw)
+            candidates = np.flatnonzero(self.training_scores_ <= np.quantile(self.training_scores_, 1 - self.contamination))
 
     @staticmethod
     def _hold_out(n_rows: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -261,9 +264,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
         if not self._patch_sizes() or min(self._patch_sizes()) < 1:
             raise ValueError(f"patch_size must be a positive int or a tuple of them, got {self.patch_size!r}")
-        unknown = set(self.evidence) - set(EVIDENCE_KINDS)
-        if unknown or not self.evidence:
-            raise ValueError(f"evidence must be a non-empty subset of {EVIDENCE_KINDS}, got {self.evidence!r}")
+        kinds = IMAGE_EVIDENCE_KINDS if self.backend == "cnn" else EVIDENCE_KINDS
+        if set(self.evidence) - set(EVIDENCE_KINDS) or not set(self.evidence) & set(kinds):
+            raise ValueError(f"evidence for backend={self.backend!r} must name some of {kinds}, got {self.evidence!r}")
         if not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
 
@@ -329,36 +332,48 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         """(n, n_features) error / typical error, 0 for missing cells."""
         return np.where(missing, 0.0, passes.errors / self.error_scale_)
 
-    def _raw_evidence(self, passes: PassResult, data: TableTensors, space: np.ndarray,
-                      own_ids=None, samples=None) -> dict[str, np.ndarray]:
-        """Every evidence term before standardisation: ``reconstruction``, ``tails``, ``neighbours@<size>``."""
+    def _local_evidence(self, passes: PassResult, data: TableTensors) -> dict[str, np.ndarray]:
+        """The evidence terms of each row alone, before standardisation: ``reconstruction``, ``tails``."""
         missing = data.missing.numpy()
         observed = np.maximum((~missing).sum(axis=1), 1)
         n_numeric = len(self.encoder_.numeric_)
-        raw = {
+        return {
             "reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed,
             "tails": tail_extremity(data.numeric.numpy(), self.tail_center_, self.tail_scale_, missing[:, :n_numeric]),
         }
-        for i, (size, reference) in enumerate(zip(self.neighbour_sample_sizes, self.neighbour_references_)):
-            ids = None if samples is None else samples[i]
-            raw[f"neighbours@{size}"] = sampled_nn_distance(space, reference, own_ids, ids)
-        return raw
+
+    def _raw_evidence(self, passes: PassResult, data: TableTensors) -> dict[str, np.ndarray]:
+        """Every evidence term before standardisation, ``neighbours@<size>`` included."""
+        return {**self._local_evidence(passes, data), **self.neighbours_.distances(self._neighbour_space(data))}
+
+    def _standardised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {n: (np.log(v + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n, v in raw.items()}
 
     def _combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
-        terms = [name for name in raw if name.split("@")[0] in self.evidence]
-        z = [(np.log(raw[n] + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n in terms]
+        z = [v for name, v in self._standardised(raw).items() if name.split("@")[0] in self.evidence]
         return np.mean(z, axis=0)
 
     # ------------------------------------------------------------------ scores
     def anomaly_score(self, X) -> np.ndarray:
         """(n,) higher = more anomalous; ~0 for a typical training record, in standard deviations."""
         if self.backend == "cnn":
-            return self._image_anomaly_score(X)
+            return self._combine(self._image_evidence(X))
         return self._score(self._tensors(self._as_frame(X)))
 
     def _score(self, data: TableTensors) -> np.ndarray:
         passes = complementary_passes(self.network_, data, self.score_masks_)
-        return self._combine(self._raw_evidence(passes, data, self._neighbour_space(data)))
+        return self._combine(self._raw_evidence(passes, data))
+
+    def evidence_scores(self, X) -> pd.DataFrame:
+        """(n, terms) every evidence term, standardised on the training records like the anomaly
+        score (~0 typical, in standard deviations; higher = more anomalous). ``anomaly_score`` is
+        the mean of the columns whose kind (the name before ``@``) is in ``evidence``: this tells
+        *which* evidence made a record stand out."""
+        if self.backend == "cnn":
+            raw = self._image_evidence(X)
+        else:
+            raw = self._raw_evidence(*self._passes(X))
+        return pd.DataFrame(self._standardised(raw))
 
     def score_samples(self, X) -> np.ndarray:
         """(n,) scikit-learn convention: higher = more normal (the negated anomaly score)."""

@@ -8,8 +8,12 @@ backend's model lives in its own file; the detector's public methods hand image 
 Fitting: images are resized to ``image_size`` and scaled per channel (``maskae.image_batch``),
 the network learns to inpaint random patches (``maskae.image_training``), then every training
 image is scored with complementary patch masks to learn each pixel's typical error
-(``maskae.anomaly_map``). The anomaly score is the logarithm of the image score (top 1 % of the
-normalised, smoothed error map), centred and scaled on the training images: ~0 for a typical
+(``maskae.anomaly_map``). Two kinds of evidence, combined as for tables (each term's logarithm
+standardised on the training images, then averaged): **reconstruction**, the image score (top 1 %
+of the normalised, smoothed error map), which finds *where* an image is wrong, and **neighbours**,
+the distance from the whole image to small random samples of the training images (at each of
+``neighbour_sample_sizes``), which sees an image unlike any training image even when every patch
+of it is locally plausible (another digit made of ordinary strokes). The score is ~0 for a typical
 training image, in standard deviations above it.
 
 Example
@@ -27,13 +31,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
-from maskae.anomaly_map import anomaly_maps, image_scores, typical_error
+from maskae.anomaly_map import anomaly_maps, image_scores, smoothing_sigma, typical_error
 from maskae.cnn import MaskedPatchCNN
 from maskae.image_batch import ImageFormat, is_image_batch
 from maskae.image_training import ImagePasses, fit_inpainting, inpainting_passes
 from maskae.patch_masking import complementary_patch_masks
 from maskae.training import TrainingPlan
+
+
+def neighbour_space(data: torch.Tensor) -> np.ndarray:
+    """(n, pixels) each image as the network reads it, smoothed like the anomaly maps (a stroke
+    or edge shifted by a pixel is not a different image), as one unit-length vector: the distance
+    between two images compares their patterns, not their overall brightness or contrast."""
+    sigma = smoothing_sigma(*data.shape[-2:])
+    blurred = torch.from_numpy(gaussian_filter(data.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest"))
+    return torch.nn.functional.normalize(blurred.reshape(len(data), -1), dim=1).numpy()
 
 
 class ImageBackendMixin:
@@ -62,9 +76,8 @@ class ImageBackendMixin:
         )
         errors = inpainting_passes(self.network_, data, self.score_masks_).errors
         self.error_scale_ = typical_error(errors).astype(np.float32)
-        log_scores = np.log(image_scores(anomaly_maps(errors, self.error_scale_)))
-        self.score_center_, self.score_scale_ = float(log_scores.mean()), float(log_scores.std()) or 1.0
-        self.training_scores_ = (log_scores - self.score_center_) / self.score_scale_
+        local = {"reconstruction": image_scores(anomaly_maps(errors, self.error_scale_))}
+        self._fit_evidence(local, neighbour_space(data), rng)
         return held_out
 
     def _checked_images(self, X) -> np.ndarray:
@@ -75,23 +88,28 @@ class ImageBackendMixin:
             )
         return X
 
-    def _image_passes(self, X) -> ImagePasses:
+    def _image_passes(self, X) -> tuple[ImagePasses, torch.Tensor]:
+        """The complementary inpainting passes over ``X``, and ``X`` as the network reads it."""
         self._check_fitted()
-        return inpainting_passes(self.network_, self.image_format_.to_network(self._checked_images(X)), self.score_masks_)
+        data = self.image_format_.to_network(self._checked_images(X))
+        return inpainting_passes(self.network_, data, self.score_masks_), data
 
-    def _image_anomaly_score(self, X) -> np.ndarray:
-        maps = anomaly_maps(self._image_passes(X).errors, self.error_scale_)
-        return (np.log(image_scores(maps)) - self.score_center_) / self.score_scale_
+    def _image_evidence(self, X) -> dict[str, np.ndarray]:
+        """The evidence terms before standardisation: ``reconstruction`` (the image score of the
+        anomaly map) and ``neighbours@<size>`` (whole-image distance to the training images)."""
+        passes, data = self._image_passes(X)
+        return {"reconstruction": image_scores(anomaly_maps(passes.errors, self.error_scale_)),
+                **self.neighbours_.distances(neighbour_space(data))}
 
     def _image_explain(self, X) -> np.ndarray:
-        maps = anomaly_maps(self._image_passes(X).errors, self.error_scale_)
+        maps = anomaly_maps(self._image_passes(X)[0].errors, self.error_scale_)
         return self.image_format_.to_input(maps, like=X)
 
     def _image_reconstruct(self, X) -> np.ndarray:
-        return self.image_format_.from_network(self._image_passes(X).image, like=X)
+        return self.image_format_.from_network(self._image_passes(X)[0].image, like=X)
 
     def _image_transform(self, X) -> np.ndarray:
-        return self._image_passes(X).latent
+        return self._image_passes(X)[0].latent
 
     def _patch_sizes(self) -> tuple[int, ...]:
         return (self.patch_size,) if isinstance(self.patch_size, int) else tuple(self.patch_size)

@@ -10,20 +10,28 @@ several sizes trade robustness (small) against resolution (large). See Sugiyama 
 "Rapid distance-based outlier detection via sampling" (NeurIPS 2013) and Pang et al., "LeSiNN"
 (ICDM 2015).
 
+The samples overlap, so the training rows they hold are kept once (the *pool*) and each sample is
+a set of positions in it: distances to the pool are computed once per record, and a saved model
+holds each row once (an image model would otherwise store every image dozens of times).
+
 Example
 -------
 >>> import numpy as np
 >>> train = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
->>> samples = draw_samples(len(train), size=16, n_samples=20, rng=np.random.default_rng(0))
->>> far, near = sampled_nn_distance(np.array([[8.0, 8.0], [0.0, 0.0]], np.float32), train[samples])
+>>> samples = NeighbourSamples.draw(train, np.arange(500), sizes=(16,), n_samples=20, rng=np.random.default_rng(0))
+>>> far, near = samples.distances(np.array([[8.0, 8.0], [0.0, 0.0]], np.float32))["neighbours@16"]
 >>> bool(far > 5 * near)
 True
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+COPIED_BYTES = 64 * 2**20  # up to this, each sample's rows are copied out of the pool to score
 
 
 def draw_samples(n_rows: int, size: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,28 +40,69 @@ def draw_samples(n_rows: int, size: int, n_samples: int, rng: np.random.Generato
     return np.stack([rng.choice(n_rows, size, replace=False) for _ in range(n_samples)])
 
 
-def sampled_nn_distance(
-    points: np.ndarray, reference: np.ndarray, point_ids: np.ndarray | None = None,
-    reference_ids: np.ndarray | None = None, batch_size: int = 512,
-) -> np.ndarray:
-    """Mean over samples of the distance from each point to the nearest row of that sample.
+@dataclass
+class NeighbourSamples:
+    """Random samples of training rows at several sizes, for :meth:`distances`."""
 
-    ``reference`` is (n_samples, size, dim). With ``point_ids`` and ``reference_ids`` (training
-    row numbers), a training row is never its own neighbour.
-    """
-    n_samples, size, dim = reference.shape
-    ref = torch.as_tensor(reference, dtype=torch.float32).reshape(n_samples * size, dim)
-    ref_sq = (ref * ref).sum(dim=1)
-    ref_ids = None if reference_ids is None else torch.as_tensor(reference_ids).reshape(-1)
-    out = []
-    for start in range(0, len(points), batch_size):
-        chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
-        # Squared distances by one matrix product; the square root is taken after the minimum,
-        # on one value per sample instead of every pair (the bulk of the scoring time otherwise).
-        squared = torch.addmm(ref_sq, chunk, ref.T, alpha=-2).add_((chunk * chunk).sum(dim=1, keepdim=True))
-        if ref_ids is not None and point_ids is not None:
-            own = torch.as_tensor(point_ids[start : start + batch_size])
-            squared.masked_fill_(own[:, None] == ref_ids[None, :], torch.inf)
-        nearest = squared.view(len(chunk), n_samples, size).amin(dim=2)
-        out.append(nearest.clamp_min_(0).sqrt().mean(dim=1))  # clamp: rounding can dip below 0
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    sizes: tuple[int, ...]  # the requested sizes: the names of the evidence terms
+    pool: np.ndarray  # (n_pool, dim) float32, every training row some sample holds, once
+    pool_ids: np.ndarray  # (n_pool,) int64, the training row number of each pool row
+    samples: list[np.ndarray]  # per size, (n_samples, size) int64 positions in ``pool``
+
+    @classmethod
+    def draw(cls, space: np.ndarray, candidates: np.ndarray, sizes: tuple[int, ...], n_samples: int,
+             rng: np.random.Generator) -> "NeighbourSamples":
+        """Draw ``n_samples`` samples of each size from the training rows ``candidates`` of ``space``."""
+        drawn = [candidates[draw_samples(len(candidates), size, n_samples, rng)] for size in sizes]
+        ids, positions = np.unique(np.concatenate([d.ravel() for d in drawn]), return_inverse=True)
+        bounds = np.cumsum([d.size for d in drawn])[:-1]
+        samples = [p.reshape(d.shape) for p, d in zip(np.split(positions, bounds), drawn)]
+        return cls(tuple(sizes), np.ascontiguousarray(space[ids], dtype=np.float32), ids.astype(np.int64), samples)
+
+    def distances(self, points: np.ndarray, point_ids: np.ndarray | None = None,
+                  batch_size: int = 512) -> dict[str, np.ndarray]:
+        """``{"neighbours@<size>": (n,)}``: per size, the mean over its samples of the distance from
+        each point to the sample's nearest row. With ``point_ids`` (the points' training row
+        numbers), a training row is never its own neighbour."""
+        if not self.samples:  # a model without neighbour evidence (format 1 CNN models)
+            return {}
+        pool, pool_ids = torch.from_numpy(self.pool), torch.from_numpy(self.pool_ids)
+        picks = [torch.from_numpy(s).reshape(-1) for s in self.samples]
+        # Fastest: one matrix product per size with that size's sample rows copied out of the
+        # pool. Wide rows (images) would make those copies large: there, one product with the
+        # pool per chunk, and each size picks its columns from it.
+        copied = sum(len(p) for p in picks) * pool.shape[1] * 4 <= COPIED_BYTES
+        references = [_Reference(pool[p], pool_ids[p]) for p in picks] if copied else [_Reference(pool, pool_ids)]
+        out: list[list[torch.Tensor]] = [[] for _ in picks]
+        for start in range(0, len(points), batch_size):
+            chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
+            own = None if point_ids is None else torch.as_tensor(point_ids[start : start + batch_size])
+            partial = [ref.partial_distances(chunk, own) for ref in references]
+            chunk_sq = (chunk * chunk).sum(dim=1, keepdim=True)
+            for i, (pick, sample) in enumerate(zip(picks, self.samples)):
+                block = partial[i] if copied else torch.index_select(partial[0], 1, pick)
+                nearest = block.view(len(chunk), *sample.shape).amin(dim=2).add_(chunk_sq)
+                out[i].append(nearest.clamp_min_(0).sqrt().mean(dim=1))  # clamp: rounding can dip below 0
+        return {
+            f"neighbours@{size}": torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
+            for size, parts in zip(self.sizes, out)
+        }
+
+
+class _Reference:
+    """Rows to measure distances to, kept as [-2 r, |r|^2] so that one matrix product with
+    [x, 1] gives |r|^2 - 2 x.r: the squared distance less |x|^2, which is the same for every row
+    and so is added after the minimum (as is the square root), once per sample instead of for
+    every pair: the distance matrix is written once and read once."""
+
+    def __init__(self, rows: torch.Tensor, ids: torch.Tensor):
+        self.augmented = torch.cat([-2 * rows, (rows * rows).sum(dim=1, keepdim=True)], dim=1)
+        self.ids = ids
+
+    def partial_distances(self, chunk: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
+        """(len(chunk), len(rows)); ``own``: the chunk's training row numbers, whose own rows are
+        put out of reach."""
+        partial = torch.cat([chunk, torch.ones(len(chunk), 1)], dim=1) @ self.augmented.T
+        if own is not None:
+            partial.masked_fill_(own[:, None] == self.ids[None, :], torch.inf)
+        return partial

@@ -24,9 +24,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskae.image_batch import ImageFormat
+from maskae.neighbours import NeighbourSamples
 from maskae.table_encoding import TableEncoder
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: both backends hold neighbour samples as one pool of rows + positions
+READABLE_VERSIONS = (1, 2)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
@@ -42,20 +44,21 @@ def save_detector_state(detector, path: Path) -> Path:
         "image_format": None if image_format is None else image_format.to_dict(),
         "threshold": detector.threshold_,
         "history": detector.history_,
+        "evidence_center": detector.evidence_center_,
+        "evidence_scale": detector.evidence_scale_,
     }
+    neighbours = detector.neighbours_
     tensors = {f"network.{k}": v.contiguous() for k, v in detector.network_.state_dict().items()}
+    tensors.update({"neighbours.pool": torch.from_numpy(neighbours.pool),
+                    "neighbours.pool_ids": torch.from_numpy(neighbours.pool_ids)})
+    tensors.update({f"neighbours.sample.{i}": torch.from_numpy(s) for i, s in enumerate(neighbours.samples)})
     arrays = ARRAYS
-    if detector.backend == "cnn":
-        config.update(score_center=detector.score_center_, score_scale=detector.score_scale_)
-    else:
+    if detector.backend == "mlp":
         config.update(
             encoder=detector.encoder_.to_dict(),
             feature_names_in=None if detector.feature_names_in_ is None else [str(c) for c in detector.feature_names_in_],
-            evidence_center=detector.evidence_center_,
-            evidence_scale=detector.evidence_scale_,
         )
         arrays += TABLE_ARRAYS
-        tensors.update({f"neighbours.{i}": torch.from_numpy(r) for i, r in enumerate(detector.neighbour_references_)})
     tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in arrays})
     # Write beside the target, then swap in: a reader never sees a half-written model.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +76,9 @@ def load_detector_state(cls, path: Path):
     if not config_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"{path} is not a saved maskae detector: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
     config = json.loads(config_path.read_text())
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{config_path}: unsupported format_version {config.get('format_version')!r}")
+    version = config.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{config_path}: unsupported format_version {version!r}")
     try:
         tensors = load_file(weights_path)  # safetensors: plain arrays, never executes code
     except Exception as error:  # a pickle or torch file renamed to .safetensors lands here
@@ -90,21 +94,44 @@ def load_detector_state(cls, path: Path):
     detector.offset_ = -detector.threshold_
     detector.history_ = config["history"]
     arrays = ARRAYS
-    if detector.backend == "cnn":
-        detector.score_center_, detector.score_scale_ = config["score_center"], config["score_scale"]
-    else:
+    if detector.backend == "mlp":
         detector.encoder_ = TableEncoder.from_dict(config["encoder"])
         names = config["feature_names_in"]
         detector.feature_names_in_ = None if names is None else np.asarray(names, dtype=object)
         detector.n_features_in_ = len(detector.encoder_.columns_)
-        detector.evidence_center_ = config["evidence_center"]
-        detector.evidence_scale_ = config["evidence_scale"]
-        n_references = len(params["neighbour_sample_sizes"])
-        detector.neighbour_references_ = [tensors[f"neighbours.{i}"].numpy() for i in range(n_references)]
         arrays += TABLE_ARRAYS
+    if version == 1:
+        _read_format_1_evidence(detector, config, tensors)
+    else:
+        detector.evidence_center_, detector.evidence_scale_ = config["evidence_center"], config["evidence_scale"]
+        n_sizes = len(detector.neighbour_sample_sizes)
+        detector.neighbours_ = NeighbourSamples(
+            detector.neighbour_sample_sizes, tensors["neighbours.pool"].numpy(), tensors["neighbours.pool_ids"].numpy(),
+            [tensors[f"neighbours.sample.{i}"].numpy() for i in range(n_sizes)],
+        )
     for name in arrays:
         setattr(detector, name, tensors[name].numpy())
     detector.network_ = detector._build_network()
     detector.network_.load_state_dict({k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")})
     detector.network_.eval()
     return detector
+
+
+def _read_format_1_evidence(detector, config: dict, tensors: dict) -> None:
+    """Format 1 stored each table sample's rows in full and gave CNN models reconstruction
+    evidence only (``score_center`` / ``score_scale``); they load and score as they did."""
+    if detector.backend == "cnn":
+        detector.set_params(evidence=("reconstruction",))
+        detector.evidence_center_ = {"reconstruction": config["score_center"]}
+        detector.evidence_scale_ = {"reconstruction": config["score_scale"]}
+        detector.neighbours_ = NeighbourSamples((), np.zeros((0, 0), np.float32), np.zeros(0, np.int64), [])
+        return
+    detector.evidence_center_, detector.evidence_scale_ = config["evidence_center"], config["evidence_scale"]
+    references = [tensors[f"neighbours.{i}"].numpy() for i in range(len(detector.neighbour_sample_sizes))]
+    bounds = np.cumsum([0] + [r.shape[0] * r.shape[1] for r in references])
+    detector.neighbours_ = NeighbourSamples(
+        detector.neighbour_sample_sizes,
+        np.concatenate([r.reshape(-1, r.shape[2]) for r in references]),
+        np.full(bounds[-1], -1, dtype=np.int64),  # training row numbers were not stored; only fitting needs them
+        [np.arange(lo, hi).reshape(r.shape[:2]) for lo, hi, r in zip(bounds, bounds[1:], references)],
+    )

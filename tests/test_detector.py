@@ -1,8 +1,11 @@
 """The estimator contract of DESIGN.md, on a small mixed-type table."""
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 
@@ -103,7 +106,7 @@ def test_explain_contributions_sum_to_the_reconstruction_evidence(fitted, mixed_
     long = fitted.explain(rows)
     assert len(long) == 3 * mixed_frame.shape[1]
     passes, data = fitted._passes(rows)
-    evidence = fitted._raw_evidence(passes, data, fitted._neighbour_space(data))["reconstruction"]
+    evidence = fitted._local_evidence(passes, data)["reconstruction"]
     np.testing.assert_allclose(long.groupby("row")["contribution"].sum(), evidence, rtol=1e-5)
 
 
@@ -145,3 +148,27 @@ def test_absurd_finite_values_score_highest_not_nan(fitted, mixed_frame):
     rows.loc[rows.index[1], "hour"] = -1e300
     scores = fitted.anomaly_score(rows)
     assert np.isfinite(scores).all() and scores[:2].min() > scores[2]
+
+
+def test_evidence_scores_show_each_term_and_average_to_the_anomaly_score(fitted, mixed_frame):
+    rows = mixed_frame.head(5)
+    terms = fitted.evidence_scores(rows)
+    assert list(terms.columns) == ["reconstruction", "tails", "neighbours@16", "neighbours@64", "neighbours@256"]
+    np.testing.assert_allclose(terms.mean(axis=1), fitted.anomaly_score(rows), rtol=1e-5, atol=1e-6)
+    default = fitted.evidence
+    try:
+        fitted.set_params(evidence=("tails",))
+        np.testing.assert_allclose(fitted.anomaly_score(rows), terms["tails"], rtol=1e-5, atol=1e-6)
+    finally:
+        fitted.set_params(evidence=default)
+
+
+def test_format_1_models_load_and_score_as_before():
+    """Folders written by maskae's first save format (commit c2ff6e8) still load and score the same."""
+    folder = Path(__file__).parent / "fixtures" / "format1"
+    expected = json.loads((folder / "scores.json").read_text())
+    table = MaskedAutoencoderDetector.load(folder / "table")
+    np.testing.assert_allclose(table.anomaly_score(pd.read_csv(folder / "table.csv")), expected["table"], rtol=1e-4, atol=1e-5)
+    cnn = MaskedAutoencoderDetector.load(folder / "cnn")
+    assert cnn.evidence == ("reconstruction",)  # format 1 CNN models had no neighbour evidence
+    np.testing.assert_allclose(cnn.anomaly_score(np.load(folder / "images.npy")), expected["cnn"], rtol=1e-4, atol=1e-5)

@@ -72,6 +72,22 @@ def test_a_pasted_square_scores_higher_and_the_map_peaks_inside_it(cnn):
     assert np.mean(inside) >= 0.9
 
 
+def test_an_image_unlike_every_training_image_has_high_neighbour_evidence(cnn):
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    mirrored = np.clip(128 + 60 * np.sin(2 * np.pi * (rows - cols) / 8), 0, 255).astype(np.uint8)[None, ..., None]
+    terms = cnn.evidence_scores(np.concatenate([textures(20, seed=5), mirrored]))
+    assert list(terms.columns) == ["reconstruction", "neighbours@16", "neighbours@64", "neighbours@256"]
+    neighbours = terms.filter(like="neighbours@")
+    assert (neighbours.iloc[-1] > neighbours.iloc[:-1].max()).all()
+    np.testing.assert_allclose(terms.mean(axis=1), cnn.anomaly_score(np.concatenate([textures(20, seed=5), mirrored])),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_evidence_must_be_one_it_has():
+    with pytest.raises(ValueError, match="evidence"):
+        MaskedAutoencoderDetector(**{**CNN, "evidence": ("tails",)}).fit(textures(8, seed=0))
+
+
 def test_maps_and_reconstructions_come_back_at_the_input_size_and_layout(cnn):
     big = np.repeat(np.repeat(textures(3, seed=4), 2, axis=1), 2, axis=2)  # 64 x 64: resized to 32 inside
     assert cnn.explain(big).shape == (3, 64, 64)

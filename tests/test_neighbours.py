@@ -1,0 +1,39 @@
+"""Neighbour evidence: samples kept as one pool of rows, distances equal to the direct definition."""
+
+import numpy as np
+import pytest
+
+from maskae import neighbours
+from maskae.neighbours import NeighbourSamples
+
+
+@pytest.mark.parametrize("sizes", [(4, 16), (16,)])
+@pytest.mark.parametrize("copied", [True, False], ids=["rows-copied", "picked-from-pool"])
+def test_distances_match_the_nearest_row_of_each_sample_and_skip_a_rows_own_copy(sizes, copied, monkeypatch):
+    monkeypatch.setattr(neighbours, "COPIED_BYTES", 2**30 if copied else 0)
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(60, 3)).astype(np.float32)
+    samples = NeighbourSamples.draw(train, np.arange(60), sizes=sizes, n_samples=5, rng=rng)
+    assert len(np.unique(samples.pool_ids)) == len(samples.pool)  # each training row held once
+    points, ids = train[:7], np.arange(7)
+    got = samples.distances(points, point_ids=ids, batch_size=3)
+    for size, positions in zip(sizes, samples.samples):
+        assert positions.shape == (5, size)
+        expected = []
+        for point, own in zip(points, ids):
+            per_sample = []
+            for sample in positions:
+                rows = samples.pool_ids[sample]
+                d = np.linalg.norm(train[rows] - point, axis=1)
+                per_sample.append(d[rows != own].min())
+            expected.append(np.mean(per_sample))
+        np.testing.assert_allclose(got[f"neighbours@{size}"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_samples_are_drawn_only_from_the_candidates():
+    rng = np.random.default_rng(1)
+    space = rng.normal(size=(50, 2)).astype(np.float32)
+    candidates = np.arange(0, 50, 2)
+    samples = NeighbourSamples.draw(space, candidates, sizes=(8,), n_samples=10, rng=rng)
+    assert set(samples.pool_ids) <= set(candidates)
+    np.testing.assert_array_equal(samples.pool, space[samples.pool_ids])
