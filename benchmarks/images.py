@@ -7,11 +7,14 @@ IsolationForest on downsampled pixels, on the same splits in the same run.
   train on a random half of it, test on the other half plus every other digit (the one-class
   split of ``protocols.py``).
 
-Detectors: ``maskae-cnn`` (masked-patch inpainting), ``maskae-cnn-no-masking`` (the same network
-and budget trained as a plain reconstruction autoencoder: ``mask_ratio=0``), ``maskae-mlp``
-(the MLP backend at its defaults on each image flattened, after downsampling) and ``iforest``
-(scikit-learn's IsolationForest on the same downsampled pixels). Budgets are training steps, not
-seconds, so results repeat; every budget is an option.
+Detectors: ``maskae-cnn`` (masked-patch inpainting plus whole-image neighbour evidence),
+``maskae-cnn-no-masking`` (the same network and budget trained as a plain reconstruction
+autoencoder: ``mask_ratio=0``), ``maskae-mlp`` (the MLP backend at its defaults on each image
+flattened, after downsampling) and ``iforest`` (scikit-learn's IsolationForest on the same
+downsampled pixels). Ablations come from the same fits, scored with one kind of evidence:
+``maskae-cnn-reconstruction-only``, ``maskae-cnn-neighbours-only`` and
+``maskae-cnn-no-masking-reconstruction-only`` (what masking buys the inpainting evidence itself).
+Budgets are training steps, not seconds, so results repeat; every budget is an option.
 
     python benchmarks/images.py                                  # both datasets, seeds 0 1 2
     python benchmarks/images.py --only mnist --digits 0 1 --seeds 0 --mnist-steps 200
@@ -40,6 +43,7 @@ from pipeline.image_figures import anomaly_grid
 from pipeline.image_ingest import read_mvtec_like
 
 DETECTORS = ["maskae-cnn", "maskae-cnn-no-masking", "maskae-mlp", "iforest"]
+ABLATIONS = ["maskae-cnn-reconstruction-only", "maskae-cnn-neighbours-only", "maskae-cnn-no-masking-reconstruction-only"]
 FLAT_SIZE = {"bottle": 32, "mnist": 14}  # side of the downsampled images the mlp and iforest read
 IMAGES = DATASETS / "images"
 
@@ -79,24 +83,37 @@ def make_detector(name: str, dataset: str, seed: int, args):
 
 
 def run_one(name: str, dataset: str, X_train, X_test, y_test, seed: int, args) -> tuple[dict, object]:
-    """One fit and score; returns (record fields, fitted detector)."""
+    """One fit and score; returns ({detector name: record fields}, fitted detector). A maskae-cnn
+    fit also gives its ablation variants, scored from the same evidence terms."""
     det = make_detector(name, dataset, seed, args)
     if name == "iforest":  # reads flat rows of downsampled pixels, higher score_samples = more normal
         flatten = ImageFormat.fit(X_train, FLAT_SIZE[dataset]).flatten
         X_train, X_test = flatten(X_train), flatten(X_test)
-        score = lambda X: -det.score_samples(X)  # noqa: E731
+        score = lambda X: {name: -det.score_samples(X)}  # noqa: E731
+    elif name.startswith("maskae-cnn"):
+        score = lambda X: evidence_variants(name, det.evidence_scores(X))  # noqa: E731
     else:
-        score = det.anomaly_score
+        score = lambda X: {name: det.anomaly_score(X)}  # noqa: E731
     start = time.perf_counter()
     det.fit(X_train)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    scores = np.asarray(score(X_test), dtype=float)
+    variants = score(X_test)
     score_s = time.perf_counter() - start
     return {
-        "auroc": float(roc_auc_score(y_test, scores)), "auprc": float(average_precision_score(y_test, scores)),
-        "fit_s": fit_s, "score_s": score_s, "n_train": len(X_train), "n_test": len(X_test),
+        variant: {"auroc": float(roc_auc_score(y_test, scores)), "auprc": float(average_precision_score(y_test, scores)),
+                  "fit_s": fit_s, "score_s": score_s, "n_train": len(X_train), "n_test": len(X_test)}
+        for variant, scores in variants.items()
     }, det
+
+
+def evidence_variants(name: str, terms: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The anomaly score (the mean of every term) and the single-kind ablations of one fit."""
+    kinds = terms.columns.str.split("@").str[0]
+    variants = {name: terms.mean(axis=1).to_numpy(), f"{name}-reconstruction-only": terms["reconstruction"].to_numpy()}
+    if name == "maskae-cnn":  # the neighbour term does not depend on the network: once is enough
+        variants[f"{name}-neighbours-only"] = terms.loc[:, kinds == "neighbours"].mean(axis=1).to_numpy()
+    return variants
 
 
 def bottle_figure(det, test, path) -> None:
@@ -146,6 +163,10 @@ def targets(summary: pd.DataFrame) -> list[str]:
             diff = auroc[(dataset, "maskae-cnn")] - auroc[(dataset, "maskae-cnn-no-masking")]
             lines.append(f"- {dataset}: maskae-cnn minus no-masking ablation {diff:+.1f} "
                          f"(target > 0: {'met' if diff > 0 else 'missed'})")
+        only = [(dataset, f"{d}-reconstruction-only") for d in ("maskae-cnn", "maskae-cnn-no-masking")]
+        if all(key in auroc for key in only):
+            lines.append(f"- {dataset}: reconstruction evidence alone, masked minus no-masking "
+                         f"{auroc[only[0]] - auroc[only[1]]:+.1f}")
     return lines
 
 
@@ -170,9 +191,9 @@ def main() -> None:
                            cnn_steps=args.bottle_steps)
                 if results.has(**key):
                     continue
-                record, det = run_one(name, "bottle", train.images, test.images, test.labels, seed, args)
-                results.add([{**key, **record}])
-                print(f"bottle seed {seed} {name}: AUROC {record['auroc']:.3f} fit {record['fit_s']:.0f}s", flush=True)
+                records, det = run_one(name, "bottle", train.images, test.images, test.labels, seed, args)
+                results.add([{**key, "detector": variant, **record} for variant, record in records.items()])
+                print(f"bottle seed {seed} {name}: AUROC {records[name]['auroc']:.3f} fit {records[name]['fit_s']:.0f}s", flush=True)
                 if name == "maskae-cnn" and seed == args.bottle_seeds[0]:
                     bottle_figure(det, test, results.json_path.with_name("images_bottle.png"))
     if "mnist" in only:
@@ -186,11 +207,11 @@ def main() -> None:
                                cnn_steps=args.mnist_steps)
                     if results.has(**key):
                         continue
-                    record, _ = run_one(name, "mnist", X_train, X_test, y_test, seed, args)
-                    results.add([{**key, **record}])
-                    print(f"mnist digit {digit} seed {seed} {name}: AUROC {record['auroc']:.3f} "
-                          f"fit {record['fit_s']:.0f}s score {record['score_s']:.0f}s", flush=True)
-    results.write_markdown(markdown(results.records, args.detectors))
+                    records, _ = run_one(name, "mnist", X_train, X_test, y_test, seed, args)
+                    results.add([{**key, "detector": variant, **record} for variant, record in records.items()])
+                    print(f"mnist digit {digit} seed {seed} {name}: AUROC {records[name]['auroc']:.3f} "
+                          f"fit {records[name]['fit_s']:.0f}s score {records[name]['score_s']:.0f}s", flush=True)
+    results.write_markdown(markdown(results.records, args.detectors + ABLATIONS))
 
 
 if __name__ == "__main__":
