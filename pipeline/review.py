@@ -29,7 +29,7 @@ from pipeline.ingest import parquet_stream
 from pipeline.report import QUARANTINE_ROWS, FlagReview, flag_review, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.scoring import load_scoring_model
-from pipeline.screening_output import FLAGGED, QUARANTINE, REPORT, SCORES, read_summary
+from pipeline.screening_output import CSV_LINE_END, FLAGGED, QUARANTINE, REPORT, SCORES, read_summary
 from pipeline.verdicts import VERDICTS, read_verdicts, stored_verdicts
 
 
@@ -107,7 +107,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
 
     verdicts = pd.concat([stored_verdicts(run_dir), submitted], ignore_index=True)
     verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)  # the latest verdict wins
-    _replace(run_dir / VERDICTS, verdicts.to_csv(index=False))
+    _replace(run_dir / VERDICTS, verdicts.to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
     page = render_report(summary, flagged, _quarantined_head(run_dir),

@@ -44,6 +44,9 @@ from pipeline.report import QUARANTINE_ROWS
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
+# RFC 4180 line ends: the csv writer then quotes any field holding "\r" too, which pandas would
+# otherwise read back as a line break (a record's text could shift every later column).
+CSV_LINE_END = "\r\n"
 ROW = "_row"  # a scored row's number in the input file, in the folder's working files (not in its outputs)
 _UNFLAGGED, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", ".lock", ".flagged-part-"
 FLAGGED_BLOCK = 50_000  # flagged records ordered at a time
@@ -148,7 +151,8 @@ class ScreeningFolder:
     def add_quarantined(self, rows: pd.DataFrame) -> None:
         """Append one chunk's quarantined rows (as read, plus their reason) to ``quarantine.csv``."""
         first = self.quarantine_head is None
-        rows.to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False)
+        rows.to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False,
+                    lineterminator=CSV_LINE_END)
         head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_ROWS)])
         self.quarantine_head = head.head(QUARANTINE_ROWS)
 
@@ -198,12 +202,12 @@ class ScreeningFolder:
         order = pd.Series(np.arange(len(ranked)), index=ranked)  # row number -> rank
         parts = sorted(self.tmp.glob(f"{_FLAGGED_PART}*.parquet"))
         with open(self.tmp / FLAGGED, "w", encoding="utf-8", newline="") as out:
-            pd.DataFrame(columns=columns).to_csv(out, index=False)
+            pd.DataFrame(columns=columns).to_csv(out, index=False, lineterminator=CSV_LINE_END)
             for start in range(0, len(order), FLAGGED_BLOCK):
                 block = order[(order >= start) & (order < start + FLAGGED_BLOCK)]
                 rows = pd.concat([part[part[ROW].isin(block.index)] for part in map(pd.read_parquet, parts)])
                 rows = rows.iloc[np.argsort(block.loc[rows[ROW]].to_numpy(), kind="stable")]
-                rows[columns].to_csv(out, index=False, header=False)
+                rows[columns].to_csv(out, index=False, header=False, lineterminator=CSV_LINE_END)
         for part in parts:
             part.unlink()
         return pd.read_csv(self.tmp / FLAGGED, nrows=head_rows, dtype={self.id_column: str})
