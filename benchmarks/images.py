@@ -63,10 +63,10 @@ def cnn_settings(dataset: str, args) -> dict:
         # Seen from above, a bottle may be flipped; defects range from specks to large breaks.
         return dict(backend="cnn", image_size=None, patch_size=tuple(args.bottle_patches), mask_ratio=0.5,
                     cnn_widths=(16, 32, 64), max_steps=args.bottle_steps, batch_size=16, learning_rate=2e-3,
-                    augment="flip")
+                    augment="flip", n_mask_repeats=2)
     # Digits: orientation matters (no flips); strokes are ~3 pixels wide.
     return dict(backend="cnn", image_size=None, patch_size=4, mask_ratio=0.5, cnn_widths=(8, 16, 32),
-                max_steps=args.mnist_steps, batch_size=32, learning_rate=2e-3, augment="shift")
+                max_steps=args.mnist_steps, batch_size=32, learning_rate=2e-3, augment="shift", n_mask_repeats=2)
 
 
 def make_detector(name: str, dataset: str, seed: int, args):

@@ -92,8 +92,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         Share of rows held out from training and scored afterwards: ``calibration_scores_``,
         the scores of unseen normal-looking records that calibrated thresholds rest on
         (``maskae.calibration``). 0 holds nothing out.
-    n_mask_repeats : int, default=2
-        Complementary mask sets used for scoring: each cell is hidden this many times.
+    n_mask_repeats : int, default=1
+        Complementary mask sets used for scoring: each cell is hidden this many times. A second
+        set costs a third more scoring time and moved no mean of the tabular benchmark by more
+        than 0.4 points.
     evidence : tuple of str, default=("reconstruction", "neighbours", "tails")
         Which evidence the anomaly score combines (ablations use one alone); ``evidence_scores``
         shows each term. The CNN backend has reconstruction and neighbours (whole-image distance).
@@ -136,7 +138,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         validation_fraction: float = 0.0,
         patience: int | None = None,
         calibration_fraction: float = 0.0,
-        n_mask_repeats: int = 2,
+        n_mask_repeats: int = 1,
         evidence: tuple[str, ...] = EVIDENCE_KINDS,
         neighbour_sample_sizes: tuple[int, ...] = (16, 64, 256),
         n_neighbour_samples: int = 20,
