@@ -94,8 +94,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         (``maskae.calibration``). 0 holds nothing out.
     n_mask_repeats : int, default=1
         Complementary mask sets used for scoring: each cell is hidden this many times. A second
-        set costs a third more scoring time and moved no mean of the tabular benchmark by more
-        than 0.4 points.
+        set costs a third more scoring time and moved maskae's means in the tabular benchmark
+        by at most 0.4 points.
     evidence : tuple of str, default=("reconstruction", "neighbours", "tails")
         Which evidence the anomaly score combines (ablations use one alone); ``evidence_scores``
         shows each term. The CNN backend has reconstruction and neighbours (whole-image distance).

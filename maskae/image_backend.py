@@ -43,8 +43,8 @@ from maskae.training import TrainingPlan
 
 def neighbour_space(data: torch.Tensor) -> np.ndarray:
     """(n, pixels) each image as the network reads it, smoothed like the anomaly maps (a stroke
-    or edge shifted by a pixel is not a different image), as one unit-length vector: the distance
-    between two images compares their patterns, not their overall brightness or contrast."""
+    or edge shifted by a pixel counts little), as one unit-length vector: the distance between two
+    images compares their patterns more than their overall contrast."""
     sigma = smoothing_sigma(*data.shape[-2:])
     blurred = torch.from_numpy(gaussian_filter(data.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest"))
     return torch.nn.functional.normalize(blurred.reshape(len(data), -1), dim=1).numpy()

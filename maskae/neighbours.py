@@ -77,7 +77,8 @@ class NeighbourSamples:
         for start in range(0, len(points), batch_size):
             chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
             own = None if point_ids is None else torch.as_tensor(point_ids[start : start + batch_size])
-            partial = [ref.partial_distances(chunk, own) for ref in references]
+            with_one = torch.cat([chunk, torch.ones(len(chunk), 1)], dim=1)
+            partial = [ref.partial_distances(with_one, own) for ref in references]
             chunk_sq = (chunk * chunk).sum(dim=1, keepdim=True)
             for i, (pick, sample) in enumerate(zip(picks, self.samples)):
                 block = partial[i] if copied else torch.index_select(partial[0], 1, pick)
@@ -99,10 +100,10 @@ class _Reference:
         self.augmented = torch.cat([-2 * rows, (rows * rows).sum(dim=1, keepdim=True)], dim=1)
         self.ids = ids
 
-    def partial_distances(self, chunk: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
-        """(len(chunk), len(rows)); ``own``: the chunk's training row numbers, whose own rows are
-        put out of reach."""
-        partial = torch.cat([chunk, torch.ones(len(chunk), 1)], dim=1) @ self.augmented.T
+    def partial_distances(self, with_one: torch.Tensor, own: torch.Tensor | None) -> torch.Tensor:
+        """(len(chunk), len(rows)) from the chunk's rows [x, 1]; ``own``: the chunk's training row
+        numbers, whose own rows are put out of reach."""
+        partial = with_one @ self.augmented.T
         if own is not None:
             partial.masked_fill_(own[:, None] == self.ids[None, :], torch.inf)
         return partial
