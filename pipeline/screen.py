@@ -43,7 +43,7 @@ from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
 from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
-from pipeline.screening_output import ROW, ScreeningFolder, read_summary, reasons_text
+from pipeline.screening_output import ROW, ScreeningFolder, evidence_summary, read_summary, reasons_text
 from pipeline.sources import fingerprint
 
 BATCH_ROWS = 50_000  # rows read and scored at a time: peak memory follows this, not the file size
@@ -92,8 +92,10 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                 rows = chunk[chunk.index.isin(wanted.index)]
                 if len(rows):
                     clean = validate(rows, schema).clean
-                    why = model.detector.explain(feature_frame(clean, schema), top_k=top_reasons)
-                    explained = clean.assign(reasons=reasons_text(why, len(clean)), **wanted.loc[clean.index])
+                    features, detector = feature_frame(clean, schema), model.detector
+                    why = detector.explain(features, top_k=top_reasons)
+                    lead = evidence_summary(detector.evidence_scores(features), detector.evidence)
+                    explained = clean.assign(reasons=reasons_text(why, len(clean), lead), **wanted.loc[clean.index])
                     columns += [c for c in explained.columns if c not in columns]
                     folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))
     return columns

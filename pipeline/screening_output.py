@@ -19,6 +19,9 @@ Example
 ...     "share": [0.47, 0.17]})
 >>> reasons_text(explanation, n_rows=1)
 ['amount=4522.93 (expected ~799.16, 47%); country=IT (expected ~DE, 17%)']
+>>> evidence = pd.DataFrame({"reconstruction": [2.5], "tails": [0.4], "neighbours@16": [3.0], "neighbours@64": [3.4]})
+>>> evidence_summary(evidence, kinds=("reconstruction", "neighbours", "tails"))
+['unlike any training record +3.2 sd, columns that do not fit together +2.5 sd']
 """
 
 from __future__ import annotations
@@ -65,17 +68,40 @@ def _text(value: Any) -> str:
 
 
 MIN_SHARE = 0.05
+# The detector's kinds of evidence (maskae.detector) in an analyst's words. Feature shares explain
+# only the reconstruction evidence, so a record flagged for being unlike every training record
+# says so first.
+EVIDENCE_WORDS = {
+    "neighbours": "unlike any training record",
+    "reconstruction": "columns that do not fit together",
+    "tails": "values far out in their columns",
+}
+NOTABLE_SD = 1.0  # evidence this many standard deviations above a typical training record is named
 
 
-def reasons_text(explanation: pd.DataFrame, n_rows: int) -> list[str]:
-    """One ``"feature=observed (expected ~value, share%)"`` list per row, ``"; "``-joined.
+def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...]) -> list[str]:
+    """Per row of ``evidence`` (``MaskedAutoencoderDetector.evidence_scores``), the ``kinds`` of
+    evidence the score combines that stand at least ``NOTABLE_SD`` above a typical training record,
+    strongest first, with their standard deviations (a kind's terms averaged, as in the score)."""
+    by_kind = evidence.T.groupby(lambda name: name.split("@")[0]).mean().T
+    by_kind = by_kind[[k for k in EVIDENCE_WORDS if k in by_kind.columns and k in kinds]]
+    out = []
+    for values in by_kind.to_numpy():
+        notable = sorted(((v, k) for k, v in zip(by_kind.columns, values) if v >= NOTABLE_SD), reverse=True)
+        out.append(", ".join(f"{EVIDENCE_WORDS[k]} {v:+.1f} sd" for v, k in notable))
+    return out
+
+
+def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None) -> list[str]:
+    """One ``"feature=observed (expected ~value, share%)"`` list per row, ``"; "``-joined, after
+    the row's ``evidence`` text (:func:`evidence_summary`) when given and not empty.
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X, top_k=...)`` of ``n_rows`` records;
     the share is the feature's part of the row's reconstruction evidence. Features with under
     ``MIN_SHARE`` of it are left out, and so are cells whose value is the one expected (a category
     predicted right but without full confidence): an analyst reads what stood out.
     """
-    parts: list[list[str]] = [[] for _ in range(n_rows)]
+    parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row in explanation.itertuples(index=False):
         if row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected):
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "

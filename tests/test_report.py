@@ -20,6 +20,7 @@ import pytest
 from pipeline import report, report_plots, verdicts
 from pipeline.report import expected_flag_rate, parse_reasons, render_report
 from pipeline.report_plots import count_scores, histogram_edges
+from pipeline.screening_output import evidence_summary, reasons_text
 from pipeline.verdicts import VerdictError, read_verdicts
 from tests.conftest import IMG, SCRIPT
 
@@ -52,7 +53,7 @@ def summary(**changes) -> dict:
 FLAGGED = pd.DataFrame({
     "transaction_id": ["tx2", "tx1", IMG],
     "anomaly_score": [3.1, 9.7, 4.0], "p_value": [0.002, 0.001, 0.001],
-    "reasons": ["amount=4822.5 (expected ~60.12, 81%)",
+    "reasons": ["unlike any training record +2.5 sd; amount=4822.5 (expected ~60.12, 81%)",
                 "merchant_category=a; b (expected ~fuel, 52%); hour=3 (expected ~14, 20%)",
                 "country=IT (expected ~DE, 30%)"],
     "amount": [4822.5, 55.0, 12.0], "merchant_category": ["travel", "a; b", "fuel"], "hour": [13, 3, 12],
@@ -111,11 +112,29 @@ def test_flagged_records_most_anomalous_first_with_readable_reasons_and_a_cap():
     ids = re.findall(r'<td class="record-id">([^<]*)</td>', html)
     assert ids == ["tx1", "&lt;img src=x onerror=alert(2)&gt;", "tx2"]
     assert "<b>amount</b> 4,822.50 where ~60.12 was expected (81% of the score)" in html
+    assert '<span class="reason">unlike any training record +2.5 sd</span>' in html  # the evidence, as written
     assert "<b>merchant_category</b> a; b where ~fuel was expected" in html  # "; " inside a value stays whole
     assert 'href="#record-1"' in html and 'id="record-1"' in html
     capped = page(max_rows=2)
     assert "Showing 2 of 3; all are in flagged.csv" in capped and len(re.findall('class="record-id"', capped)) == 2
     assert parse_reasons("no reasons in this form", ["amount"]) == [{"text": "no reasons in this form"}]
+
+
+def test_reasons_lead_with_the_evidence_that_stood_out_in_words():
+    evidence = pd.DataFrame({"reconstruction": [0.3, 2.0, 1.5], "tails": [4.0, 0.2, 1.1],
+                             "neighbours@16": [1.0, 0.0, 0.4], "neighbours@64": [2.0, 0.4, 0.8]})
+    lead = evidence_summary(evidence, kinds=("reconstruction", "neighbours", "tails"))
+    assert lead == ["values far out in their columns +4.0 sd, unlike any training record +1.5 sd",
+                    "columns that do not fit together +2.0 sd",
+                    "columns that do not fit together +1.5 sd, values far out in their columns +1.1 sd"]
+    # A kind the model's score leaves out is not named, however large.
+    assert evidence_summary(evidence, kinds=("reconstruction", "neighbours"))[0] == "unlike any training record +1.5 sd"
+    why = pd.DataFrame({"row": [0], "feature": ["amount"], "observed": [9000.0], "expected": [60.0],
+                        "contribution": [3.0], "share": [0.9]})
+    text = reasons_text(why, 2, evidence=["unlike any training record +3.0 sd", ""])
+    assert text == ["unlike any training record +3.0 sd; amount=9000 (expected ~60, 90%)", ""]
+    parsed = parse_reasons(text[0], ["amount"])
+    assert parsed[0] == {"text": "unlike any training record +3.0 sd"} and parsed[1]["feature"] == "amount"
 
 
 def test_verdicts_show_per_record_and_as_precision():
