@@ -177,7 +177,8 @@ def complementary_passes(net: MaskedTableMLP, data: TableTensors, masks: np.ndar
             errors += cell_errors(out, batch.numeric, batch.categorical) * hide
             numeric += out.numeric * hide[: net.n_numeric]
             for j, logits in enumerate(out.logits):
-                probs[j] += logits.softmax(dim=1) * hide[net.n_numeric + j]
+                if hide[net.n_numeric + j]:  # a column's prediction counts only while it is hidden
+                    probs[j] += logits.softmax(dim=1)
             latent = latent + out.latent
         n_hidden_num = times_hidden[: net.n_numeric]
         chunks.append(

@@ -34,6 +34,23 @@ def test_missing_unseen_and_bad_cells_are_reported_not_crashed():
     assert batch.categorical[0, 0] == UNKNOWN_CODE and batch.unseen_counts == {"c": 1}
 
 
+def test_categories_are_matched_as_str_writes_them_whatever_the_dtype():
+    # Saved models hold their categories as text: a value must map to the same code from an
+    # object column of mixed types, a pyarrow string column or a nullable boolean column.
+    mixed = pd.Series([1, 2.5, "x", True, pd.Timestamp("2024-01-01"), None], dtype=object)
+    train = pd.DataFrame({"m": mixed, "s": pd.array(["p", "q", None, "p", "q", "p"], dtype="string[pyarrow]"),
+                          "b": pd.array([True, False, None, True, True, False], dtype="boolean")})
+    enc = TableEncoder().fit(train)
+    assert [c.categories for c in enc.categorical_] == [
+        ["1", "2.5", "2024-01-01 00:00:00", "True", "x"], ["p", "q"], ["False", "True"]]
+    batch = enc.transform(pd.DataFrame({"m": ["x", 2.5, "new", np.nan], "s": ["q", "p", None, "r"],
+                                        "b": [False, True, None, True]}))
+    assert batch.categorical.tolist() == [[5, 2, 1], [2, 1, 2], [UNKNOWN_CODE, UNKNOWN_CODE, UNKNOWN_CODE],
+                                          [UNKNOWN_CODE, UNKNOWN_CODE, 2]]
+    assert batch.missing.tolist() == [[False] * 3, [False] * 3, [False, True, True], [True, False, False]]
+    assert batch.unseen_counts == {"m": 1, "s": 1}
+
+
 def test_missing_column_is_named_in_the_error():
     enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "merchant": ["a", "b"]}))
     with pytest.raises(KeyError, match="merchant"):
