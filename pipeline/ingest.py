@@ -273,6 +273,8 @@ def _category_text(series: pd.Series) -> pd.Series:
 
     if isinstance(series.dtype, pd.StringDtype):
         return series  # already text: skip the per-cell loop
+    if series.dtype.kind in "bi":  # numpy booleans and integers: no gaps, str() of each in one go
+        return series.astype(str).astype(object)
     return pd.Series([None if pd.isna(v) else text(v) for v in series], index=series.index, dtype=object)
 
 
