@@ -111,7 +111,7 @@ def test_flagged_records_most_anomalous_first_with_readable_reasons_and_a_cap():
     html = page()
     ids = re.findall(r'<td class="record-id">([^<]*)</td>', html)
     assert ids == ["tx1", "&lt;img src=x onerror=alert(2)&gt;", "tx2"]
-    assert "<b>amount</b> 4,822.50 where ~60.12 was expected (81% of the score)" in html
+    assert "<b>amount</b> 4,822.50 where ~60.12 was expected (81% of the mismatch)" in html
     assert '<span class="reason">unlike any training record +2.5 sd</span>' in html  # the evidence, as written
     assert "<b>merchant_category</b> a; b where ~fuel was expected" in html  # "; " inside a value stays whole
     assert 'href="#record-1"' in html and 'id="record-1"' in html
