@@ -234,7 +234,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         evidence term (``local`` holds the others) on the training rows; a training row is never
         its own neighbour. Twice: unlabelled anomalies in the training data would be each other's
         neighbours, so the second draw leaves out the `contamination` share that scored highest."""
-        candidates, own_ids = np.arange(len(space)), np.arange(len(space))
+        own_ids = np.arange(len(space))
+        candidates = own_ids  # the first draw: from every training row
         for _ in range(2):
             self.neighbours_ = NeighbourSamples.draw(
                 space, candidates, self.neighbour_sample_sizes, self.n_neighbour_samples, rng
