@@ -13,8 +13,9 @@ evidence of an anomaly. Three kinds of evidence are combined:
   consistent but unlike any training record; small samples keep it robust when the training data
   hold unlabelled anomalies, even dense clusters of them (see ``maskae.neighbours``). The
   ``contamination`` share of training rows that score highest is left out of the samples.
-* **tails** — mean squared robust z-score of the numeric cells (median / MAD of the training
-  data): a value far out in its column's tail, which reconstruction tends to blur.
+* **tails** — how rare each numeric cell's value is in its own column (its two-sided empirical
+  tail probability among the training values, as in ECOD), averaged over the row as ``-log p``:
+  a value far out in its column's tail, which reconstruction tends to blur (``maskae.tails``).
 
 Each term (reconstruction, tails, and neighbours at each sample size) is put on a common scale by
 standardising its logarithm against the training records' values (errors and distances are
@@ -55,7 +56,7 @@ from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
 from maskae.table_encoding import TableEncoder, as_frame
-from maskae.tails import robust_location_scale, tail_extremity
+from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
 ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts as "typical"
@@ -218,7 +219,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         typical = (passes.errors * ~missing).sum(axis=0) / np.maximum((~missing).sum(axis=0), 1)
         self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
         n_numeric = len(self.encoder_.numeric_)
-        self.tail_center_, self.tail_scale_ = robust_location_scale(data.numeric.numpy(), missing[:, :n_numeric])
+        self.tails_ = ColumnTails.fit(data.numeric.numpy(), missing[:, :n_numeric])
         self._fit_evidence(self._local_evidence(passes, data), self._neighbour_space(data), rng)
         self._set_threshold()
         self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)
@@ -344,7 +345,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         n_numeric = len(self.encoder_.numeric_)
         return {
             "reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed,
-            "tails": tail_extremity(data.numeric.numpy(), self.tail_center_, self.tail_scale_, missing[:, :n_numeric]),
+            "tails": self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric]),
         }
 
     def _raw_evidence(self, passes: PassResult, data: TableTensors) -> dict[str, np.ndarray]:

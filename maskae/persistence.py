@@ -25,14 +25,14 @@ from safetensors.torch import load_file, save_file
 
 from maskae.image_batch import ImageFormat
 from maskae.neighbours import NeighbourSamples
+from maskae.tails import ColumnTails, RobustZTails
 from maskae.table_encoding import TableEncoder
 
-FORMAT_VERSION = 2  # 2: both backends hold neighbour samples as one pool of rows + positions
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2: neighbour samples as one pool of rows + positions; 3: tails as column quantiles
+READABLE_VERSIONS = (1, 2, 3)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
-TABLE_ARRAYS = ("tail_center_", "tail_scale_")
 TUPLE_PARAMS = ("evidence", "neighbour_sample_sizes", "cnn_widths", "patch_size")  # JSON has no tuples
 
 
@@ -52,14 +52,14 @@ def save_detector_state(detector, path: Path) -> Path:
     tensors.update({"neighbours.pool": torch.from_numpy(neighbours.pool),
                     "neighbours.pool_ids": torch.from_numpy(neighbours.pool_ids)})
     tensors.update({f"neighbours.sample.{i}": torch.from_numpy(s) for i, s in enumerate(neighbours.samples)})
-    arrays = ARRAYS
+    tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in ARRAYS})
     if detector.backend == "mlp":
         config.update(
             encoder=detector.encoder_.to_dict(),
             feature_names_in=None if detector.feature_names_in_ is None else [str(c) for c in detector.feature_names_in_],
         )
-        arrays += TABLE_ARRAYS
-    tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in arrays})
+        tensors.update({"tails.probabilities": torch.from_numpy(detector.tails_.probabilities),
+                        "tails.quantiles": torch.from_numpy(detector.tails_.quantiles)})
     # Write beside the target, then swap in: a reader never sees a half-written model.
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -93,13 +93,13 @@ def load_detector_state(cls, path: Path):
     detector.threshold_ = config["threshold"]
     detector.offset_ = -detector.threshold_
     detector.history_ = config["history"]
-    arrays = ARRAYS
     if detector.backend == "mlp":
         detector.encoder_ = TableEncoder.from_dict(config["encoder"])
         names = config["feature_names_in"]
         detector.feature_names_in_ = None if names is None else np.asarray(names, dtype=object)
         detector.n_features_in_ = len(detector.encoder_.columns_)
-        arrays += TABLE_ARRAYS
+        detector.tails_ = (ColumnTails(tensors["tails.probabilities"].numpy(), tensors["tails.quantiles"].numpy())
+                           if version >= 3 else RobustZTails(tensors["tail_center_"].numpy(), tensors["tail_scale_"].numpy()))
     if version == 1:
         _read_format_1_evidence(detector, config, tensors)
     else:
@@ -109,7 +109,7 @@ def load_detector_state(cls, path: Path):
             detector.neighbour_sample_sizes, tensors["neighbours.pool"].numpy(), tensors["neighbours.pool_ids"].numpy(),
             [tensors[f"neighbours.sample.{i}"].numpy() for i in range(n_sizes)],
         )
-    for name in arrays:
+    for name in ARRAYS:
         setattr(detector, name, tensors[name].numpy())
     detector.network_ = detector._build_network()
     detector.network_.load_state_dict({k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")})

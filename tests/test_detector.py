@@ -172,3 +172,11 @@ def test_format_1_models_load_and_score_as_before():
     cnn = MaskedAutoencoderDetector.load(folder / "cnn")
     assert cnn.evidence == ("reconstruction",)  # format 1 CNN models had no neighbour evidence
     np.testing.assert_allclose(cnn.anomaly_score(np.load(folder / "images.npy")), expected["cnn"], rtol=1e-4, atol=1e-5)
+
+
+def test_format_2_models_keep_their_tail_evidence():
+    """Format 2 (commit 5b34526) scored tails as a squared robust z-score; its models still score the same."""
+    folder = Path(__file__).parent / "fixtures" / "format2"
+    table = MaskedAutoencoderDetector.load(folder / "table")
+    scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
+    np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
