@@ -55,15 +55,21 @@ class ColumnTails:
     def evidence(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """(n,) ``exp`` of the mean over each row's observed cells of ``-log`` (two-sided tail
         probability); 1 when a row has no observed numeric cell."""
-        floor, p = self.probabilities[0], self.probabilities
+        # With k grid values <= x, P(X <= x) is read as p[k - 1] (the floor when k = 0); with m
+        # values < x, P(X >= x) as 1 - p[m - 1] (1 when m = 0). m = k unless x equals a grid value,
+        # so one search per cell does: ``first`` maps a grid position to the first one of its value.
+        p = self.probabilities
+        floor = p[0]
+        surprise_left = -np.log(np.concatenate([[floor], p]))
+        surprise_right = -np.log(np.concatenate([[1.0], 1 - p]))
         surprise = np.zeros(values.shape, dtype=np.float64)
         for j in range(values.shape[1]):
-            column = self.quantiles[:, j]
-            at_most = np.searchsorted(column, values[:, j], side="right")  # grid values <= x
-            below = np.searchsorted(column, values[:, j], side="left")  # grid values < x
-            left = np.where(at_most > 0, p[at_most - 1], floor)  # P(X <= x)
-            right = np.where(below > 0, 1 - p[below - 1], 1.0)  # P(X >= x)
-            surprise[:, j] = -np.log(np.maximum(np.minimum(left, right), floor))
+            column, x = self.quantiles[:, j], values[:, j]
+            at_most = np.searchsorted(column, x, side="right")
+            first = np.searchsorted(column, column, side="left")
+            tied = (at_most > 0) & (column[at_most - 1] == x)
+            below = np.where(tied, first[at_most - 1], at_most)
+            surprise[:, j] = np.maximum(surprise_left[at_most], surprise_right[below])
         observed = np.ones(values.shape, dtype=bool) if missing is None else ~missing
         return np.exp((surprise * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1))
 
