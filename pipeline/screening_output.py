@@ -74,7 +74,7 @@ MIN_SHARE = 0.05
 EVIDENCE_WORDS = {
     "neighbours": "unlike any training record",
     "reconstruction": "columns that do not fit together",
-    "tails": "values far out in their columns",
+    "tails": "values rare in their own columns",
 }
 NOTABLE_SD = 1.0  # evidence this many standard deviations above a typical training record is named
 

@@ -124,9 +124,9 @@ def test_reasons_lead_with_the_evidence_that_stood_out_in_words():
     evidence = pd.DataFrame({"reconstruction": [0.3, 2.0, 1.5], "tails": [4.0, 0.2, 1.1],
                              "neighbours@16": [1.0, 0.0, 0.4], "neighbours@64": [2.0, 0.4, 0.8]})
     lead = evidence_summary(evidence, kinds=("reconstruction", "neighbours", "tails"))
-    assert lead == ["values far out in their columns +4.0 sd, unlike any training record +1.5 sd",
+    assert lead == ["values rare in their own columns +4.0 sd, unlike any training record +1.5 sd",
                     "columns that do not fit together +2.0 sd",
-                    "columns that do not fit together +1.5 sd, values far out in their columns +1.1 sd"]
+                    "columns that do not fit together +1.5 sd, values rare in their own columns +1.1 sd"]
     # A kind the model's score leaves out is not named, however large.
     assert evidence_summary(evidence, kinds=("reconstruction", "neighbours"))[0] == "unlike any training record +1.5 sd"
     why = pd.DataFrame({"row": [0], "feature": ["amount"], "observed": [9000.0], "expected": [60.0],
