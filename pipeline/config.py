@@ -23,7 +23,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -99,6 +99,9 @@ class ModelConfig(_Section):
     backend: Literal["mlp"] = "mlp"
     mask_ratio: float = Field(0.3, gt=0, lt=1)
     max_steps: int = Field(1000, ge=1)
+    # Training data vetted clean (e.g. confirmed-genuine only): [256, 1024] and 0.01 (README).
+    neighbour_sample_sizes: tuple[Annotated[int, Field(ge=1)], ...] = Field((16, 64, 256), min_length=1)
+    contamination: float = Field(0.1, gt=0, le=0.5, description="share of training rows left out of the neighbour samples")
     random_state: int | None = Field(None, ge=0)
 
 

@@ -143,6 +143,7 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
     detector = MaskedAutoencoderDetector(
         backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
+        neighbour_sample_sizes=config.model.neighbour_sample_sizes, contamination=config.model.contamination,
         calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
         progress=sys.stderr.isatty(),  # a bar for people at a terminal, not in batch logs
     ).fit(feature_frame(fit_rows, schema))

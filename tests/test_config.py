@@ -63,6 +63,8 @@ def test_model_defaults_match_the_detector():
     ({"model.mask_ratio": 1.5}, "model.mask_ratio"),
     ({"model.max_steps": 0}, "model.max_steps"),
     ({"model.backend": "transformer"}, "model.backend"),
+    ({"model.contamination": 0.7}, "model.contamination"),
+    ({"model.neighbour_sample_sizes": [64, 0]}, "model.neighbour_sample_sizes.1"),
     ({"calibration.strategy": "magic"}, "calibration.strategy"),
     ({"calibration.level": 2.0}, "calibration.level"),
     ({"calibration.strategy": "budget", "calibration.level": 2.5}, "calibration.level"),

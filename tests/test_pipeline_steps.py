@@ -115,6 +115,14 @@ def test_training_data_over_max_rows_are_sampled_and_the_run_says_so(env, first)
     assert (tags["data.rows"], tags["data.rows_sampled"]) == (str(rows), "400")
 
 
+def test_settings_for_clean_training_data_reach_the_registered_model(env):
+    settings = {"neighbour_sample_sizes": [256, 1024], "contamination": 0.01}  # the README's recipe, from TOML
+    trained = train(config(env["root"] / "train.csv", model=settings, mlflow={"model_name": "vetted"}))
+    detector = scoring.load_scoring_model("vetted").detector  # its champion: the first version
+    assert (detector.neighbour_sample_sizes, detector.contamination) == ((256, 1024), 0.01)
+    assert mlflow.get_run(trained.run_id).data.params["model.neighbour_sample_sizes"] == "(256, 1024)"
+
+
 def test_screen_writes_the_output_folder(env, screening):
     out, summary = screening.out_dir, screening.summary
     assert {p.name for p in out.iterdir()} == {"scores.parquet", "flagged.csv", "quarantine.csv", "report.html",
