@@ -108,7 +108,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         Share of training records taken to be anomalous: they are left out of the neighbour
         samples, and ``predict`` flags that share (``threshold_``). The defaults suit training
         data that may hold unlabelled anomalies; for data vetted clean, the README's recipe
-        (large ``neighbour_sample_sizes``, no tails, 0.01) ties KNN there.
+        (``neighbour_sample_sizes=(256, 1024)``, 0.01) suits better.
     log_transform : bool, default=True
         Signed-log transform of skewed non-negative columns (amounts) before scaling.
     image_size : int or None, default=None

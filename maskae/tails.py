@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-N_QUANTILES = 256  # per column: a tail probability is read to within one grid step (~5 % near 1 / (n + 1))
+N_QUANTILES = 256  # per column; a tail probability is read to within one grid step: 5-11 % of it for 1e3-1e6 rows
 
 
 @dataclass
