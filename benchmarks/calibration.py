@@ -105,10 +105,16 @@ def markdown(records: list[dict]) -> str:
     frame["fpr_ok"] = np.where(frame["rule"] == "fpr", frame["fpr"] <= frame["level"], np.nan)
     frame["fdr_ok"] = np.where(frame["rule"] == "fdr", frame["fdr"] <= frame["level"], np.nan)
     frame["fpr_unwarned"] = frame["fpr"].where(~frame["warned"].astype(bool))
+    # What conformal theory expects of the fpr rule for each run's calibration size: slightly
+    # under alpha, since the threshold is an order statistic of n_cal scores.
+    n_cal, alpha = frame["n_cal"], frame["level"]
+    expected = 1 - np.ceil((n_cal + 1) * (1 - alpha)) / (n_cal + 1)
+    frame["fpr_expected"] = expected.where((frame["rule"] == "fpr") & ~frame["warned"].astype(bool))
     frame.loc[frame["rule"] == "anchor", "level"] = np.nan  # per-dataset rate: not one level
     n_sets, seeds = frame["dataset"].nunique(), sorted(int(s) for s in frame["seed"].unique())
     table = frame.groupby(["protocol", "rule", "level"], sort=False, dropna=False).agg(
-        mean_FPR=("fpr", "mean"), FPR_not_warned=("fpr_unwarned", "mean"), FPR_le_alpha=("fpr_ok", "mean"),
+        mean_FPR=("fpr", "mean"), FPR_not_warned=("fpr_unwarned", "mean"), FPR_se=("fpr_unwarned", "sem"),
+        FPR_expected=("fpr_expected", "mean"), FPR_le_alpha=("fpr_ok", "mean"),
         mean_FDR=("fdr", "mean"), batch=("batch_size", "median"),
         FDR_le_q=("fdr_ok", "mean"), mean_recall=("recall", "mean"), warned=("warned", "mean"), runs=("fpr", "size"),
     ).reset_index()
@@ -122,7 +128,9 @@ def markdown(records: list[dict]) -> str:
         "the training scores, c = the dataset's anomaly rate (PyOD's contamination rule). Means are over "
         "dataset-seed runs; `FPR_le_alpha` / `FDR_le_q` = share of runs meeting the level; `warned` = share of "
         "runs whose calibration set was too small for the level (threshold +inf, nothing flagged); "
-        "`FPR_not_warned` = mean FPR over the other runs.", "",
+        "`FPR_not_warned` = mean FPR over the other runs, `FPR_se` its standard error, `FPR_expected` = "
+        "the mean over the same runs of what conformal theory expects for its calibration size, "
+        "1 - ceil((n_cal + 1)(1 - alpha)) / (n_cal + 1).", "",
         table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4f", missingval="-"), "",
     ]
     fpr = frame[frame["rule"] == "fpr"].groupby(["protocol", "dataset", "level"])["fpr"].mean().unstack("level")
