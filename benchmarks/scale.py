@@ -75,7 +75,7 @@ import json, resource, sys, time
 from pathlib import Path
 from pipeline.screen import screen
 start = time.perf_counter()
-summary = screen(sys.argv[1], "scale", Path(sys.argv[2])).summary
+summary = screen(sys.argv[1], sys.argv[3], Path(sys.argv[2])).summary
 print(json.dumps({"seconds": time.perf_counter() - start, "rows": summary["rows_in"], "flagged": summary["rows_flagged"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -85,7 +85,7 @@ import json, resource, sys, time
 from flows.screening import screen_flow
 if __name__ == "__main__":
     start = time.perf_counter()
-    summary = screen_flow(sys.argv[1], "scale", sys.argv[2], workdir=sys.argv[3], dask_workers=int(sys.argv[4]))["summary"]
+    summary = screen_flow(sys.argv[1], sys.argv[5], sys.argv[2], workdir=sys.argv[3], dask_workers=int(sys.argv[4]))["summary"]
     print(json.dumps({"seconds": time.perf_counter() - start, "rows": summary["rows_in"], "flagged": summary["rows_flagged"],
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -116,7 +116,9 @@ def main() -> None:
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     generate(work / "train.parquet", 50_000, seed=1)
     print("training", flush=True)
-    child([sys.executable, "-c", TRAIN, str(work / "train.parquet"), str(args.max_steps)], env)
+    # Screen the version just trained, by number: the workdir's registry keeps earlier runs' versions
+    # and its champion alias stays on the first of them.
+    model = "scale/" + child([sys.executable, "-c", TRAIN, str(work / "train.parquet"), str(args.max_steps)], env)["version"]
     records = []
     for rows in args.rows:
         data = work / f"rows-{rows}.parquet"
@@ -124,13 +126,13 @@ def main() -> None:
         generate(data, rows, seed=rows)
         print(f"{rows:,} rows generated in {time.perf_counter() - started:.0f} s; screening", flush=True)
         out = work / f"screen-{rows}-{time.time_ns()}"
-        result = child([sys.executable, "-c", SCREEN, str(data), str(out)], env)
+        result = child([sys.executable, "-c", SCREEN, str(data), str(out), model], env)
         records.append({"run": "single process", "rows": rows, **result, "rows_per_s": rows / result["seconds"]})
         print(records[-1], flush=True)
     smallest = min(args.rows)
     out = work / f"screen-dask-{time.time_ns()}"
     result = child([sys.executable, "-c", SCREEN_DASK, str(work / f"rows-{smallest}.parquet"), str(out), str(work),
-                    str(args.dask_workers)], env)
+                    str(args.dask_workers), model], env)
     records.append({"run": f"Dask, {args.dask_workers} local workers", "rows": smallest, **result,
                     "rows_per_s": smallest / result["seconds"]})
     print(records[-1], flush=True)
