@@ -77,7 +77,7 @@ class ImageBackendMixin:
         errors = inpainting_passes(self.network_, data, self.score_masks_).errors
         self.error_scale_ = typical_error(errors).astype(np.float32)
         local = {"reconstruction": image_scores(anomaly_maps(errors, self.error_scale_))}
-        self._fit_evidence(local, neighbour_space(data), rng)
+        self._draw_neighbours(local, neighbour_space(data), rng)
         return held_out
 
     def _checked_images(self, X) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 
 from maskae import MaskedAutoencoderDetector
 from tests.conftest import FAST, card_like
@@ -161,6 +162,27 @@ def test_evidence_scores_show_each_term_and_average_to_the_anomaly_score(fitted,
         np.testing.assert_allclose(fitted.anomaly_score(rows), terms["tails"], rtol=1e-5, atol=1e-6)
     finally:
         fitted.set_params(evidence=default)
+
+
+def test_unlabelled_anomalies_in_training_sit_out_the_second_half_of_it():
+    # 5 % of the training rows break x1 = 2 x0 the same way (x1 = -2 x0): unlabelled fraud of one
+    # kind. Left out of the second half of training (contamination 0.1), the network does not
+    # learn to rebuild them, so reconstruction keeps telling such rows apart; with (next to)
+    # nothing left out (0.001), it learns them and tells them apart worse.
+    rng = np.random.default_rng(0)
+
+    def rows(n, slope):
+        x0 = rng.normal(size=n)
+        return np.c_[x0, slope * x0 + 0.1 * rng.normal(size=n), rng.normal(size=(n, 2))]
+
+    train = np.r_[rows(950, 2.0), rows(50, -2.0)]
+    test, is_fraud = np.r_[rows(200, 2.0), rows(50, -2.0)], np.r_[np.zeros(200), np.ones(50)]
+
+    def reconstruction_auroc(contamination):
+        det = MaskedAutoencoderDetector(max_steps=400, contamination=contamination, random_state=0).fit(train)
+        return roc_auc_score(is_fraud, det.evidence_scores(test)["reconstruction"])
+
+    assert reconstruction_auroc(0.1) > reconstruction_auroc(0.001) + 0.03
 
 
 def test_format_1_models_load_and_score_as_before():
