@@ -101,7 +101,10 @@ class ModelConfig(_Section):
     max_steps: int = Field(1000, ge=1)
     # Training data vetted clean (e.g. confirmed-genuine only): [256, 1024] and 0.01 (README).
     neighbour_sample_sizes: tuple[Annotated[int, Field(ge=1)], ...] = Field((16, 64, 256), min_length=1)
-    contamination: float = Field(0.1, gt=0, le=0.5, description="share of training rows left out of the neighbour samples")
+    contamination: float = Field(
+        0.1, gt=0, le=0.5,
+        description="share of training rows taken to be anomalous: left out of the second half of training and of the neighbour samples",
+    )
     random_state: int | None = Field(None, ge=0)
 
 
