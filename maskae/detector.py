@@ -220,6 +220,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.score_masks_ = complementary_masks(
             self.encoder_.n_features, self._n_groups(), self.n_mask_repeats, int(seed)
         )
+        self.tails_ = ColumnTails.fit(data.numeric.numpy(), data.missing.numpy()[:, : len(self.encoder_.numeric_)])
         # Trimmed training (module docstring): the second half of the budget leaves out the rows
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
         first_half = self.max_steps // 2
@@ -240,15 +241,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.offset_ = -self.threshold_
 
     def _fit_evidence(self, data: TableTensors, trained_on: np.ndarray, rng: np.random.Generator) -> None:
-        """Fit every evidence term on the training rows ``data``: the typical error of each feature
-        (over the rows the network ``trained_on``), the column tails, the neighbour samples; then
-        standardise each term on the training rows (``training_scores_``)."""
+        """Fit the evidence that depends on the network, on the training rows ``data``: the typical
+        error of each feature (over the rows the network ``trained_on``), then the neighbour samples
+        and the standardisation of every term (``training_scores_``); the tails are fitted already."""
         passes = complementary_passes(self.network_, data, self.score_masks_)
-        missing = data.missing.numpy()
-        observed = ~missing[trained_on]
+        observed = ~data.missing.numpy()[trained_on]
         typical = (passes.errors[trained_on] * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
         self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
-        self.tails_ = ColumnTails.fit(data.numeric.numpy(), missing[:, : len(self.encoder_.numeric_)])
         self._draw_neighbours(self._local_evidence(passes, data), self._neighbour_space(data), rng)
 
     def _draw_neighbours(self, local: dict[str, np.ndarray], space: np.ndarray, rng: np.random.Generator) -> None:
