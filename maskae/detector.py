@@ -223,12 +223,12 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.tails_ = ColumnTails.fit(data.numeric.numpy(), data.missing.numpy()[:, : len(self.encoder_.numeric_)])
         # Trimmed training (module docstring): the second half of the budget leaves out the rows
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
-        first_half = self.max_steps // 2
-        self.history_ = fit_network(self.network_, data, replace(plan, max_steps=first_half), generator, validation)
+        half = self.max_steps // 2
+        self.history_ = fit_network(self.network_, data, replace(plan, max_steps=half), generator, validation)
         self._fit_evidence(data, np.arange(len(data)), rng)
         inliers = self._inliers()
-        second_half = replace(plan, max_steps=self.max_steps - first_half)
-        history = fit_network(self.network_, data.rows(inliers), second_half, generator, validation)
+        rest = replace(plan, max_steps=self.max_steps - half)
+        history = fit_network(self.network_, data.rows(inliers), rest, generator, validation)
         self.history_ = {name: self.history_[name] + values for name, values in history.items()}
         self._fit_evidence(data, inliers, rng)
         self._set_threshold()
