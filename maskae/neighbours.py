@@ -10,6 +10,11 @@ several sizes trade robustness (small) against resolution (large). See Sugiyama 
 "Rapid distance-based outlier detection via sampling" (NeurIPS 2013) and Pang et al., "LeSiNN"
 (ICDM 2015).
 
+A training row is never its own neighbour, and neither is a record identical to one: scoring the
+training table again gives its training scores (``fit(X)`` then ``anomaly_score(X)``, as one
+screens a batch that is also the training data), where a record would otherwise find itself in
+the samples that hold it, at distance 0.
+
 The samples overlap, so the training rows they hold are kept once (the *pool*) and each sample is
 a set of positions in it: distances to the pool are computed once per record, and a saved model
 holds each row once (an image model would otherwise store every image dozens of times).
@@ -62,10 +67,13 @@ class NeighbourSamples:
     def distances(self, points: np.ndarray, point_ids: np.ndarray | None = None,
                   batch_size: int = 512) -> dict[str, np.ndarray]:
         """``{"neighbours@<size>": (n,)}``: per size, the mean over its samples of the distance from
-        each point to the sample's nearest row. With ``point_ids`` (the points' training row
-        numbers), a training row is never its own neighbour."""
+        each point to the sample's nearest row. A point is never its own neighbour: ``point_ids``
+        gives the points' training row numbers; without it, a point identical to a pool row is
+        taken to be that row."""
         if not self.samples:  # a model without neighbour evidence (format 1 CNN models)
             return {}
+        if point_ids is None:
+            point_ids = self._identical_pool_ids(points)
         pool, pool_ids = torch.from_numpy(self.pool), torch.from_numpy(self.pool_ids)
         picks = [torch.from_numpy(s).reshape(-1) for s in self.samples]
         # Fastest: one matrix product per size with that size's sample rows copied out of the
@@ -88,6 +96,17 @@ class NeighbourSamples:
             f"neighbours@{size}": torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
             for size, parts in zip(self.sizes, out)
         }
+
+    def _identical_pool_ids(self, points: np.ndarray) -> np.ndarray | None:
+        """(n,) the training row number of the pool row each point equals bit for bit, -1 for none;
+        None when no point equals one (nothing to put out of reach)."""
+        as_bytes = np.dtype((np.void, self.pool.shape[1] * 4))  # one comparable item per row
+        keys = np.ascontiguousarray(self.pool).view(as_bytes).ravel()
+        order = np.argsort(keys)
+        wanted = np.ascontiguousarray(points, dtype=np.float32).view(as_bytes).ravel()
+        at = np.searchsorted(keys[order], wanted).clip(max=len(keys) - 1)
+        found = keys[order][at] == wanted
+        return np.where(found, self.pool_ids[order][at], -1) if found.any() else None
 
 
 class _Reference:

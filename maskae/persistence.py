@@ -129,9 +129,11 @@ def _read_format_1_evidence(detector, config: dict, tensors: dict) -> None:
     detector.evidence_center_, detector.evidence_scale_ = config["evidence_center"], config["evidence_scale"]
     references = [tensors[f"neighbours.{i}"].numpy() for i in range(len(detector.neighbour_sample_sizes))]
     bounds = np.cumsum([0] + [r.shape[0] * r.shape[1] for r in references])
+    pool = np.concatenate([r.reshape(-1, r.shape[2]) for r in references])
+    # Training row numbers were not stored: copies of one row (in several samples) share one
+    # number, so that the row scored again is not its own neighbour in any of them.
+    same_row = np.unique(pool, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
     detector.neighbours_ = NeighbourSamples(
-        detector.neighbour_sample_sizes,
-        np.concatenate([r.reshape(-1, r.shape[2]) for r in references]),
-        np.full(bounds[-1], -1, dtype=np.int64),  # training row numbers were not stored; only fitting needs them
+        detector.neighbour_sample_sizes, pool, same_row,
         [np.arange(lo, hi).reshape(r.shape[:2]) for lo, hi, r in zip(bounds, bounds[1:], references)],
     )

@@ -37,3 +37,12 @@ def test_samples_are_drawn_only_from_the_candidates():
     samples = NeighbourSamples.draw(space, candidates, sizes=(8,), n_samples=10, rng=rng)
     assert set(samples.pool_ids) <= set(candidates)
     np.testing.assert_array_equal(samples.pool, space[samples.pool_ids])
+
+
+def test_a_point_identical_to_a_training_row_is_scored_as_that_row():
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(40, 3)).astype(np.float32)
+    samples = NeighbourSamples.draw(train, np.arange(40), sizes=(39,), n_samples=4, rng=rng)
+    as_training = samples.distances(train, point_ids=np.arange(40))["neighbours@39"]
+    np.testing.assert_array_equal(samples.distances(train.copy())["neighbours@39"], as_training)
+    assert (as_training > 0).all()
