@@ -224,12 +224,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # Trimmed training (module docstring): the second half of the budget leaves out the rows
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
         half = self.max_steps // 2
-        self.history_ = fit_network(self.network_, data, replace(plan, max_steps=half), generator, validation)
+        first = fit_network(self.network_, data, replace(plan, max_steps=half), generator, validation)
         self._fit_evidence(data, np.arange(len(data)), rng)
         inliers = self._inliers()
         rest = replace(plan, max_steps=self.max_steps - half)
-        history = fit_network(self.network_, data.rows(inliers), rest, generator, validation)
-        self.history_ = {name: self.history_[name] + values for name, values in history.items()}
+        second = fit_network(self.network_, data.rows(inliers), rest, generator, validation)
+        self.history_ = {name: first[name] + second[name] for name in first}
+        self.history_["trimmed_from_step"] = [len(first["train_loss"])]  # where the loss curve restarts
         self._fit_evidence(data, inliers, rng)
         self._set_threshold()
         self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)

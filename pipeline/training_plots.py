@@ -66,9 +66,12 @@ def pr_curve(path: Path, y: np.ndarray, scores: np.ndarray) -> Path:
 
 
 def loss_curve(path: Path, history: dict[str, list[float]]) -> Path:
-    """Training loss per step (and validation loss per check, if the detector monitored one)."""
+    """Training loss per step (and validation loss per check, if the detector monitored one); a
+    dotted line marks the step from which the MLP's trimmed training left rows out."""
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(history.get("train_loss", []), label="training loss", linewidth=0.8)
+    for step in history.get("trimmed_from_step", []):
+        axis.axvline(step, color="grey", linestyle=":", label="from here, without the contamination share")
     validation = history.get("validation_loss", [])
     if validation:
         steps = np.linspace(0, len(history.get("train_loss", [])), len(validation) + 1)[1:]

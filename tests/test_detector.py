@@ -190,6 +190,11 @@ def test_unlabelled_anomalies_in_training_sit_out_the_second_half_of_it():
     assert reconstruction_auroc(0.1) > reconstruction_auroc(0.001) + 0.03
 
 
+def test_the_loss_curve_runs_through_both_halves_and_marks_where_rows_were_left_out(fitted):
+    assert len(fitted.history_["train_loss"]) == FAST["max_steps"]
+    assert fitted.history_["trimmed_from_step"] == [FAST["max_steps"] // 2]
+
+
 def test_format_1_models_load_and_score_as_before():
     """Folders written by maskae's first save format (commit c2ff6e8) still load and score the same."""
     folder = Path(__file__).parent / "fixtures" / "format1"
