@@ -461,7 +461,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         Columns: ``row`` (position in ``X``), ``feature``, ``observed``, ``expected`` (the model's
         prediction with the cell hidden, original units), ``contribution`` (normalised error of the
         cell divided by the row's observed cells: the row's contributions sum to its raw
-        reconstruction evidence) and ``share`` (fraction of that sum).
+        reconstruction evidence), ``share`` (fraction of that sum) and ``tail_share`` (how rare the
+        value is in its own column, the tail evidence's reading: the share of training values at
+        least as far out on its side, about ``1 / (n + 1)`` beyond the training range; NaN for
+        categories and missing cells).
         """
         if self.backend == "cnn":
             return self._image_explain(X)
@@ -474,6 +477,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         expected = self._predicted_values(passes)
         observed = np.maximum((~missing).sum(axis=1, keepdims=True), 1)
         contribution = self._normalised_cell_errors(passes, missing) / observed
+        n_numeric = len(self.encoder_.numeric_)
+        tail_share = np.full(missing.shape, np.nan)
+        tail_share[:, :n_numeric] = self.tails_.tail_shares(data.numeric.numpy(), missing[:, :n_numeric])
         names = self.encoder_.feature_names
         long = pd.DataFrame({
             "row": np.repeat(np.arange(len(frame)), len(names)),
@@ -481,6 +487,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             "observed": frame[names].to_numpy(dtype=object).ravel(),
             "expected": expected[names].to_numpy(dtype=object).ravel(),
             "contribution": contribution.ravel(),
+            "tail_share": tail_share.ravel(),
         })
         long["share"] = long["contribution"] / long.groupby("row")["contribution"].transform("sum").replace(0, 1)
         long = long.sort_values(["row", "contribution"], ascending=[True, False], kind="stable")

@@ -55,23 +55,29 @@ class ColumnTails:
     def evidence(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """(n,) ``exp`` of the mean over each row's observed cells of ``-log`` (two-sided tail
         probability); 1 when a row has no observed numeric cell."""
+        surprise = -np.log(self.tail_shares(values))
+        observed = np.ones(values.shape, dtype=bool) if missing is None else ~missing
+        return np.exp((surprise * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1))
+
+    def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+        """(n, n_columns) each cell's two-sided tail probability: the share of its column's training
+        values at least as far out on its side, ``min(P(X <= x), P(X >= x))``; ``1 / (n + 1)``
+        beyond the training range, NaN for missing cells. What ``explain`` shows an analyst."""
         # With k grid values <= x, P(X <= x) is read as p[k - 1] (the floor when k = 0); with m
         # values < x, P(X >= x) as 1 - p[m - 1] (1 when m = 0). m = k unless x equals a grid value,
         # so one search per cell does: ``first`` maps a grid position to the first one of its value.
         p = self.probabilities
-        floor = p[0]
-        surprise_left = -np.log(np.concatenate([[floor], p]))
-        surprise_right = -np.log(np.concatenate([[1.0], 1 - p]))
-        surprise = np.zeros(values.shape, dtype=np.float64)
+        left = np.concatenate([[p[0]], p])
+        right = np.concatenate([[1.0], 1 - p])
+        shares = np.empty(values.shape, dtype=np.float64)
         for j in range(values.shape[1]):
             column, x = self.quantiles[:, j], values[:, j]
             at_most = np.searchsorted(column, x, side="right")
             first = np.searchsorted(column, column, side="left")
             tied = (at_most > 0) & (column[at_most - 1] == x)
             below = np.where(tied, first[at_most - 1], at_most)
-            surprise[:, j] = np.maximum(surprise_left[at_most], surprise_right[below])
-        observed = np.ones(values.shape, dtype=bool) if missing is None else ~missing
-        return np.exp((surprise * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1))
+            shares[:, j] = np.minimum(left[at_most], right[below])
+        return shares if missing is None else np.where(missing, np.nan, shares)
 
 
 @dataclass
@@ -86,3 +92,7 @@ class RobustZTails:
         z2 = ((values - self.center) / self.scale) ** 2
         observed = np.ones_like(z2, dtype=bool) if missing is None else ~missing
         return (z2 * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1)
+
+    def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+        """All NaN: these models kept no column distributions to read a tail probability from."""
+        return np.full(values.shape, np.nan)

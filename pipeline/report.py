@@ -13,8 +13,11 @@ vector, which a streamed screening does not hold: it takes a histogram (see
 
 Example
 -------
->>> parse_reasons("amount=4522.93 (expected ~799.16, 47%); country=IT (expected ~DE, 17%)", ["amount", "country"])[0]
-{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47}
+>>> parse_reasons("amount=4522.93 (expected ~799.16, 47%, as far out as 1 in 2,500 training values); "
+...               "country=IT (expected ~DE, 17%)", ["amount", "country"])
+... # doctest: +NORMALIZE_WHITESPACE
+[{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47, 'tail': '1 in 2,500'},
+ {'feature': 'country', 'observed': 'IT', 'expected': 'DE', 'share': '17%', 'width': 17, 'tail': None}]
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ REPORT_ROWS = 500  # flagged records rendered; flagged.csv holds them all
 QUARANTINE_ROWS = 200
 DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to read as drift
 IMAGE_KINDS = ("original", "reconstruction", "overlay")
-_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%\)", re.DOTALL)
+_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%"
+                     r"(?:, as far out as (?P<tail>1 in [\d,]+) training values)?\)", re.DOTALL)
 
 
 def _number(value: Any) -> str:
@@ -65,7 +69,8 @@ def _number_text(text: str) -> str:
 
 def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
     """The ``reasons`` cell of ``flagged.csv`` as one dict per feature (``feature``, ``observed``,
-    ``expected``, ``share``, ``width`` = share in percent), splitting only before a known feature
+    ``expected``, ``share``, ``width`` = share in percent, ``tail`` = how far out the value lies in
+    its column, ``"1 in 2,500"``, or None), splitting only before a known feature
     name, so a value that contains ``"; "`` stays whole. A part that does not parse comes back as
     ``{"text": part}``: shown as written rather than lost."""
     if not isinstance(text, str) or not text.strip():
@@ -80,7 +85,7 @@ def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
             continue
         reasons.append({"feature": match["feature"], "observed": _number_text(match["observed"]),
                         "expected": _number_text(match["expected"]), "share": f"{match['share']}%",
-                        "width": int(match["share"])})
+                        "width": int(match["share"]), "tail": match["tail"]})
     return reasons
 
 

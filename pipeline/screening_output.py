@@ -16,9 +16,9 @@ Example
 -------
 >>> explanation = pd.DataFrame({"row": [0, 0], "feature": ["amount", "country"],
 ...     "observed": [4522.931, "IT"], "expected": [799.1634, "DE"], "contribution": [2.0, 0.7],
-...     "share": [0.47, 0.17]})
+...     "share": [0.47, 0.17], "tail_share": [0.0004, float("nan")]})
 >>> reasons_text(explanation, n_rows=1)
-['amount=4522.93 (expected ~799.16, 47%); country=IT (expected ~DE, 17%)']
+['amount=4522.93 (expected ~799.16, 47%, as far out as 1 in 2,500 training values); country=IT (expected ~DE, 17%)']
 >>> evidence = pd.DataFrame({"reconstruction": [2.5], "tails": [0.4], "neighbours@16": [3.0], "neighbours@64": [3.4]})
 >>> evidence_summary(evidence, kinds=("reconstruction", "neighbours", "tails"))
 ['unlike any training record +3.2 sd, columns that do not fit together +2.5 sd']
@@ -68,6 +68,7 @@ def _text(value: Any) -> str:
 
 
 MIN_SHARE = 0.05
+RARE_TAIL_SHARE = 0.01  # a value this far out in its own column is named, and how far out said
 # The detector's kinds of evidence (maskae.detector) in an analyst's words. Feature shares explain
 # only the reconstruction evidence, so a record flagged for being unlike every training record
 # says so first.
@@ -99,13 +100,19 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X, top_k=...)`` of ``n_rows`` records;
     the share is the feature's part of the row's reconstruction evidence. Features with under
     ``MIN_SHARE`` of it are left out, and so are cells whose value is the one expected (a category
-    predicted right but without full confidence): an analyst reads what stood out.
+    predicted right but without full confidence): an analyst reads what stood out. A value in the
+    outer ``RARE_TAIL_SHARE`` of its column's training values is named whatever its share, with
+    how far out it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's
+    reason, which reconstruction shares alone would hide.
     """
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row in explanation.itertuples(index=False):
-        if row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected):
+        rare = row.tail_share <= RARE_TAIL_SHARE  # False for NaN: categories, missing cells
+        if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
+            # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
+            tail = f", as far out as 1 in {float(f'{1 / row.tail_share:.2g}'):,.0f} training values" if rare else ""
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
-                                  f"{row.share:.0%})")
+                                  f"{row.share:.0%}{tail})")
     return ["; ".join(p) for p in parts]
 
 

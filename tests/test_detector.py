@@ -93,6 +93,16 @@ def test_injected_extreme_value_scores_high_and_is_explained(fitted, mixed_frame
     reasons = fitted.explain(odd, top_k=1)
     assert reasons.loc[0, "feature"] == "hour"
     assert reasons.loc[0, "observed"] == 60.0 and abs(reasons.loc[0, "expected"] - 14) < 5
+    assert reasons.loc[0, "tail_share"] == pytest.approx(1 / (len(mixed_frame) + 1))  # beyond every training hour
+
+
+def test_explain_reads_how_rare_each_value_is_in_its_own_column(fitted, mixed_frame):
+    long = fitted.explain(mixed_frame).set_index(["row", "feature"])["tail_share"]
+    hours = mixed_frame["hour"]
+    median_row, lowest_row = int((hours - hours.median()).abs().argmin()), int(hours.argmin())
+    assert long[(median_row, "hour")] > 0.4  # about half the training hours lie on either side
+    assert long[(lowest_row, "hour")] <= (hours == hours.min()).mean() + 0.01
+    assert long.xs("category", level="feature").isna().all()  # categories have no tails
 
 
 def test_impossible_combination_scores_high_and_is_explained(fitted, mixed_frame):
