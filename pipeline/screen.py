@@ -93,9 +93,10 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                 if len(rows):
                     clean = validate(rows, schema).clean
                     features, detector = feature_frame(clean, schema), model.detector
-                    why = detector.explain(features, top_k=top_reasons)
+                    why = detector.explain(features)
                     lead = evidence_summary(detector.evidence_scores(features), detector.evidence)
-                    explained = clean.assign(reasons=reasons_text(why, len(clean), lead), **wanted.loc[clean.index])
+                    reasons = reasons_text(why, len(clean), lead, top_k=top_reasons)
+                    explained = clean.assign(reasons=reasons, **wanted.loc[clean.index])
                     columns += [c for c in explained.columns if c not in columns]
                     folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))
     return columns
@@ -124,7 +125,8 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     batch_rows : int, default=BATCH_ROWS (50,000)
         Rows read, validated and scored at a time.
     top_reasons : int, default=3
-        Features named in each flagged record's ``reasons``.
+        Features named in each flagged record's ``reasons``: this many by share of the mismatch,
+        and this many values far out in their own columns (:func:`reasons_text`).
     scorer : callable or None, default=None
         ``scorer(model)`` gives the function that turns feature chunks into their anomaly scores, in
         order: :func:`in_process_scorer` when None; :mod:`flows.screening` passes one that fans the

@@ -93,18 +93,25 @@ def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...]) -> list[str
     return out
 
 
-def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None) -> list[str]:
+def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None,
+                 top_k: int | None = None) -> list[str]:
     """One ``"feature=observed (expected ~value, share%)"`` list per row, ``"; "``-joined, after
     the row's ``evidence`` text (:func:`evidence_summary`) when given and not empty.
 
-    ``explanation`` is ``MaskedAutoencoderDetector.explain(X, top_k=...)`` of ``n_rows`` records;
-    the share is the feature's part of the row's reconstruction evidence. Features with under
-    ``MIN_SHARE`` of it are left out, and so are cells whose value is the one expected (a category
-    predicted right but without full confidence): an analyst reads what stood out. A value in the
-    outer ``RARE_TAIL_SHARE`` of its column's training values is named whatever its share, with
-    how far out it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's
-    reason, which reconstruction shares alone would hide.
+    ``explanation`` is ``MaskedAutoencoderDetector.explain(X)`` of ``n_rows`` records; the share
+    is the feature's part of the row's reconstruction evidence. With ``top_k``, a row's ``top_k``
+    features by share are read, and its ``top_k`` rarest values in the outer ``RARE_TAIL_SHARE`` of
+    their columns. Features with under ``MIN_SHARE`` of the share are left out, and so are cells
+    whose value is the one expected (a category predicted right but without full confidence): an
+    analyst reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training
+    values is named whatever its share, with how far out it lies (``", as far out as 1 in 2,500
+    training values"``): the tail evidence's reason, which reconstruction shares alone would hide.
     """
+    if top_k is not None:  # explain's order: by row, largest contribution first
+        by_share = explanation.groupby("row").cumcount()
+        rare = explanation["tail_share"].where(explanation["tail_share"] <= RARE_TAIL_SHARE)
+        by_rarity = rare.groupby(explanation["row"]).rank(method="first")  # NaN unless rare
+        explanation = explanation[(by_share < top_k) | (by_rarity <= top_k)]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row in explanation.itertuples(index=False):
         rare = row.tail_share <= RARE_TAIL_SHARE  # False for NaN: categories, missing cells

@@ -146,6 +146,12 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     assert text == ("amount=9000 (expected ~8000, 3%, as far out as 1 in 600 training values); "
                     "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%)")
     amount, hour, _ = parse_reasons(text, ["amount", "hour", "country"])
+    # With top_k, the rare amount is still read though it comes last by share; the third by share is not.
+    merchant = why.iloc[[2]].assign(feature="merchant", observed="x", expected="y", contribution=0.5, share=0.2)
+    ranked = pd.concat([why, merchant]).sort_values("contribution", ascending=False)  # explain's order
+    top = reasons_text(ranked, 1, top_k=2)[0]
+    assert top == "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%); " \
+                  "amount=9000 (expected ~8000, 3%, as far out as 1 in 600 training values)"
     assert amount["tail"] == "1 in 600" and hour["tail"] is None and amount["share"] == "3%"
     html = page(flagged=pd.DataFrame({"transaction_id": ["tx1"], "anomaly_score": [9.0], "p_value": [0.001],
                                       "reasons": [text], "amount": [9000.0], "hour": [3.0], "country": ["FR"]}))
