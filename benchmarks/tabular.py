@@ -125,10 +125,10 @@ def markdown(records: list[dict]) -> str:
         means = part.groupby(["dataset", "detector"])[["auroc", "auprc", "fit_s", "score_s"]].mean()
         lines += [f"### {protocol}", ""]
         for metric in ("auroc", "auprc"):
-            table = (means[metric].unstack("detector")[detectors] * 100).round(1)
-            ranks = table.rank(axis=1, ascending=False).mean()
-            table.loc["**mean**"] = table.mean().round(1)
-            table.loc["**mean rank**"] = ranks.round(2)
+            values = means[metric].unstack("detector")[detectors] * 100
+            table = values.round(1)  # the means and ranks are of the unrounded values, as in the summary
+            table.loc["**mean**"] = values.mean().round(1)
+            table.loc["**mean rank**"] = values.rank(axis=1, ascending=False).mean().round(2)
             lines += [f"**{metric.upper()} x100** (mean over seeds {sorted(int(x) for x in part['seed'].unique())})", ""]
             lines += [table.to_markdown(), ""]
         seconds = means[["fit_s", "score_s"]].groupby("detector").sum().loc[detectors].round(1)
