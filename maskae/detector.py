@@ -464,7 +464,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         reconstruction evidence), ``share`` (fraction of that sum) and ``tail_share`` (how rare the
         value is in its own column, the tail evidence's reading: the share of training values at
         least as far out on its side, about ``1 / (n + 1)`` beyond the training range; NaN for
-        categories and missing cells).
+        categories, missing cells and models saved in formats 1 and 2).
         """
         if self.backend == "cnn":
             return self._image_explain(X)

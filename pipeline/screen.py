@@ -95,7 +95,8 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                     features, detector = feature_frame(clean, schema), model.detector
                     why = detector.explain(features)
                     lead = evidence_summary(detector.evidence_scores(features), detector.evidence)
-                    reasons = reasons_text(why, len(clean), lead, top_k=top_reasons)
+                    reasons = reasons_text(why, len(clean), lead, top_k=top_reasons,
+                                           far_out_values="tails" in detector.evidence)
                     explained = clean.assign(reasons=reasons, **wanted.loc[clean.index])
                     columns += [c for c in explained.columns if c not in columns]
                     folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))

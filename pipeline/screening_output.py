@@ -94,27 +94,30 @@ def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...]) -> list[str
 
 
 def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None,
-                 top_k: int | None = None) -> list[str]:
-    """One ``"feature=observed (expected ~value, share%)"`` list per row, ``"; "``-joined, after
-    the row's ``evidence`` text (:func:`evidence_summary`) when given and not empty.
+                 top_k: int | None = None, far_out_values: bool = True) -> list[str]:
+    """One ``"feature=observed (expected ~value, share%[, as far out as 1 in N training values])"``
+    list per row, ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
+    when given and not empty.
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X)`` of ``n_rows`` records; the share
     is the feature's part of the row's reconstruction evidence. With ``top_k``, a row's ``top_k``
     features by share are read, and its ``top_k`` rarest values in the outer ``RARE_TAIL_SHARE`` of
-    their columns. Features with under ``MIN_SHARE`` of the share are left out, and so are cells
-    whose value is the one expected (a category predicted right but without full confidence): an
-    analyst reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training
-    values is named whatever its share, with how far out it lies (``", as far out as 1 in 2,500
-    training values"``): the tail evidence's reason, which reconstruction shares alone would hide.
+    their columns. A feature with under ``MIN_SHARE`` of the share is left out, and so is one whose
+    value is the one expected (a category predicted right but without full confidence): an analyst
+    reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training values
+    is named regardless, with how far out it lies (``", as far out as 1 in 2,500 training
+    values"``): the tail evidence's reason, which reconstruction shares alone would hide. (With
+    under 99 training rows no value lies that far out: the rarest reading is 1 / (rows + 1).)
+    ``far_out_values=False`` leaves that out, for a model whose score has no tail evidence.
     """
-    if top_k is not None:  # explain's order: by row, largest contribution first
-        by_share = explanation.groupby("row").cumcount()
-        rare = explanation["tail_share"].where(explanation["tail_share"] <= RARE_TAIL_SHARE)
-        by_rarity = rare.groupby(explanation["row"]).rank(method="first")  # NaN unless rare
-        explanation = explanation[(by_share < top_k) | (by_rarity <= top_k)]
+    far_out = (explanation["tail_share"] <= RARE_TAIL_SHARE) & far_out_values  # False for NaN
+    if top_k is not None:
+        by_share = explanation.groupby("row")["contribution"].rank(method="first", ascending=False)
+        by_rarity = explanation["tail_share"].where(far_out).groupby(explanation["row"]).rank(method="first")
+        kept = (by_share <= top_k) | (by_rarity <= top_k)  # a NaN rank compares False
+        explanation, far_out = explanation[kept], far_out[kept]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
-    for row in explanation.itertuples(index=False):
-        rare = row.tail_share <= RARE_TAIL_SHARE  # False for NaN: categories, missing cells
+    for row, rare in zip(explanation.itertuples(index=False), far_out):
         if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
             # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
             tail = f", as far out as 1 in {float(f'{1 / row.tail_share:.2g}'):,.0f} training values" if rare else ""

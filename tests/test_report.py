@@ -152,6 +152,9 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     top = reasons_text(ranked, 1, top_k=2)[0]
     assert top == "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%); " \
                   "amount=9000 (expected ~8000, 3%, as far out as 1 in 600 training values)"
+    # A model whose score leaves the tails out is not explained by them.
+    assert reasons_text(ranked, 1, top_k=2, far_out_values=False)[0] == \
+        "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%)"
     assert amount["tail"] == "1 in 600" and hour["tail"] is None and amount["share"] == "3%"
     html = page(flagged=pd.DataFrame({"transaction_id": ["tx1"], "anomaly_score": [9.0], "p_value": [0.001],
                                       "reasons": [text], "amount": [9000.0], "hour": [3.0], "country": ["FR"]}))

@@ -39,3 +39,18 @@ def test_missing_cells_neither_train_nor_count():
     point = np.array([[49.5, 0.0]])
     np.testing.assert_allclose(tails.evidence(point, np.array([[False, True]])), 2.0, rtol=0.05)  # the median of column 0
     assert tails.evidence(point) > 10  # observed, 0 lies below every training value of column 1
+
+
+def test_each_cell_reads_the_share_of_training_values_at_least_as_far_out_on_its_side():
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(1000, 2))
+    tails = ColumnTails.fit(train)
+    points = np.array([[0.0, 1.0], [-1.5, train[:, 1].max() + 1], [2.0, np.nan]])
+    missing = np.isnan(points)
+    shares = tails.tail_shares(points, missing)
+    exact = np.minimum((train[None] <= points[:, None]).mean(axis=1), (train[None] >= points[:, None]).mean(axis=1))
+    np.testing.assert_allclose(shares[[0, 0, 1, 2], [0, 1, 0, 0]], exact[[0, 0, 1, 2], [0, 1, 0, 0]], rtol=0.12)
+    assert abs(shares[1, 1] - 1 / 1001) < 1e-12  # beyond the training range: as rare as 1 / (n + 1)
+    assert np.isnan(shares[2, 1])  # missing
+    # The row's evidence is the inverse geometric mean of its observed cells' shares.
+    np.testing.assert_allclose(tails.evidence(points, missing), np.exp(np.nanmean(-np.log(shares), axis=1)))
