@@ -28,8 +28,10 @@ from maskae.neighbours import NeighbourSamples
 from maskae.tails import ColumnTails, RobustZTails
 from maskae.table_encoding import TableEncoder
 
-FORMAT_VERSION = 3  # 2: neighbour samples as one pool of rows + positions; 3: tails as column quantiles
-READABLE_VERSIONS = (1, 2, 3)
+# 2: neighbour samples as one pool of rows + positions; 3: tails as column quantiles; 4: each column's
+# tail probabilities on its own observed count (format 3: one grid over all rows, read as such)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")

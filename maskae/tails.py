@@ -8,12 +8,15 @@ Using Empirical Cumulative Distribution Functions", TKDE 2022). The row's eviden
 geometric mean of its observed cells' tail probabilities: its logarithm, which the detector
 standardises, is the mean surprise ``-log p``. Being rank-based, one heavy-tailed column cannot
 swamp it (a squared robust z-score, the first design, could, and scored far worse in the tabular
-benchmark: see the README). Beyond the training range every value is as rare as ``1 / (n + 1)``;
-*how far* beyond is for the reconstruction evidence to see.
+benchmark: see the README). Beyond the training range every value is as rare as ``1 / (n + 1)``,
+``n`` being the column's observed training values; *how far* beyond is for the reconstruction
+evidence to see.
 
 The empirical distribution is kept as quantiles at probabilities spaced evenly in logit, so a
 model stores a few hundred numbers per column whatever the training size, and the tails, where
-the evidence lives, keep their resolution down to ``1 / (n + 1)``.
+the evidence lives, keep their resolution down to ``1 / (n + 1)``. Each column has its own grid:
+a column observed in a tenth of the rows is as sure of its tails as ten times fewer values allow
+(with one grid for all, a value beyond its few observed ones read as rare as beyond all rows).
 
 Example
 -------
@@ -37,19 +40,23 @@ N_QUANTILES = 256  # per column; a tail probability is read to within one grid s
 class ColumnTails:
     """Each numeric column's training distribution, as quantiles at ``probabilities``."""
 
-    probabilities: np.ndarray  # (n_quantiles,) increasing, from 1 / (n + 1) to n / (n + 1)
+    # (n_quantiles, n_columns), each column increasing from 1 / (n + 1) to n / (n + 1), n its observed
+    # values; (n_quantiles,), one grid for all columns over all rows, in format 3 models.
+    probabilities: np.ndarray
     quantiles: np.ndarray  # (n_quantiles, n_columns) float32
 
     @classmethod
     def fit(cls, values: np.ndarray, missing: np.ndarray | None = None, n_quantiles: int = N_QUANTILES) -> "ColumnTails":
-        """From the observed cells of ``values`` (n, n_columns); a column with none counts as constant 0."""
-        n = len(values)
-        probabilities = expit(np.linspace(-np.log(n), np.log(n), n_quantiles))
+        """From the observed cells of ``values`` (n, n_columns); a column with none is constant 0,
+        and nothing in it reads rarer than 1/2 (as with one observed value)."""
+        probabilities = np.zeros((n_quantiles, values.shape[1]))
         quantiles = np.zeros((n_quantiles, values.shape[1]), dtype=np.float32)
         for j in range(values.shape[1]):
             observed = values[:, j] if missing is None else values[~missing[:, j], j]
+            n = max(len(observed), 1)
+            probabilities[:, j] = expit(np.linspace(-np.log(n), np.log(n), n_quantiles))
             if len(observed):
-                quantiles[:, j] = np.quantile(observed, probabilities, method="inverted_cdf")
+                quantiles[:, j] = np.quantile(observed, probabilities[:, j], method="inverted_cdf")
         return cls(probabilities, quantiles)
 
     def evidence(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
@@ -66,12 +73,12 @@ class ColumnTails:
         # With k grid values <= x, P(X <= x) is read as p[k - 1] (the floor when k = 0); with m
         # values < x, P(X >= x) as 1 - p[m - 1] (1 when m = 0). m = k unless x equals a grid value,
         # so one search per cell does: ``first`` maps a grid position to the first one of its value.
-        p = self.probabilities
-        left = np.concatenate([[p[0]], p])
-        right = np.concatenate([[1.0], 1 - p])
+        grids = np.broadcast_to(self.probabilities.reshape(len(self.quantiles), -1), self.quantiles.shape)
         shares = np.empty(values.shape, dtype=np.float64)
         for j in range(values.shape[1]):
-            column, x = self.quantiles[:, j], values[:, j]
+            p, column, x = grids[:, j], self.quantiles[:, j], values[:, j]
+            left = np.concatenate([[p[0]], p])
+            right = np.concatenate([[1.0], 1 - p])
             at_most = np.searchsorted(column, x, side="right")
             first = np.searchsorted(column, column, side="left")
             tied = (at_most > 0) & (column[at_most - 1] == x)

@@ -106,8 +106,8 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     value is the one expected (a category predicted right but without full confidence): an analyst
     reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training values
     is named regardless, with how far out it lies (``", as far out as 1 in 2,500 training
-    values"``): the tail evidence's reason, which reconstruction shares alone would hide. (With
-    under 99 training rows no value lies that far out: the rarest reading is 1 / (rows + 1).)
+    values"``): the tail evidence's reason, which reconstruction shares alone would hide. (In a
+    column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1).)
     ``far_out_values=False`` leaves that out, for a model whose score has no tail evidence.
     """
     far_out = (explanation["tail_share"] <= RARE_TAIL_SHARE) & far_out_values  # False for NaN

@@ -227,3 +227,13 @@ def test_format_2_models_keep_their_tail_evidence():
     # (at 5b34526 a training row scored again was its own neighbour)
     np.testing.assert_allclose(scores[:2], json.loads((folder / "scores.json").read_text())["table"][:2], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scores[2:], table.training_scores_[2:20], rtol=1e-4, atol=1e-5)
+
+
+def test_format_3_models_keep_one_tail_grid_for_all_columns():
+    """Format 3 (commit f3a67bc) read every column's tails on one grid over all training rows, also
+    for a column observed in a few of them; its models still score the same."""
+    folder = Path(__file__).parent / "fixtures" / "format3"
+    table = MaskedAutoencoderDetector.load(folder / "table")
+    assert table.tails_.probabilities.ndim == 1
+    scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
+    np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)

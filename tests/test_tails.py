@@ -54,3 +54,13 @@ def test_each_cell_reads_the_share_of_training_values_at_least_as_far_out_on_its
     assert np.isnan(shares[2, 1])  # missing
     # The row's evidence is the inverse geometric mean of its observed cells' shares.
     np.testing.assert_allclose(tails.evidence(points, missing), np.exp(np.nanmean(-np.log(shares), axis=1)))
+
+
+def test_a_sparsely_observed_column_is_as_sure_of_its_tails_as_its_own_values_allow():
+    train = np.column_stack([np.arange(1000.0), np.arange(1000.0)])
+    missing = np.zeros_like(train, dtype=bool)
+    missing[10:, 1] = True  # column 1 observed in 10 rows
+    tails = ColumnTails.fit(train, missing)
+    beyond = tails.tail_shares(np.array([[-1.0, -1.0]]))[0]
+    np.testing.assert_allclose(beyond, [1 / 1001, 1 / 11])  # beyond 1,000 values, and beyond 10
+    assert tails.tail_shares(np.array([[0.0, 5.0]]), np.array([[True, False]]))[0, 1] > 0.3  # mid-range
