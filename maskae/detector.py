@@ -463,9 +463,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         cell divided by the row's observed cells: the row's contributions sum to its raw
         reconstruction evidence), ``share`` (fraction of that sum) and ``tail_share`` (how rare the
         value is in its own column, the tail evidence's reading: the share of training values at
-        least as far out on its side, about ``1 / (n + 1)`` beyond the training range, ``n`` its observed
-        training values; NaN for
-        categories, missing cells and models saved in formats 1 and 2).
+        least as far out on its side, about ``1 / (n + 1)`` beyond the training range, ``n`` the
+        column's observed training values; NaN for categories, missing cells and models saved in
+        formats 1 and 2).
         """
         if self.backend == "cnn":
             return self._image_explain(X)

@@ -107,9 +107,10 @@ class NeighbourSamples:
         as_bytes = np.dtype((np.void, self.pool.shape[1] * 4))  # one comparable item per row
         keys = np.ascontiguousarray(self.pool).view(as_bytes).ravel()
         order = np.argsort(keys)
+        sorted_keys = keys[order]
         wanted = np.ascontiguousarray(points, dtype=np.float32).view(as_bytes).ravel()
-        at = np.searchsorted(keys[order], wanted).clip(max=len(keys) - 1)
-        found = keys[order][at] == wanted
+        at = np.searchsorted(sorted_keys, wanted).clip(max=len(keys) - 1)
+        found = sorted_keys[at] == wanted
         return np.where(found, self.pool_ids[order][at], -1) if found.any() else None
 
 
