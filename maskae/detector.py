@@ -119,6 +119,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         0.01) suits better.
     log_transform : bool, default=True
         Signed-log transform of skewed non-negative columns (amounts) before scaling.
+    max_categories : int or None, default=256
+        Categories kept per categorical column, the most frequent; rarer values share one
+        "other" code. Keeps memory bounded when a column holds identifiers or timestamps
+        (fitting warns about those: leave them out). None keeps every category.
     image_size : int or None, default=None
         Images are resized to ``image_size`` x ``image_size`` pixels before the network sees them
         (both backends); None keeps the training images' own size.
@@ -155,6 +159,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         n_neighbour_samples: int = 20,
         contamination: float = 0.1,
         log_transform: bool = True,
+        max_categories: int | None = 256,
         image_size: int | None = None,
         patch_size: int | tuple[int, ...] = 8,
         cnn_widths: tuple[int, ...] = (16, 32, 64),
@@ -179,6 +184,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.n_neighbour_samples = n_neighbour_samples
         self.contamination = contamination
         self.log_transform = log_transform
+        self.max_categories = max_categories
         self.image_size = image_size
         self.patch_size = patch_size
         self.cnn_widths = cnn_widths
@@ -206,8 +212,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # Calibration rows are split off first and take no part in fitting, not even the scaling:
         # the conformal guarantee needs them exchangeable with future records.
         kept, held_out = self._hold_out(len(frame), self.calibration_fraction, rng)
-        self.encoder_ = TableEncoder(log_transform=self.log_transform).fit(frame.iloc[kept])
-        data = self._tensors(frame.iloc[kept])
+        self.encoder_ = TableEncoder(self.log_transform, self.max_categories).fit(frame.iloc[kept])
+        data = self._tensors(frame.iloc[kept], warn_unknown=False)  # fitting has warned of capped columns
         train_rows, validation_rows = self._hold_out(len(data), self.validation_fraction, rng)
         validation = data.rows(validation_rows) if len(validation_rows) else None
         data = data.rows(train_rows)
@@ -233,7 +239,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.history_["trimmed_from_step"] = [len(first["train_loss"])]  # where the loss curve restarts
         self._fit_evidence(data, inliers, rng)
         self._set_threshold()
-        self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out])) if len(held_out) else np.zeros(0)
+        self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out], warn_unknown=False)) if len(held_out) else np.zeros(0)
         return self
 
     def _set_threshold(self) -> None:
@@ -298,6 +304,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         kinds = IMAGE_EVIDENCE_KINDS if self.backend == "cnn" else EVIDENCE_KINDS
         if set(self.evidence) - set(EVIDENCE_KINDS) or not set(self.evidence) & set(kinds):
             raise ValueError(f"evidence for backend={self.backend!r} must name some of {kinds}, got {self.evidence!r}")
+        if self.max_categories is not None and self.max_categories < 1:
+            raise ValueError(f"max_categories must be a positive int or None, got {self.max_categories}")
         if not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
 
@@ -332,10 +340,11 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         frame.columns = [str(c) for c in frame.columns]
         return frame
 
-    def _tensors(self, frame: pd.DataFrame) -> TableTensors:
+    def _tensors(self, frame: pd.DataFrame, warn_unknown: bool = True) -> TableTensors:
         batch = self.encoder_.transform(frame)
-        for column, count in batch.unseen_counts.items():
-            warnings.warn(f"column {column!r}: {count} value(s) never seen in training, scored as 'unknown'", stacklevel=4)
+        for column in self.encoder_.categorical_:
+            if warn_unknown and column.name in batch.unseen_counts:
+                warnings.warn(column.unknown_message(batch.unseen_counts[column.name]), stacklevel=4)
         return TableTensors(
             torch.from_numpy(batch.numeric), torch.from_numpy(batch.categorical), torch.from_numpy(batch.missing)
         )

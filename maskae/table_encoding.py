@@ -3,8 +3,12 @@
 Numeric columns are centred and scaled (never clipped or quantile-mapped: how extreme a value
 is *is* the evidence), heavy-tailed non-negative columns such as amounts go through a signed
 ``log1p`` first. Strings, categories and booleans become integer codes with slot 0 kept for
-categories never seen in training. Missing values are reported as a mask so the model treats
-them as hidden cells. The whole state is JSON, so a saved model needs no pickle.
+categories never seen in training. A column keeps at most ``max_categories`` categories, its most
+frequent ones; rarer values share slot 0 ("other"), as scikit-learn's encoders group infrequent
+categories. Without that bound an identifier or timestamp column (a category per row) makes the
+embeddings, the output layer and the one-hot neighbour space grow with the rows: 50,000 rows with
+a timestamp column ran a 23 GB machine out of memory. Missing values are reported as a mask so the
+model treats them as hidden cells. The whole state is JSON, so a saved model needs no pickle.
 
 Example
 -------
@@ -29,6 +33,9 @@ SKEW_FOR_LOG = 2.0  # a non-negative column this skewed (amount-like) is log-tra
 # Codes are held within +-MAX_CODE standard units: a value that far out is already as anomalous as
 # any, and a finite 1e200 would overflow float32 errors into inf and NaN scores.
 MAX_CODE = 1e4
+# A categorical column with this many distinct values per observed row cannot generalise: it is
+# an identifier or a timestamp, and fitting warns.
+UNIQUE_SHARE = 0.5
 
 
 @dataclass
@@ -53,11 +60,23 @@ class NumericColumn:
 @dataclass
 class CategoricalColumn:
     name: str
-    categories: list[str]  # code i + 1 is categories[i]; code 0 is "unknown"
+    categories: list[str]  # code i + 1 is categories[i]; code 0 is "unknown" (or "other")
+    n_distinct: int | None = None  # distinct training values (None: saved before max_categories)
 
     @property
     def n_codes(self) -> int:
         return len(self.categories) + 1
+
+    @property
+    def capped(self) -> bool:
+        """Whether rarer training values were left out of ``categories`` (they read as code 0)."""
+        return self.n_distinct is not None and self.n_distinct > len(self.categories)
+
+    def unknown_message(self, count: int) -> str:
+        if self.capped:
+            return (f"column {self.name!r}: {count:,} value(s) outside its {len(self.categories)} most frequent "
+                    f"training values (max_categories), scored as 'other'")
+        return f"column {self.name!r}: {count:,} value(s) never seen in training, scored as 'unknown'"
 
 
 @dataclass
@@ -96,12 +115,17 @@ def _category_strings(series: pd.Series) -> pd.Series:
 class TableEncoder:
     """Learns column kinds and scalings on training data; encodes any later batch by column name."""
 
-    def __init__(self, log_transform: bool = True):
+    def __init__(self, log_transform: bool = True, max_categories: int | None = None):
         self.log_transform = log_transform
+        self.max_categories = max_categories
 
     def fit(self, frame: pd.DataFrame) -> "TableEncoder":
         if frame.shape[1] == 0:
             raise ValueError("the table has no columns to learn from")
+        names = pd.Index([str(c) for c in frame.columns])
+        if names.has_duplicates:
+            raise ValueError(f"column name(s) {sorted(set(names[names.duplicated()]))} appear more than once: columns "
+                             f"are matched by name, so rename them")
         self.columns_ = [str(c) for c in frame.columns]
         self.numeric_: list[NumericColumn] = []
         self.categorical_: list[CategoricalColumn] = []
@@ -110,9 +134,32 @@ class TableEncoder:
             if _is_numeric(series):
                 self.numeric_.append(self._fit_numeric(str(name), series.to_numpy(dtype=float)))
             else:
-                seen = _category_strings(series).dropna().unique()
-                self.categorical_.append(CategoricalColumn(str(name), sorted(seen)))
+                self.categorical_.append(self._fit_categorical(str(name), series))
         return self
+
+    def _fit_categorical(self, name: str, series: pd.Series) -> CategoricalColumn:
+        counts = _category_strings(series).value_counts()
+        n_observed = int(counts.sum())
+        if self.max_categories is not None and len(counts) > self.max_categories:
+            # The most frequent values, ties in value order so that a refit keeps the same ones.
+            ranked = counts.rename_axis("value").reset_index(name="n").sort_values(
+                ["n", "value"], ascending=[False, True], kind="stable")
+            kept = ranked["value"].iloc[: self.max_categories]
+        else:
+            kept = counts.index
+        column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts))
+        unlearnable = len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or pd.api.types.is_datetime64_any_dtype(series)
+        if unlearnable:
+            warnings.warn(f"column {name!r} has {len(counts):,} distinct values in {n_observed:,} rows, as an "
+                          f"identifier or a timestamp has: as categories they cannot generalise, and new values "
+                          f"read as {'other' if column.capped else 'unknown'!r}. Leave the column out, or derive "
+                          f"features from it (an hour, a weekday)", stacklevel=4)
+        elif column.capped:
+            share = counts[column.categories].sum() / n_observed
+            warnings.warn(f"column {name!r} has {len(counts):,} distinct values: the {self.max_categories} most "
+                          f"frequent, {share:.0%} of its rows, are kept as categories and the rest read as 'other' "
+                          f"(max_categories)", stacklevel=4)
+        return column
 
     def _fit_numeric(self, name: str, values: np.ndarray) -> NumericColumn:
         finite = values[np.isfinite(values)]
@@ -187,6 +234,7 @@ class TableEncoder:
     def to_dict(self) -> dict:
         return {
             "log_transform": self.log_transform,
+            "max_categories": self.max_categories,
             "columns": self.columns_,
             "numeric": [asdict(c) for c in self.numeric_],
             "categorical": [asdict(c) for c in self.categorical_],
@@ -194,7 +242,7 @@ class TableEncoder:
 
     @classmethod
     def from_dict(cls, state: dict) -> "TableEncoder":
-        encoder = cls(log_transform=state["log_transform"])
+        encoder = cls(log_transform=state["log_transform"], max_categories=state.get("max_categories"))
         encoder.columns_ = state["columns"]
         encoder.numeric_ = [NumericColumn(**c) for c in state["numeric"]]
         encoder.categorical_ = [CategoricalColumn(**c) for c in state["categorical"]]

@@ -144,6 +144,7 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     detector = MaskedAutoencoderDetector(
         backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
         neighbour_sample_sizes=config.model.neighbour_sample_sizes, contamination=config.model.contamination,
+        max_categories=config.model.max_categories,
         calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
         progress=sys.stderr.isatty(),  # a bar for people at a terminal, not in batch logs
     ).fit(feature_frame(fit_rows, schema))

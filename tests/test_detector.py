@@ -147,6 +147,27 @@ def test_bad_parameters_are_named():
         MaskedAutoencoderDetector(mask_ratio=1.5).fit(np.zeros((10, 2)))
     with pytest.raises(ValueError, match="backend"):
         MaskedAutoencoderDetector(backend="transformer").fit(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="max_categories"):
+        MaskedAutoencoderDetector(max_categories=0).fit(np.zeros((10, 2)))
+
+
+def test_an_identifier_column_is_named_at_fit_and_keeps_the_model_small(mixed_frame):
+    # Every row its own category used to grow the embeddings and the one-hot neighbour space with
+    # the rows (50,000 rows with a timestamp column ran out of memory).
+    frame = mixed_frame.assign(txn=[f"t{i}" for i in range(len(mixed_frame))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 50, "max_categories": 8}).fit(frame)
+    messages = [str(w.message) for w in caught]
+    assert any(f"'txn' has {len(frame):,} distinct values in {len(frame):,} rows" in m for m in messages)
+    assert not any("outside its" in m for m in messages)  # fitting warns once, not of its own rows
+    assert det.encoder_.categorical_[-1].n_codes == 9  # 8 kept, 1 other
+    assert det.network_.embeddings[-1].num_embeddings == 10  # and the hidden token
+    n_codes = sum(c.n_codes for c in det.encoder_.categorical_)
+    assert det.neighbours_.pool.shape[1] == len(det.encoder_.numeric_) + n_codes
+    new = frame.head(5).assign(txn=[f"new{i}" for i in range(5)])
+    with pytest.warns(UserWarning, match=r"'txn': 5 value\(s\) outside its 8 most frequent training values"):
+        assert np.isfinite(det.anomaly_score(new)).all()
 
 
 def test_impossible_combination_of_categories_scores_high(fitted, mixed_frame):

@@ -64,3 +64,50 @@ def test_state_is_plain_json():
     again = TableEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
     frame = pd.DataFrame({"x": [4.0], "c": [False]})
     assert (again.transform(frame).numeric == enc.transform(frame).numeric).all()
+
+
+def test_a_column_keeps_its_most_frequent_categories_and_rarer_values_read_as_other():
+    import json
+
+    train = pd.DataFrame({"m": list("aaaaabbbccde") + [None]})
+    with pytest.warns(UserWarning, match=r"'m' has 5 distinct values: the 2 most frequent, 67% of its rows"):
+        enc = TableEncoder(max_categories=2).fit(train)
+    column = enc.categorical_[0]
+    assert column.categories == ["a", "b"] and column.n_codes == 3 and column.capped
+    batch = enc.transform(pd.DataFrame({"m": ["c", "a", "never", None, "b"]}))
+    assert batch.categorical[:, 0].tolist() == [UNKNOWN_CODE, 1, UNKNOWN_CODE, UNKNOWN_CODE, 2]
+    assert batch.missing[:, 0].tolist() == [False, False, False, True, False]  # 'other' is a value, not missing
+    assert batch.unseen_counts == {"m": 2}
+    assert "outside its 2 most frequent training values" in column.unknown_message(2)
+    again = TableEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert again.categorical_[0] == column and again.max_categories == 2
+
+
+def test_ties_at_the_cut_keep_the_first_values_in_order_so_a_refit_keeps_the_same_ones():
+    train = pd.DataFrame({"m": ["q", "b", "z", "b", "a", "q"]})
+    with pytest.warns(UserWarning, match="max_categories"):
+        assert TableEncoder(max_categories=3).fit(train).categorical_[0].categories == ["a", "b", "q"]
+
+
+def test_an_identifier_or_timestamp_column_is_named_at_fit_and_its_codes_stay_bounded():
+    ids = pd.DataFrame({"x": np.arange(200.0), "txn": [f"t{i}" for i in range(200)]})
+    with pytest.warns(UserWarning, match=r"'txn' has 200 distinct values in 200 rows, as an identifier or a timestamp"):
+        enc = TableEncoder(max_categories=16).fit(ids)
+    assert enc.categorical_[0].n_codes == 17
+    # A date column cannot generalise either (every new day is unseen), however few its values.
+    days = pd.DataFrame({"day": pd.to_datetime(["2024-01-01", "2024-01-02"] * 50)})
+    with pytest.warns(UserWarning, match="'day' has 2 distinct values in 100 rows"):
+        TableEncoder().fit(days)
+
+
+def test_models_saved_before_max_categories_read_unseen_values_as_before():
+    state = TableEncoder().fit(pd.DataFrame({"c": ["a", "b"]})).to_dict()
+    del state["max_categories"], state["categorical"][0]["n_distinct"]
+    column = TableEncoder.from_dict(state).categorical_[0]
+    assert not column.capped and "never seen in training" in column.unknown_message(1)
+
+
+def test_repeated_column_names_are_refused_by_name():
+    frame = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["amount", "amount", "hour"])
+    with pytest.raises(ValueError, match=r"\['amount'\] appear more than once"):
+        TableEncoder().fit(frame)
