@@ -61,7 +61,7 @@ from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
-from maskae.table_encoding import TableEncoder, as_frame
+from maskae.table_encoding import TableEncoder, UnknownCategoryWarning, as_frame
 from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
@@ -344,7 +344,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         batch = self.encoder_.transform(frame)
         for column in self.encoder_.categorical_:
             if warn_unknown and column.name in batch.unseen_counts:
-                warnings.warn(column.unknown_message(batch.unseen_counts[column.name]), stacklevel=4)
+                warnings.warn(column.unknown_message(batch.unseen_counts[column.name]), UnknownCategoryWarning,
+                              stacklevel=4)
         return TableTensors(
             torch.from_numpy(batch.numeric), torch.from_numpy(batch.categorical), torch.from_numpy(batch.missing)
         )

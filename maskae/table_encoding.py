@@ -38,6 +38,11 @@ MAX_CODE = 1e4
 UNIQUE_SHARE = 0.5
 
 
+class UnknownCategoryWarning(UserWarning):
+    """Scored values that a categorical column reads as "unknown" (never seen) or "other" (rarer
+    than its ``max_categories`` kept values)."""
+
+
 @dataclass
 class NumericColumn:
     name: str
@@ -164,7 +169,8 @@ class TableEncoder:
     def _fit_numeric(self, name: str, values: np.ndarray) -> NumericColumn:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
-            raise ValueError(f"column {name!r} has no finite value to learn a scale from")
+            raise ValueError(f"column {name!r} has no finite value to learn a scale from: leave it out, or train on "
+                             f"rows where it is filled")
         log_scale = None
         positive = finite[finite > 0]
         if (

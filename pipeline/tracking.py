@@ -25,6 +25,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,6 +44,7 @@ from packaging.version import Version  # noqa: E402
 
 from maskae import MaskedAutoencoderDetector  # noqa: E402
 from maskae.calibration import Calibration  # noqa: E402
+from maskae.table_encoding import UnknownCategoryWarning  # noqa: E402
 from pipeline.mlflow_model import (  # noqa: E402
     CALIBRATION_ARTIFACT, DETECTOR_ARTIFACT, SCHEMA_ARTIFACT, calibrated_scores)
 
@@ -157,8 +159,11 @@ def log_trained_model(
     # long would reject the next batch that has a missing value in it (MLflow enforces the schema).
     example = input_example.head(5)
     example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    signature = mlflow.models.infer_signature(example, calibrated_scores(detector, calibration, example))
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_experiment_id(client, experiment)) as run:
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp, \
+            mlflow.start_run(experiment_id=_experiment_id(client, experiment)) as run:
+        # The example is training rows, scored here and by MLflow: fitting has reported their rarer values.
+        warnings.simplefilter("ignore", UnknownCategoryWarning)
+        signature = mlflow.models.infer_signature(example, calibrated_scores(detector, calibration, example))
         detector_dir = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
         calibration_file = Path(tmp) / "calibration.json"
         calibration_file.write_text(json.dumps(calibration.to_dict()), encoding="utf-8")

@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from maskae import MaskedAutoencoderDetector
+from maskae.table_encoding import UnknownCategoryWarning
 from tests.conftest import FAST, card_like
 
 
@@ -166,7 +167,7 @@ def test_an_identifier_column_is_named_at_fit_and_keeps_the_model_small(mixed_fr
     n_codes = sum(c.n_codes for c in det.encoder_.categorical_)
     assert det.neighbours_.pool.shape[1] == len(det.encoder_.numeric_) + n_codes
     new = frame.head(5).assign(txn=[f"new{i}" for i in range(5)])
-    with pytest.warns(UserWarning, match=r"'txn': 5 value\(s\) outside its 8 most frequent training values"):
+    with pytest.warns(UnknownCategoryWarning, match=r"'txn': 5 value\(s\) outside its 8 most frequent training values"):
         assert np.isfinite(det.anomaly_score(new)).all()
 
 

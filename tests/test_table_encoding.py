@@ -111,3 +111,8 @@ def test_repeated_column_names_are_refused_by_name():
     frame = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["amount", "amount", "hour"])
     with pytest.raises(ValueError, match=r"\['amount'\] appear more than once"):
         TableEncoder().fit(frame)
+
+
+def test_a_numeric_column_without_any_value_is_named_with_the_fix():
+    with pytest.raises(ValueError, match="column 'k' has no finite value to learn a scale from: leave it out"):
+        TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "k": [np.nan, np.inf]}))
