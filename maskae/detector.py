@@ -45,6 +45,7 @@ True
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -61,7 +62,7 @@ from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
-from maskae.table_encoding import TableEncoder, UnknownCategoryWarning, as_frame
+from maskae.table_encoding import TableEncoder, UnknownCategoryWarning, as_frame, outside_stacklevel
 from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
@@ -120,7 +121,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     log_transform : bool, default=True
         Signed-log transform of skewed non-negative columns (amounts) before scaling.
     max_categories : int or None, default=256
-        Categories kept per categorical column, the most frequent; rarer values share one
+        A categorical column with more distinct values keeps this many of its most frequent
+        ones seen at least twice; its rarer values, and values never seen in training, share one
         "other" code. Keeps memory bounded when a column holds identifiers or timestamps
         (fitting warns about those: leave them out). None keeps every category.
     image_size : int or None, default=None
@@ -213,7 +215,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # the conformal guarantee needs them exchangeable with future records.
         kept, held_out = self._hold_out(len(frame), self.calibration_fraction, rng)
         self.encoder_ = TableEncoder(self.log_transform, self.max_categories).fit(frame.iloc[kept])
-        data = self._tensors(frame.iloc[kept], warn_unknown=False)  # fitting has warned of capped columns
+        data = self._tensors(frame.iloc[kept], warn_capped=False)  # fitting has warned of capped columns
         train_rows, validation_rows = self._hold_out(len(data), self.validation_fraction, rng)
         validation = data.rows(validation_rows) if len(validation_rows) else None
         data = data.rows(train_rows)
@@ -239,7 +241,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.history_["trimmed_from_step"] = [len(first["train_loss"])]  # where the loss curve restarts
         self._fit_evidence(data, inliers, rng)
         self._set_threshold()
-        self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out], warn_unknown=False)) if len(held_out) else np.zeros(0)
+        self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out], warn_capped=False)) if len(held_out) else np.zeros(0)
         return self
 
     def _set_threshold(self) -> None:
@@ -304,7 +306,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         kinds = IMAGE_EVIDENCE_KINDS if self.backend == "cnn" else EVIDENCE_KINDS
         if set(self.evidence) - set(EVIDENCE_KINDS) or not set(self.evidence) & set(kinds):
             raise ValueError(f"evidence for backend={self.backend!r} must name some of {kinds}, got {self.evidence!r}")
-        if self.max_categories is not None and self.max_categories < 1:
+        if self.max_categories is not None and (not isinstance(self.max_categories, numbers.Integral)
+                                                or isinstance(self.max_categories, bool) or self.max_categories < 1):
             raise ValueError(f"max_categories must be a positive int or None, got {self.max_categories}")
         if not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
@@ -340,12 +343,12 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         frame.columns = [str(c) for c in frame.columns]
         return frame
 
-    def _tensors(self, frame: pd.DataFrame, warn_unknown: bool = True) -> TableTensors:
+    def _tensors(self, frame: pd.DataFrame, warn_capped: bool = True) -> TableTensors:
         batch = self.encoder_.transform(frame)
         for column in self.encoder_.categorical_:
-            if warn_unknown and column.name in batch.unseen_counts:
+            if column.name in batch.unseen_counts and (warn_capped or not column.capped):
                 warnings.warn(column.unknown_message(batch.unseen_counts[column.name]), UnknownCategoryWarning,
-                              stacklevel=4)
+                              stacklevel=outside_stacklevel())
         return TableTensors(
             torch.from_numpy(batch.numeric), torch.from_numpy(batch.categorical), torch.from_numpy(batch.missing)
         )
@@ -448,7 +451,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         return self.image_format_.restore_layout(self.image_format_.unflatten(predicted.to_numpy(np.float32)), like=X)
 
     def _predicted_values(self, passes: PassResult) -> pd.DataFrame:
-        codes = np.stack([p.argmax(axis=1) for p in passes.category_probs], axis=1) if passes.category_probs \
+        # The likeliest named category: code 0 ("other", or never trained on) decodes to no value.
+        codes = np.stack([p[:, 1:].argmax(axis=1) + 1 if p.shape[1] > 1 else np.zeros(len(p), dtype=np.int64)
+                          for p in passes.category_probs], axis=1) if passes.category_probs \
             else np.zeros((len(passes.numeric), 0), dtype=np.int64)
         return self.encoder_.decode(passes.numeric, codes)
 

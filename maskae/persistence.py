@@ -29,9 +29,10 @@ from maskae.tails import ColumnTails, RobustZTails
 from maskae.table_encoding import TableEncoder
 
 # 2: neighbour samples as one pool of rows + positions; 3: tails as column quantiles; 4: each column's
-# tail probabilities on its own observed count (format 3: one grid over all rows, read as such)
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# tail probabilities on its own observed count (format 3: one grid over all rows, read as such);
+# 5: max_categories (earlier models kept every category, and load with max_categories=None)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
@@ -86,6 +87,8 @@ def load_detector_state(cls, path: Path):
     except Exception as error:  # a pickle or torch file renamed to .safetensors lands here
         raise ValueError(f"{weights_path} is not a valid safetensors file ({error}); refusing to load it") from error
     params = config["params"]
+    if version < 5:
+        params.setdefault("max_categories", None)  # so that clone() refits as this model was fitted
     for name in TUPLE_PARAMS:
         if isinstance(params.get(name), list):
             params[name] = tuple(params[name])

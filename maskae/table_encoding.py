@@ -3,12 +3,13 @@
 Numeric columns are centred and scaled (never clipped or quantile-mapped: how extreme a value
 is *is* the evidence), heavy-tailed non-negative columns such as amounts go through a signed
 ``log1p`` first. Strings, categories and booleans become integer codes with slot 0 kept for
-categories never seen in training. A column keeps at most ``max_categories`` categories, its most
-frequent ones; rarer values share slot 0 ("other"), as scikit-learn's encoders group infrequent
-categories. Without that bound an identifier or timestamp column (a category per row) makes the
-embeddings, the output layer and the one-hot neighbour space grow with the rows: 50,000 rows with
-a timestamp column ran a 23 GB machine out of memory. Missing values are reported as a mask so the
-model treats them as hidden cells. The whole state is JSON, so a saved model needs no pickle.
+categories never seen in training. A column with more than ``max_categories`` distinct values
+keeps that many of its most frequent ones seen at least twice; rarer values share slot 0
+("other") with the never-seen ones, much as scikit-learn's encoders group infrequent categories.
+Without that bound an identifier or timestamp column (a category per row) makes the embeddings,
+the output layer and the one-hot neighbour space grow with the rows: 50,000 rows with a timestamp
+column ran a 23 GB machine out of memory. Missing values are reported as a mask so the model
+treats them as hidden cells. The whole state is JSON, so a saved model needs no pickle.
 
 Example
 -------
@@ -21,21 +22,36 @@ Example
 
 from __future__ import annotations
 
+import re
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import skew
 
-UNKNOWN_CODE = 0  # categories never seen in training map here
+UNKNOWN_CODE = 0  # values never seen in training map here, and a capped column's rarer ones ("other")
 SKEW_FOR_LOG = 2.0  # a non-negative column this skewed (amount-like) is log-transformed
 # Codes are held within +-MAX_CODE standard units: a value that far out is already as anomalous as
 # any, and a finite 1e200 would overflow float32 errors into inf and NaN scores.
 MAX_CODE = 1e4
 # A categorical column with this many distinct values per observed row cannot generalise: it is
-# an identifier or a timestamp, and fitting warns.
+# an identifier or a timestamp, and fitting warns (so it does for dates, however few).
 UNIQUE_SHARE = 0.5
+MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def outside_stacklevel() -> int:
+    """``stacklevel`` for a warning raised here that points at the first caller outside maskae
+    (Python 3.11 has no ``skip_file_prefixes``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class UnknownCategoryWarning(UserWarning):
@@ -78,6 +94,8 @@ class CategoricalColumn:
         return self.n_distinct is not None and self.n_distinct > len(self.categories)
 
     def unknown_message(self, count: int) -> str:
+        if self.capped and not self.categories:
+            return f"column {self.name!r}: {count:,} value(s) scored as 'other', as all its values are (max_categories)"
         if self.capped:
             return (f"column {self.name!r}: {count:,} value(s) outside its {len(self.categories)} most frequent "
                     f"training values (max_categories), scored as 'other'")
@@ -89,7 +107,7 @@ class EncodedBatch:
     """A table as the network sees it (row order kept)."""
 
     numeric: np.ndarray  # (n, n_numeric) float32, 0 where missing
-    categorical: np.ndarray  # (n, n_categorical) int64, UNKNOWN_CODE where missing or unseen
+    categorical: np.ndarray  # (n, n_categorical) int64, UNKNOWN_CODE where missing, unseen or "other"
     missing: np.ndarray  # (n, n_features) bool, numeric columns first, then categorical
     unseen_counts: dict[str, int] = field(default_factory=dict)
 
@@ -111,6 +129,24 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
+def _holds_dates(series: pd.Series, strings: pd.Series) -> bool:
+    """Dates or times, as a datetime column, date objects or ISO-8601 text (a CSV read as is)."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    sample = series.dropna().head(100)
+    if pd.api.types.infer_dtype(sample, skipna=True) in ("date", "datetime", "datetime64"):
+        return True
+    text = strings.dropna().head(100)
+    return len(text) > 0 and bool(text.str.fullmatch(_ISO_DATE).all())
+
+
+def _check_unique_names(columns) -> None:
+    names = pd.Index([str(c) for c in columns])
+    if names.has_duplicates:
+        raise ValueError(f"column name(s) {sorted(set(names[names.duplicated()]))} appear more than once: columns "
+                         f"are matched by name, so rename them")
+
+
 def _category_strings(series: pd.Series) -> pd.Series:
     """Each value as ``str(value)`` (object dtype, so a Timestamp reads as ``str`` writes it), missing
     as None; one vectorised conversion, not a Python call per cell (scoring millions of rows)."""
@@ -127,10 +163,7 @@ class TableEncoder:
     def fit(self, frame: pd.DataFrame) -> "TableEncoder":
         if frame.shape[1] == 0:
             raise ValueError("the table has no columns to learn from")
-        names = pd.Index([str(c) for c in frame.columns])
-        if names.has_duplicates:
-            raise ValueError(f"column name(s) {sorted(set(names[names.duplicated()]))} appear more than once: columns "
-                             f"are matched by name, so rename them")
+        _check_unique_names(frame.columns)
         self.columns_ = [str(c) for c in frame.columns]
         self.numeric_: list[NumericColumn] = []
         self.categorical_: list[CategoricalColumn] = []
@@ -143,27 +176,27 @@ class TableEncoder:
         return self
 
     def _fit_categorical(self, name: str, series: pd.Series) -> CategoricalColumn:
-        counts = _category_strings(series).value_counts()
+        strings = _category_strings(series)
+        counts = strings.value_counts()
         n_observed = int(counts.sum())
         if self.max_categories is not None and len(counts) > self.max_categories:
             # The most frequent values, ties in value order so that a refit keeps the same ones.
-            ranked = counts.rename_axis("value").reset_index(name="n").sort_values(
+            ranked = counts[counts >= MIN_KEPT_COUNT].rename_axis("value").reset_index(name="n").sort_values(
                 ["n", "value"], ascending=[False, True], kind="stable")
             kept = ranked["value"].iloc[: self.max_categories]
         else:
             kept = counts.index
         column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts))
-        unlearnable = len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or pd.api.types.is_datetime64_any_dtype(series)
-        if unlearnable:
-            warnings.warn(f"column {name!r} has {len(counts):,} distinct values in {n_observed:,} rows, as an "
-                          f"identifier or a timestamp has: as categories they cannot generalise, and new values "
-                          f"read as {'other' if column.capped else 'unknown'!r}. Leave the column out, or derive "
-                          f"features from it (an hour, a weekday)", stacklevel=4)
+        if len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or _holds_dates(series, strings):
+            warnings.warn(f"column {name!r} has {len(counts):,} distinct values in {n_observed:,} observed training "
+                          f"rows, as an identifier or a date has: as categories they cannot generalise, and new "
+                          f"values read as {'other' if column.capped else 'unknown'!r}. Leave the column out, or "
+                          f"derive features from it (an hour, a weekday)", stacklevel=outside_stacklevel())
         elif column.capped:
             share = counts[column.categories].sum() / n_observed
-            warnings.warn(f"column {name!r} has {len(counts):,} distinct values: the {self.max_categories} most "
+            warnings.warn(f"column {name!r} has {len(counts):,} distinct values: the {len(column.categories)} most "
                           f"frequent, {share:.0%} of its rows, are kept as categories and the rest read as 'other' "
-                          f"(max_categories)", stacklevel=4)
+                          f"(max_categories)", stacklevel=outside_stacklevel())
         return column
 
     def _fit_numeric(self, name: str, values: np.ndarray) -> NumericColumn:
@@ -194,6 +227,7 @@ class TableEncoder:
         return len(self.numeric_) + len(self.categorical_)
 
     def transform(self, frame: pd.DataFrame) -> EncodedBatch:
+        _check_unique_names(frame.columns)
         missing_cols = [name for name in self.columns_ if name not in frame.columns]
         if missing_cols:
             raise KeyError(
@@ -228,7 +262,7 @@ class TableEncoder:
         return EncodedBatch(numeric, categorical, missing, unseen)
 
     def decode(self, numeric: np.ndarray, categorical: np.ndarray) -> pd.DataFrame:
-        """Codes back to values in the original units (unknown codes decode to None)."""
+        """Codes back to values in the original units (UNKNOWN_CODE, "unknown" or "other", decodes to None)."""
         columns: dict[str, object] = {}
         for j, col in enumerate(self.numeric_):
             columns[col.name] = col.decode(numeric[:, j].astype(float))

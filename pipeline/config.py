@@ -105,8 +105,9 @@ class ModelConfig(_Section):
         0.1, gt=0, le=0.5,
         description="share of training rows taken to be anomalous: left out of the second half of training and of the neighbour samples",
     )
-    max_categories: int | None = Field(
-        256, ge=1, description="categories kept per categorical column, the most frequent; rarer values read as 'other'")
+    max_categories: int = Field(
+        256, ge=1, description="categories kept per categorical column with more values, the most frequent; the "
+                               "rest read as 'other'")
     random_state: int | None = Field(None, ge=0)
 
 

@@ -68,9 +68,6 @@ def _text(value: Any) -> str:
 
 
 MIN_SHARE = 0.05
-# What a category column's prediction reads when the model expects none of its kept categories
-# (maskae's max_categories: rarer values share one code, which decodes to no value).
-RARER_VALUE = "(a rarer value)"
 RARE_TAIL_SHARE = 0.01  # a value this far out in its own column is named, and how far out said
 # The detector's kinds of evidence (maskae.detector) in an analyst's words. Feature shares explain
 # only the reconstruction evidence, so a record flagged for being unlike every training record
@@ -124,8 +121,8 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
         if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
             # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
             tail = f", as far out as 1 in {float(f'{1 / row.tail_share:.2g}'):,.0f} training values" if rare else ""
-            expected = _text(row.expected) or RARER_VALUE
-            parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{expected}, {row.share:.0%}{tail})")
+            parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
+                                  f"{row.share:.0%}{tail})")
     return ["; ".join(p) for p in parts]
 
 

@@ -159,11 +159,11 @@ def log_trained_model(
     # long would reject the next batch that has a missing value in it (MLflow enforces the schema).
     example = input_example.head(5)
     example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp, \
-            mlflow.start_run(experiment_id=_experiment_id(client, experiment)) as run:
-        # The example is training rows, scored here and by MLflow: fitting has reported their rarer values.
+    # The example is fitting's rows, scored here and by MLflow: fitting has reported their rarer values.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnknownCategoryWarning)
         signature = mlflow.models.infer_signature(example, calibrated_scores(detector, calibration, example))
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_experiment_id(client, experiment)) as run:
         detector_dir = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
         calibration_file = Path(tmp) / "calibration.json"
         calibration_file.write_text(json.dumps(calibration.to_dict()), encoding="utf-8")
@@ -178,15 +178,17 @@ def log_trained_model(
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
         for key, path in (artifacts or {}).items():
             (mlflow.log_artifacts if Path(path).is_dir() else mlflow.log_artifact)(str(path), key)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODEL_CODE),  # models-from-code: the file is copied, nothing pickled
-            artifacts=model_artifacts,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-            registered_model_name=model_name,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnknownCategoryWarning)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),  # models-from-code: the file is copied, nothing pickled
+                artifacts=model_artifacts,
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+                registered_model_name=model_name,
+            )
     version, threshold = str(info.registered_model_version), calibration.threshold
     for key, value in {"strategy": calibration.strategy, "level": calibration.level,
                        "threshold": "per batch" if threshold is None else threshold}.items():

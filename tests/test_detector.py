@@ -46,6 +46,7 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     np.testing.assert_array_equal(again.anomaly_score(mixed_frame), fitted.anomaly_score(mixed_frame))
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
+    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 5
 
 
 def test_a_pickle_posing_as_weights_is_refused(fitted, tmp_path):
@@ -159,16 +160,30 @@ def test_an_identifier_column_is_named_at_fit_and_keeps_the_model_small(mixed_fr
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 50, "max_categories": 8}).fit(frame)
-    messages = [str(w.message) for w in caught]
-    assert any(f"'txn' has {len(frame):,} distinct values in {len(frame):,} rows" in m for m in messages)
-    assert not any("outside its" in m for m in messages)  # fitting warns once, not of its own rows
-    assert det.encoder_.categorical_[-1].n_codes == 9  # 8 kept, 1 other
-    assert det.network_.embeddings[-1].num_embeddings == 10  # and the hidden token
+    messages = [(str(w.message), w.filename) for w in caught]
+    n = len(frame)
+    assert any(f"'txn' has {n:,} distinct values in {n:,} observed training rows" in m and f == __file__
+               for m, f in messages)  # and the warning points at the caller's line
+    assert not any("outside its" in m for m, _ in messages)  # fitting warns once, not of its own rows
+    assert det.encoder_.categorical_[-1].n_codes == 1  # no id is kept: every one reads as 'other'
     n_codes = sum(c.n_codes for c in det.encoder_.categorical_)
     assert det.neighbours_.pool.shape[1] == len(det.encoder_.numeric_) + n_codes
     new = frame.head(5).assign(txn=[f"new{i}" for i in range(5)])
-    with pytest.warns(UnknownCategoryWarning, match=r"'txn': 5 value\(s\) outside its 8 most frequent training values"):
+    with pytest.warns(UnknownCategoryWarning, match=r"'txn': 5 value\(s\) scored as 'other', as all its values are") as caught:
         assert np.isfinite(det.anomaly_score(new)).all()
+    assert caught[0].filename == __file__
+
+
+def test_a_capped_column_is_reconstructed_as_its_likeliest_kept_category():
+    rng = np.random.default_rng(0)
+    shop = rng.choice(["a", "b"], size=400).astype(object)
+    shop[::5] = [f"rare{i}" for i in range(80)]  # a fifth of the rows: values seen once, read as 'other'
+    frame = pd.DataFrame({"x": rng.normal(size=400), "shop": shop})
+    with pytest.warns(UserWarning, match="max_categories"):
+        det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 50, "max_categories": 2}).fit(frame)
+    gaps = frame.head(10).assign(shop=None)
+    assert set(det.impute(gaps)["shop"]) <= {"a", "b"}  # a value, not None for 'other'
+    assert det.explain(frame.head(10))["expected"].notna().all()
 
 
 def test_impossible_combination_of_categories_scores_high(fitted, mixed_frame):
@@ -259,3 +274,5 @@ def test_format_3_models_keep_one_tail_grid_for_all_columns():
     assert table.tails_.probabilities.ndim == 1
     scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
     np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
+    # Before format 5 every category was kept: a clone refits the same way.
+    assert table.encoder_.categorical_[0].n_distinct is None and clone(table).max_categories is None

@@ -161,15 +161,6 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     assert "<b>amount</b> 9,000 where ~8,000 was expected (3% of the mismatch; as far out as 1 in 600 training values)" in html
 
 
-def test_a_category_expected_among_the_rarer_values_says_so():
-    # With max_categories, rarer values share one code, which decodes to no value.
-    why = pd.DataFrame({"row": [0], "feature": ["merchant"], "observed": ["Shop 1"], "expected": [None],
-                        "contribution": [1.0], "share": [1.0], "tail_share": [np.nan]})
-    text = reasons_text(why, 1)[0]
-    assert text == "merchant=Shop 1 (expected ~(a rarer value), 100%)"
-    assert parse_reasons(text, ["merchant"])[0]["expected"] == "(a rarer value)"
-
-
 def test_verdicts_show_per_record_and_as_precision():
     marked = pd.DataFrame({"transaction_id": ["tx1", "tx2", "tx77"], "outcome": ["fraud", "legitimate", "fraud"],
                            "note": ["card reported stolen", "", ""]})

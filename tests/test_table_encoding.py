@@ -83,21 +83,27 @@ def test_a_column_keeps_its_most_frequent_categories_and_rarer_values_read_as_ot
     assert again.categorical_[0] == column and again.max_categories == 2
 
 
-def test_ties_at_the_cut_keep_the_first_values_in_order_so_a_refit_keeps_the_same_ones():
-    train = pd.DataFrame({"m": ["q", "b", "z", "b", "a", "q"]})
-    with pytest.warns(UserWarning, match="max_categories"):
+def test_ties_at_the_cut_keep_the_first_values_in_order_and_no_value_seen_once():
+    train = pd.DataFrame({"m": ["q", "b", "z", "b", "a", "q", "z", "a", "c"]})
+    with pytest.warns(UserWarning, match="the 3 most frequent"):
         assert TableEncoder(max_categories=3).fit(train).categorical_[0].categories == ["a", "b", "q"]
+    with pytest.warns(UserWarning, match="the 4 most frequent"):  # c, seen once, is not kept
+        assert TableEncoder(max_categories=4).fit(train).categorical_[0].categories == ["a", "b", "q", "z"]
 
 
 def test_an_identifier_or_timestamp_column_is_named_at_fit_and_its_codes_stay_bounded():
     ids = pd.DataFrame({"x": np.arange(200.0), "txn": [f"t{i}" for i in range(200)]})
-    with pytest.warns(UserWarning, match=r"'txn' has 200 distinct values in 200 rows, as an identifier or a timestamp"):
+    with pytest.warns(UserWarning, match=r"'txn' has 200 distinct values in 200 observed training rows, as an identifier"):
         enc = TableEncoder(max_categories=16).fit(ids)
-    assert enc.categorical_[0].n_codes == 17
-    # A date column cannot generalise either (every new day is unseen), however few its values.
-    days = pd.DataFrame({"day": pd.to_datetime(["2024-01-01", "2024-01-02"] * 50)})
-    with pytest.warns(UserWarning, match="'day' has 2 distinct values in 100 rows"):
-        TableEncoder().fit(days)
+    assert enc.categorical_[0].categories == [] and enc.categorical_[0].n_codes == 1  # every id reads as 'other'
+    # A date column cannot generalise either (every new day is unseen), however few its values:
+    # as datetimes, as date objects (Parquet dates) or as ISO text (a CSV read as is).
+    import datetime
+
+    for days in (pd.to_datetime(["2024-01-01", "2024-01-02"] * 50), [datetime.date(2024, 1, d) for d in (1, 2)] * 50,
+                 ["2024-01-01", "2024-01-02 13:05:00"] * 50):
+        with pytest.warns(UserWarning, match="'day' has 2 distinct values in 100 observed training rows"):
+            TableEncoder().fit(pd.DataFrame({"day": days}))
 
 
 def test_models_saved_before_max_categories_read_unseen_values_as_before():
