@@ -17,6 +17,10 @@ import sys
 from pathlib import Path
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskae", description="Batch anomaly detection with masked autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -27,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-name", help="registered model name (one per use case)")
     train.add_argument("--id-col", help="record id column")
     train.add_argument("--label-col", help="label column (1 = known anomaly): such rows never train")
+    train.add_argument("--columns", type=_names, help="feature columns, comma-separated (default: all but id and label)")
+    train.add_argument("--exclude-columns", type=_names, help="columns that are not features, comma-separated "
+                                                              "(identifiers, timestamps)")
     train.add_argument("--backend", choices=["mlp"], help="network backend (default mlp)")
     train.add_argument("--max-steps", type=int, help="training budget in optimisation steps")
     train.add_argument("--strategy", choices=["fpr", "fdr", "budget", "labels"], help="threshold strategy")
@@ -93,6 +100,7 @@ def _train(args: argparse.Namespace) -> None:
 
     overrides = {
         "data.path": args.data, "data.id_column": args.id_col, "data.label_column": args.label_col,
+        "data.columns": args.columns, "data.exclude_columns": args.exclude_columns,
         "mlflow.model_name": args.model_name, "model.backend": args.backend, "model.max_steps": args.max_steps,
         "model.random_state": args.seed, "calibration.strategy": args.strategy, "calibration.level": args.level,
     }

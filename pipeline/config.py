@@ -56,6 +56,8 @@ class DataConfig(_Section):
     id_column: str = Field(min_length=1)
     label_column: str | None = None
     columns: list[str] | None = Field(None, description="feature columns; default all but id and label")
+    exclude_columns: list[str] = Field([], description="columns that are not features, with the default columns "
+                                                       "(identifiers, timestamps)")
     column_types: dict[str, Literal["numeric", "categorical"]] = {}
     max_rows: int = Field(1_000_000, ge=100, description="training rows; larger data are sampled uniformly")
 
@@ -83,10 +85,17 @@ class DataConfig(_Section):
             raise ValueError(f"{reserved} is the id or label column and cannot also be a feature")
         return value
 
+    @field_validator("exclude_columns")
+    @classmethod
+    def _check_excluded(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("columns") is not None:
+            raise ValueError("list the feature columns or the columns to exclude, not both")
+        return value
+
     @field_validator("column_types")
     @classmethod
     def _check_types(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        reserved = {info.data.get("id_column"), info.data.get("label_column")}
+        reserved = {info.data.get("id_column"), info.data.get("label_column"), *info.data.get("exclude_columns", [])}
         allowed = info.data.get("columns")
         unknown = [c for c in value if c in reserved or (allowed is not None and c not in allowed)]
         if unknown:

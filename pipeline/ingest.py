@@ -191,14 +191,16 @@ class Schema:
 
     @classmethod
     def infer(cls, frame: pd.DataFrame, id_column: str, *, label_column: str | None = None,
-              columns: list[str] | None = None, column_types: dict[str, str] | None = None) -> Schema:
+              columns: list[str] | None = None, exclude_columns: list[str] | None = None,
+              column_types: dict[str, str] | None = None) -> Schema:
         """Learn the schema from a training frame (keywords as in ``config.data``).
 
         A numeric, non-boolean column is numeric, anything else categorical; ``column_types`` wins.
         Warns when a text column is mostly numbers.
         """
-        names = columns or [c for c in frame.columns if c not in (id_column, label_column)]
-        missing = [c for c in [id_column, *names] if c not in frame.columns]
+        excluded = exclude_columns or []
+        names = columns or [c for c in frame.columns if c not in (id_column, label_column, *excluded)]
+        missing = [c for c in [id_column, *names, *excluded] if c not in frame.columns]
         if missing:
             raise SchemaError(f"column(s) {missing} are not in the training data; it has {list(frame.columns)}")
         overrides = column_types or {}

@@ -137,7 +137,7 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     if data.label_column is not None and data.label_column not in frame.columns:
         raise SchemaError(f"label column {data.label_column!r} is not in the training data; it has {list(frame.columns)}")
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
-                          column_types=data.column_types)
+                          exclude_columns=data.exclude_columns, column_types=data.column_types)
     checked = validate(frame, schema)
     seed = config.model.random_state
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))

@@ -72,6 +72,8 @@ def test_model_defaults_match_the_detector():
     ({"data.path": "batch.txt"}, "data.format"),
     ({"data.columns": ["amount", "txn_id"]}, "data.columns"),
     ({"data.column_types": {"amount": "text"}}, "data.column_types.amount"),
+    ({"data.columns": ["amount"], "data.exclude_columns": ["ts"]}, "data.exclude_columns"),
+    ({"data.exclude_columns": ["ts"], "data.column_types": {"ts": "numeric"}}, "data.column_types"),
     ({"mlflow.model_name": "../models"}, "mlflow.model_name"),
     ({"model.max_step": 5}, "model.max_step: unknown setting (did you mean 'max_steps'?)"),
     ({"calibration.strategy": "labels"}, "data.label_column"),

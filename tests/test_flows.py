@@ -66,6 +66,18 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir):
     assert aliases("fraud")["champion"] == "1"  # no challenger beats AUPRC by 0.5
 
 
+def test_identifier_and_timestamp_columns_can_be_left_out_by_flag(prefect_api, workdir):
+    from mlflow import MlflowClient
+
+    (workdir / "quick.toml").write_text("[model]\nmax_steps = 1\n")
+    assert main(["train", "--data", "history.csv", "--config", "quick.toml", "--model-name", "lean",
+                 "--id-col", "transaction_id", "--label-col", "is_fraud",
+                 "--exclude-columns", "customer_id, timestamp,merchant,fraud_pattern"]) == 0
+    client = MlflowClient()
+    features = client.get_run(client.get_model_version("lean", "1").run_id).data.params["data.features"].split(",")
+    assert "amount" in features and not {"customer_id", "timestamp", "merchant", "fraud_pattern"} & set(features)
+
+
 def test_errors_are_one_clear_line(prefect_api, workdir, capfd):
     assert main(["screen", "--data", "today.csv", "--model", "nobody@champion", "--out", "out/x"]) == 2
     err = capfd.readouterr().err  # MLflow may log a line as it creates its database first

@@ -112,6 +112,9 @@ def test_schema_kinds_overrides_and_json_round_trip(table):
     assert Schema.from_dict(json.loads(json.dumps(schema.to_dict()))) == schema
     with pytest.raises(SchemaError, match="nope"):
         Schema.infer(table, "txn_id", columns=["amount", "nope"])
+    assert list(Schema.infer(table, "txn_id", exclude_columns=["mcc"]).features) == ["amount", "card_present"]
+    with pytest.raises(SchemaError, match="nope"):  # a misspelt exclusion is not silently ignored
+        Schema.infer(table, "txn_id", exclude_columns=["nope"])
 
 
 def test_schema_warns_about_a_mostly_numeric_text_column(table):
