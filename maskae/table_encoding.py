@@ -7,8 +7,8 @@ categories never seen in training. A column with more than ``max_categories`` di
 keeps that many of its most frequent ones seen at least twice; rarer values share slot 0
 ("other") with the never-seen ones, much as scikit-learn's encoders group infrequent categories.
 Without that bound an identifier or timestamp column (a category per row) makes the embeddings,
-the output layer and the one-hot neighbour space grow with the rows, and a fit's time and memory
-with their square (``benchmarks/identifier_column.py``). Missing values are reported as a mask so
+the output layer and the one-hot neighbour space grow with the rows, and a fit's time about with
+their square (``benchmarks/identifier_column.py``). Missing values are reported as a mask so
 the model treats them as hidden cells. The whole state is JSON, so a saved model needs no pickle.
 
 Example
