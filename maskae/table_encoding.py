@@ -41,6 +41,7 @@ MAX_CODE = 1e4
 # an identifier or a timestamp, and fitting warns (so it does for dates, however few).
 UNIQUE_SHARE = 0.5
 MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
+MIN_ROWS_FOR_ORDER = 100  # a numeric column this long that only grows down the rows is a clock or a counter
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
 _PACKAGE = str(Path(__file__).resolve().parent)
 
@@ -140,6 +141,14 @@ def _holds_dates(series: pd.Series, strings: pd.Series) -> bool:
     return len(text) > 0 and bool(text.str.fullmatch(_ISO_DATE).all())
 
 
+def _counts_up(values: np.ndarray) -> bool:
+    """Whether numbers in row order only grow (or only fall) and mostly differ: a clock or a counter."""
+    if values.size < MIN_ROWS_FOR_ORDER:
+        return False
+    steps = np.diff(values)
+    return bool((steps >= 0).all() or (steps <= 0).all()) and np.unique(values).size >= UNIQUE_SHARE * values.size
+
+
 def _check_unique_names(columns) -> None:
     names = pd.Index([str(c) for c in columns])
     if names.has_duplicates:
@@ -204,6 +213,11 @@ class TableEncoder:
         if finite.size == 0:
             raise ValueError(f"column {name!r} has no finite value to learn a scale from: leave it out, or train on "
                              f"rows where it is filled")
+        if _counts_up(finite):
+            warnings.warn(f"column {name!r} only grows (or only falls) down its {finite.size:,} training rows, as a "
+                          f"timestamp or a row counter does: later batches will lie beyond its training range and "
+                          f"read as extreme values. If it is one, leave it out, or derive features from it (an hour, "
+                          f"a weekday)", stacklevel=outside_stacklevel())
         log_scale = None
         positive = finite[finite > 0]
         if (

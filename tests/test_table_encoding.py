@@ -92,7 +92,7 @@ def test_ties_at_the_cut_keep_the_first_values_in_order_and_no_value_seen_once()
 
 
 def test_an_identifier_or_timestamp_column_is_named_at_fit_and_its_codes_stay_bounded():
-    ids = pd.DataFrame({"x": np.arange(200.0), "txn": [f"t{i}" for i in range(200)]})
+    ids = pd.DataFrame({"x": np.random.default_rng(0).normal(size=200), "txn": [f"t{i}" for i in range(200)]})
     with pytest.warns(UserWarning, match=r"'txn' has 200 distinct values in 200 observed training rows, as an identifier"):
         enc = TableEncoder(max_categories=16).fit(ids)
     assert enc.categorical_[0].categories == [] and enc.categorical_[0].n_codes == 1  # every id reads as 'other'
@@ -122,3 +122,16 @@ def test_repeated_column_names_are_refused_by_name():
 def test_a_numeric_column_without_any_value_is_named_with_the_fix():
     with pytest.raises(ValueError, match="column 'k' has no finite value to learn a scale from: leave it out"):
         TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "k": [np.nan, np.inf]}))
+
+
+def test_a_number_that_only_grows_down_the_rows_is_named_as_a_clock_or_counter():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    seconds = 1.7e9 + np.cumsum(rng.integers(0, 90, size=500)).astype(float)  # epoch seconds, sorted, some repeated
+    with pytest.warns(UserWarning, match="'epoch' only grows .* down its 500 training rows, as a timestamp"):
+        TableEncoder().fit(pd.DataFrame({"epoch": seconds, "x": rng.normal(size=500)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same values shuffled, or a short column, are not named
+        TableEncoder().fit(pd.DataFrame({"epoch": rng.permutation(seconds)}))
+        TableEncoder().fit(pd.DataFrame({"short": np.arange(50.0)}))
