@@ -241,7 +241,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.history_["trimmed_from_step"] = [len(first["train_loss"])]  # where the loss curve restarts
         self._fit_evidence(data, inliers, rng)
         self._set_threshold()
-        self.calibration_scores_ = self._score(self._tensors(frame.iloc[held_out], warn_capped=False)) if len(held_out) else np.zeros(0)
+        held = self._tensors(frame.iloc[held_out], warn_capped=False) if len(held_out) else None
+        self.calibration_scores_ = self._score(held) if held is not None else np.zeros(0)
         return self
 
     def _set_threshold(self) -> None:

@@ -22,6 +22,7 @@ Example
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -43,7 +44,7 @@ UNIQUE_SHARE = 0.5
 MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
 MIN_ROWS_FOR_ORDER = 100  # a numeric column this long that only grows down the rows is a clock or a counter
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
-_PACKAGE = str(Path(__file__).resolve().parent)
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
 
 
 def outside_stacklevel() -> int:
