@@ -37,6 +37,9 @@ import numpy as np
 import torch
 
 COPIED_BYTES = 64 * 2**20  # up to this, each sample's rows are copied out of the pool to score
+# The distance blocks of one chunk of points take up to about this much: large chunks spread each
+# chunk's fixed costs (with torch's threads sleeping between jobs, a wake-up per product) thin.
+BLOCK_BYTES = 64 * 2**20
 
 
 def draw_samples(n_rows: int, size: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -65,11 +68,11 @@ class NeighbourSamples:
         return cls(tuple(sizes), np.ascontiguousarray(space[ids], dtype=np.float32), ids.astype(np.int64), samples)
 
     def distances(self, points: np.ndarray, point_ids: np.ndarray | None = None,
-                  batch_size: int = 512) -> dict[str, np.ndarray]:
+                  batch_size: int | None = None) -> dict[str, np.ndarray]:
         """``{"neighbours@<size>": (n,)}``: per size, the mean over its samples of the distance from
         each point to the sample's nearest row. A point is never its own neighbour: ``point_ids``
         gives the points' training row numbers; without it, a point identical to a pool row is
-        taken to be that row."""
+        taken to be that row. ``batch_size``: points per chunk (default: as :data:`BLOCK_BYTES` allows)."""
         if not self.samples:  # a model without neighbour evidence (format 1 CNN models)
             return {}
         if point_ids is None:
@@ -83,17 +86,25 @@ class NeighbourSamples:
         references = ([_Reference(pool[p], self.pool_ids[p.numpy()]) for p in picks] if copied
                       else [_Reference(pool, self.pool_ids)])
         own = [ref.own_cells(point_ids) for ref in references] if point_ids is not None else []
+        if batch_size is None:
+            batch_size = max(256, BLOCK_BYTES // (4 * sum(len(ref.ids) for ref in references)))
+        # The blocks are written into buffers allocated once: a fresh block this large per chunk is
+        # fresh memory from the system each time, and its page faults cost more than the product.
+        rows = min(batch_size, len(points))
+        buffers = [torch.empty(rows, len(ref.ids)) for ref in references]
+        picked = [] if copied else [torch.empty(rows, len(p)) for p in picks]
         out: list[list[torch.Tensor]] = [[] for _ in picks]
         for start in range(0, len(points), batch_size):
             chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
             with_one = torch.cat([chunk, torch.ones(len(chunk), 1)], dim=1)
-            partial = [ref.partial_distances(with_one) for ref in references]
+            partial = [ref.partial_distances(with_one, buffer[: len(chunk)])
+                       for ref, buffer in zip(references, buffers)]
             for block, (point, column) in zip(partial, own):  # put each point's own row out of reach
                 lo, hi = np.searchsorted(point, (start, start + len(chunk)))
                 block[torch.from_numpy(point[lo:hi] - start), torch.from_numpy(column[lo:hi])] = torch.inf
             chunk_sq = (chunk * chunk).sum(dim=1, keepdim=True)
             for i, (pick, sample) in enumerate(zip(picks, self.samples)):
-                block = partial[i] if copied else torch.index_select(partial[0], 1, pick)
+                block = partial[i] if copied else torch.index_select(partial[0], 1, pick, out=picked[i][: len(chunk)])
                 nearest = block.view(len(chunk), *sample.shape).amin(dim=2).add_(chunk_sq)
                 out[i].append(nearest.clamp_min_(0).sqrt().mean(dim=1))  # clamp: rounding can dip below 0
         return {
@@ -124,9 +135,9 @@ class _Reference:
         self.augmented = torch.cat([-2 * rows, (rows * rows).sum(dim=1, keepdim=True)], dim=1)
         self.ids = ids
 
-    def partial_distances(self, with_one: torch.Tensor) -> torch.Tensor:
-        """(len(chunk), len(rows)) from the chunk's rows [x, 1]."""
-        return with_one @ self.augmented.T
+    def partial_distances(self, with_one: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """(len(chunk), len(rows)) from the chunk's rows [x, 1], written into ``out``."""
+        return torch.mm(with_one, self.augmented.T, out=out)
 
     def own_cells(self, point_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point, column): where each point meets its own training row, ordered by point. Found
