@@ -44,6 +44,8 @@ UNIQUE_SHARE = 0.5
 MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
 MIN_ROWS_FOR_ORDER = 100  # a numeric column this long that only grows down the rows is a clock or a counter
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
+# Names of identifiers and codes: customer_id, card number, order-no, accountId, uuid.
+_ID_NAME = re.compile(r"(?i:(?:^|[\s_.-])(?:id|uuid|guid|key|no|nr|number))$|[a-z0-9](?:Id|ID|Key|No|Nr|Number)$")
 _PACKAGE = str(Path(__file__).resolve().parent) + os.sep
 
 
@@ -219,6 +221,13 @@ class TableEncoder:
                           f"timestamp or a row counter does: later batches will lie beyond its training range and "
                           f"read as extreme values. If it is one, leave it out, or derive features from it (an hour, "
                           f"a weekday)", stacklevel=outside_stacklevel())
+        elif _ID_NAME.search(name) and np.array_equal(finite, np.round(finite)) and np.unique(finite).size > 2:
+            # Read as a number, an id's order and distances mean nothing, yet they would be scaled,
+            # reconstructed and measured like an amount's.
+            warnings.warn(f"column {name!r} is named as an identifier or a code and holds whole numbers, which are "
+                          f"read as amounts. Leave it out if it is an identifier; if its numbers are codes (a "
+                          f"merchant category code), give it as text so that they are read as categories",
+                          stacklevel=outside_stacklevel())
         log_scale = None
         positive = finite[finite > 0]
         if (

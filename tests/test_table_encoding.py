@@ -135,3 +135,17 @@ def test_a_number_that_only_grows_down_the_rows_is_named_as_a_clock_or_counter()
         warnings.simplefilter("error")  # the same values shuffled, or a short column, are not named
         TableEncoder().fit(pd.DataFrame({"epoch": rng.permutation(seconds)}))
         TableEncoder().fit(pd.DataFrame({"short": np.arange(50.0)}))
+
+
+def test_whole_numbers_in_a_column_named_as_an_identifier_are_named_at_fit():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.arange(10_000, 10_300))  # unordered, so not taken for a counter
+    for name in ("customer_id", "accountId", "card number", "merchant_nr"):
+        with pytest.warns(UserWarning, match=f"'{name}' is named as an identifier or a code and holds whole numbers"):
+            TableEncoder().fit(pd.DataFrame({name: ids, "amount": rng.gamma(2.0, size=300)}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fractions, a yes/no flag, or a name that only ends in the letters
+        TableEncoder().fit(pd.DataFrame({"customer_id": ids + 0.5, "is_key": rng.integers(0, 2, 300),
+                                         "paid": ids, "android": ids}))
