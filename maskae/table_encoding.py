@@ -97,6 +97,12 @@ class CategoricalColumn:
         """Whether rarer training values were left out of ``categories`` (they read as code 0)."""
         return self.n_distinct is not None and self.n_distinct > len(self.categories)
 
+    def encode(self, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, missing): each value's position among ``categories`` + 1, UNKNOWN_CODE for values
+        never seen, "other" and missing ones; and which values are missing."""
+        strings = _category_strings(series)
+        return pd.Index(self.categories, dtype=object).get_indexer(strings) + 1, strings.isna().to_numpy()
+
     def unknown_message(self, count: int) -> str:
         if self.capped and not self.categories:
             return f"column {self.name!r}: {count:,} value(s) scored as 'other', as all its values are (max_categories)"
@@ -163,6 +169,12 @@ def _category_strings(series: pd.Series) -> pd.Series:
     """Each value as ``str(value)`` (object dtype, so a Timestamp reads as ``str`` writes it), missing
     as None; one vectorised conversion, not a Python call per cell (scoring millions of rows)."""
     return series.astype("object").astype(str).where(series.notna().to_numpy(), None)
+
+
+def _unseen(encoded: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, int]:
+    """Column name -> (codes, missing) in; the count of observed values read as code 0 out (none: left out)."""
+    counts = {name: int(((codes == UNKNOWN_CODE) & ~missing).sum()) for name, (codes, missing) in encoded.items()}
+    return {name: n for name, n in counts.items() if n}
 
 
 class TableEncoder:
@@ -272,18 +284,16 @@ class TableEncoder:
             bad = ~np.isfinite(encoded)
             numeric[:, j] = np.where(bad, 0.0, np.clip(encoded, -MAX_CODE, MAX_CODE))
             missing[:, j] = bad
-        unseen: dict[str, int] = {}
-        offset = len(self.numeric_)
+        offset, encoded = len(self.numeric_), {}
         for j, col in enumerate(self.categorical_):
-            strings = _category_strings(frame[col.name])
-            # Position among the training categories, + 1: unseen and missing (-1) become UNKNOWN_CODE.
-            categorical[:, j] = pd.Index(col.categories, dtype=object).get_indexer(strings) + 1
-            is_missing = strings.isna().to_numpy()
-            missing[:, offset + j] = is_missing
-            n_unseen = int(((categorical[:, j] == UNKNOWN_CODE) & ~is_missing).sum())
-            if n_unseen:
-                unseen[col.name] = n_unseen
-        return EncodedBatch(numeric, categorical, missing, unseen)
+            encoded[col.name] = col.encode(frame[col.name])
+            categorical[:, j], missing[:, offset + j] = encoded[col.name]
+        return EncodedBatch(numeric, categorical, missing, _unseen(encoded))
+
+    def unseen_counts(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Per categorical column of ``frame``, its values that :meth:`transform` reads as "unknown" or
+        "other" (columns with none left out), without encoding the rest of the table."""
+        return _unseen({col.name: col.encode(frame[col.name]) for col in self.categorical_})
 
     def decode(self, numeric: np.ndarray, categorical: np.ndarray) -> pd.DataFrame:
         """Codes back to values in the original units (UNKNOWN_CODE, "unknown" or "other", decodes to None)."""

@@ -120,9 +120,19 @@ def _facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
          else "none (nothing flagged)"),
         ("rows in", _number(summary["rows_in"])), ("rows scored", _number(summary["rows_scored"])),
         ("rows quarantined", _number(summary["rows_quarantined"])), ("rows flagged", _number(summary["rows_flagged"])),
+        *_unseen_fact(summary.get("unseen_categories") or {}),
         ("screened", f"{summary.get('started_at', '')} to {summary.get('finished_at', '')}"),
         ("MLflow run", summary.get("mlflow_run_id") or ""),
     ]
+
+
+def _unseen_fact(unseen: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """New values in categorical columns (a new merchant, a new country): scored, but unlike training."""
+    if not unseen:
+        return []
+    return [("values not seen in training", "; ".join(
+        f"{name}: {_number(u['values'])} ({u['share']:.2%} of rows scored), read as {u['reads_as']}"
+        for name, u in unseen.items()))]
 
 
 def _drift_line(summary: Mapping[str, Any], shown: bool) -> str:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from maskae.calibration import ChunkedBatch
+from maskae.table_encoding import UnknownCategoryWarning
 from pipeline import tracking
 from pipeline.ingest import IngestError, Schema, SeenIds, iter_batches, validate
 from pipeline.report import REPORT_ROWS, render_report
@@ -74,6 +75,7 @@ def in_process_scorer(model: ScoringModel) -> ChunkScorer:
         for frame in frames:
             with warnings.catch_warnings():  # the pyfunc flags each chunk alone: only its scores are used
                 warnings.filterwarnings("ignore", message=FDR_WARNING)
+                warnings.simplefilter("ignore", UnknownCategoryWarning)  # counted for the whole file instead
                 yield model.score(frame)["anomaly_score"].to_numpy()
     return scores
 
@@ -157,6 +159,7 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     with ScreeningFolder(out_dir, schema.id_column) as folder:
         tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
         batch, histogram = tally.batch, tally.histogram
+        unseen = _unseen_categories(tally.unseen, model, batch.rows, data_path.name)
         rule = batch.finish(lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags)
         columns = _explain_flagged(data_path, model, schema, hits, batch_rows, top_reasons, folder)
@@ -173,11 +176,13 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
                             "threshold": _finite(rule.threshold),
                             "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
             "drift": tally.drift.summary(),
+            "unseen_categories": unseen,
             "score_histogram": histogram.to_dict(),
             "input": {"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")}, "columns": tally.columns},
             "started_at": started,
         }
         metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
+        metrics["unseen_category_values"] = sum(tally.unseen.values())
         metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}
         summary["mlflow_run_id"] = tracking.log_run(
             resolved, "screening", metrics=metrics,
@@ -190,6 +195,18 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     return ScreenResult(out_dir, read_summary(out_dir), reused=False)
 
 
+def _unseen_categories(counts: Counter, model: ScoringModel, rows_scored: int, file_name: str) -> dict[str, dict]:
+    """Per categorical column with values the model has not learnt (new merchants, a new country):
+    how many, their share of the scored rows, and whether they read as "unknown" or as "other"
+    (rarer than the column's ``max_categories`` kept values). Warns once per column for the whole
+    file, where the scorer kept quiet chunk by chunk."""
+    columns, found = {c.name: c for c in model.detector.encoder_.categorical_}, {}
+    for name, n in sorted(counts.items()):
+        warnings.warn(f"{file_name}: {columns[name].unknown_message(n)}", UnknownCategoryWarning, stacklevel=3)
+        found[name] = {"values": n, "share": n / rows_scored, "reads_as": "other" if columns[name].capped else "unknown"}
+    return found
+
+
 @dataclass
 class _Tally:
     """What the first pass keeps of the file: running counts, never rows."""
@@ -199,6 +216,7 @@ class _Tally:
     histogram: ScoreHistogram
     rows_quarantined: int = 0
     columns: list[str] | None = None
+    unseen: Counter = field(default_factory=Counter)  # column -> values read as "unknown" or "other"
 
 
 def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int, folder: ScreeningFolder,
@@ -218,7 +236,9 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
             folder.add_quarantined(checked.quarantined)
             tally.rows_quarantined += len(checked.quarantined)
             pending.append(checked.clean)
-            yield feature_frame(checked.clean, schema)
+            features = feature_frame(checked.clean, schema)
+            tally.unseen.update(model.detector.encoder_.unseen_counts(features))
+            yield features
 
     for scores in scorer(features()):
         clean = pending.popleft()

@@ -224,3 +224,23 @@ def test_screening_never_crashes_and_accounts_for_every_row(screened, tmp_path_f
     summary = read_summary(screen(path, "fraud", tmp / "out", batch_rows=7).out_dir)
     assert summary["rows_in"] == len(written) == summary["rows_scored"] + summary["rows_quarantined"]
     assert json.loads(json.dumps(summary)) == summary
+
+
+def test_new_category_values_are_counted_for_the_whole_file_and_warned_once(screened, tmp_path):
+    import warnings
+
+    from maskae.table_encoding import UnknownCategoryWarning
+
+    frame = batch(screened)
+    frame.loc[[4, 70, 150, 151], "merchant_category"] = ["new-merchant-type"] * 4  # in three of four chunks
+    path = write(frame, tmp_path / "batch.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir
+    said = [str(w.message) for w in caught if issubclass(w.category, UnknownCategoryWarning)]
+    assert said == ["batch.csv: column 'merchant_category': 4 value(s) never seen in training, scored as 'unknown'"]
+    summary = accounted(out, frame)
+    assert summary["unseen_categories"] == {"merchant_category": {"values": 4, "share": 4 / 200, "reads_as": "unknown"}}
+    assert "merchant_category: 4 (2.00% of rows scored), read as unknown" in (out / "report.html").read_text()
+    clean = write(batch(screened), tmp_path / "clean.csv")
+    assert read_summary(screen(clean, "fraud", tmp_path / "clean").out_dir)["unseen_categories"] == {}

@@ -149,3 +149,13 @@ def test_whole_numbers_in_a_column_named_as_an_identifier_are_named_at_fit():
         warnings.simplefilter("error")  # fractions, a yes/no flag, or a name that only ends in the letters
         TableEncoder().fit(pd.DataFrame({"customer_id": ids + 0.5, "is_key": rng.integers(0, 2, 300),
                                          "paid": ids, "android": ids}))
+
+
+def test_unseen_counts_match_what_transform_counts(mixed_frame):
+    with pytest.warns(UserWarning, match="the 2 most frequent"):
+        enc = TableEncoder(max_categories=2).fit(mixed_frame)
+    new = mixed_frame.copy()
+    new.loc[:4, "category"] = "never-seen"
+    new.loc[5, "channel"] = None  # missing, not unseen
+    assert enc.unseen_counts(new) == enc.transform(new).unseen_counts != {}
+    assert enc.unseen_counts(new)["category"] >= 5
