@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 COPIED_BYTES = 64 * 2**20  # up to this, each sample's rows are copied out of the pool to score
-# The distance blocks of one chunk of points take up to about this much: large chunks spread each
+# One chunk of points and its distance blocks take up to about this much: large chunks spread each
 # chunk's fixed costs (with torch's threads sleeping between jobs, a wake-up per product) thin.
 BLOCK_BYTES = 64 * 2**20
 
@@ -87,7 +87,9 @@ class NeighbourSamples:
                       else [_Reference(pool, self.pool_ids)])
         own = [ref.own_cells(point_ids) for ref in references] if point_ids is not None else []
         if batch_size is None:
-            batch_size = max(256, BLOCK_BYTES // (4 * sum(len(ref.ids) for ref in references)))
+            n_distances = sum(len(ref.ids) for ref in references) + (0 if copied else sum(len(p) for p in picks))
+            per_point = pool.shape[1] + 1 + n_distances  # floats: the point as [x, 1], its distance blocks
+            batch_size = max(1, BLOCK_BYTES // (4 * per_point))
         # The blocks are written into buffers allocated once: a fresh block this large per chunk is
         # fresh memory from the system each time, and its page faults cost more than the product.
         rows = min(batch_size, len(points))

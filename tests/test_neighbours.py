@@ -9,14 +9,17 @@ from maskae.neighbours import NeighbourSamples
 
 @pytest.mark.parametrize("sizes", [(4, 16), (16,)])
 @pytest.mark.parametrize("copied", [True, False], ids=["rows-copied", "picked-from-pool"])
-def test_distances_match_the_nearest_row_of_each_sample_and_skip_a_rows_own_copy(sizes, copied, monkeypatch):
+@pytest.mark.parametrize("batch_size", [3, None], ids=["3-per-chunk", "chunks-by-memory"])
+def test_distances_match_the_nearest_row_of_each_sample_and_skip_a_rows_own_copy(sizes, copied, batch_size,
+                                                                                 monkeypatch):
     monkeypatch.setattr(neighbours, "COPIED_BYTES", 2**30 if copied else 0)
+    monkeypatch.setattr(neighbours, "BLOCK_BYTES", 1)  # by memory: a point per chunk, the smallest
     rng = np.random.default_rng(0)
     train = rng.normal(size=(60, 3)).astype(np.float32)
     samples = NeighbourSamples.draw(train, np.arange(60), sizes=sizes, n_samples=5, rng=rng)
     assert len(np.unique(samples.pool_ids)) == len(samples.pool)  # each training row held once
     points, ids = train[:7], np.arange(7)
-    got = samples.distances(points, point_ids=ids, batch_size=3)
+    got = samples.distances(points, point_ids=ids, batch_size=batch_size)
     for size, positions in zip(sizes, samples.samples):
         assert positions.shape == (5, size)
         expected = []
