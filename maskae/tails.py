@@ -74,17 +74,18 @@ class ColumnTails:
         # values < x, P(X >= x) as 1 - p[m - 1] (1 when m = 0). m = k unless x equals a grid value,
         # so one search per cell does: ``first`` maps a grid position to the first one of its value.
         grids = np.broadcast_to(self.probabilities.reshape(len(self.quantiles), -1), self.quantiles.shape)
-        shares = np.empty(values.shape, dtype=np.float64)
-        for j in range(values.shape[1]):
-            p, column, x = grids[:, j], self.quantiles[:, j], values[:, j]
+        columns = np.ascontiguousarray(np.asarray(values).T)  # searching a strided column copies it first
+        shares = np.empty(columns.shape, dtype=np.float64)
+        for j, x in enumerate(columns):
+            p, column = grids[:, j], self.quantiles[:, j]
             left = np.concatenate([[p[0]], p])
             right = np.concatenate([[1.0], 1 - p])
             at_most = np.searchsorted(column, x, side="right")
             first = np.searchsorted(column, column, side="left")
             tied = (at_most > 0) & (column[at_most - 1] == x)
             below = np.where(tied, first[at_most - 1], at_most)
-            shares[:, j] = np.minimum(left[at_most], right[below])
-        return shares if missing is None else np.where(missing, np.nan, shares)
+            shares[j] = np.minimum(left[at_most], right[below])
+        return shares.T if missing is None else np.where(missing, np.nan, shares.T)
 
 
 @dataclass
