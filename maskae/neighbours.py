@@ -93,12 +93,12 @@ class NeighbourSamples:
         # The blocks are written into buffers allocated once: a fresh block this large per chunk is
         # fresh memory from the system each time, and its page faults cost more than the product.
         rows = min(batch_size, len(points))
-        buffers = [torch.empty(rows, len(ref.ids)) for ref in references]
-        picked = [] if copied else [torch.empty(rows, len(p)) for p in picks]
+        buffers = [torch.empty(rows, len(ref.ids), dtype=torch.float32) for ref in references]
+        picked = [] if copied else [torch.empty(rows, len(p), dtype=torch.float32) for p in picks]
         out: list[list[torch.Tensor]] = [[] for _ in picks]
         for start in range(0, len(points), batch_size):
             chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
-            with_one = torch.cat([chunk, torch.ones(len(chunk), 1)], dim=1)
+            with_one = torch.cat([chunk, torch.ones(len(chunk), 1, dtype=torch.float32)], dim=1)
             partial = [ref.partial_distances(with_one, buffer[: len(chunk)])
                        for ref, buffer in zip(references, buffers)]
             for block, (point, column) in zip(partial, own):  # put each point's own row out of reach

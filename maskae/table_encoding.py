@@ -44,8 +44,12 @@ UNIQUE_SHARE = 0.5
 MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
 MIN_ROWS_FOR_ORDER = 100  # a numeric column this long that only grows down the rows is a clock or a counter
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
-# Names of identifiers and codes: customer_id, card number, order-no, accountId, uuid.
-_ID_NAME = re.compile(r"(?i:(?:^|[\s_.-])(?:id|uuid|guid|key|no|nr|number))$|[a-z0-9](?:Id|ID|Key|No|Nr|Number)$")
+# Names of identifiers and codes (customer_id, accountId, uuid, zip_code), and of numbers that may
+# be one (card number, order-no, merchant_nr) or may count something (week_number, floor_no): those
+# are named only with more distinct values than a count of weeks or floors has.
+_ID_NAME = re.compile(r"(?i:(?:^|[\s_.-])(?:id|uuid|guid|code))$|[a-z0-9](?:Id|ID|Code)$")
+_NUMBER_NAME = re.compile(r"(?i:(?:^|[\s_.-])(?:key|no|nr|num|number))$|[a-z0-9](?:Key|No|Nr|Num|Number)$")
+MIN_DISTINCT_NUMBERS = 100
 _PACKAGE = str(Path(__file__).resolve().parent) + os.sep
 
 
@@ -56,6 +60,11 @@ def outside_stacklevel() -> int:
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     return level
+
+
+class ColumnWarning(UserWarning):
+    """At fit: a column the model can learn little from as given (an identifier, a date, a clock, a
+    code read as a number), or one whose rarer categories read as one ("other")."""
 
 
 class UnknownCategoryWarning(UserWarning):
@@ -96,6 +105,11 @@ class CategoricalColumn:
     def capped(self) -> bool:
         """Whether rarer training values were left out of ``categories`` (they read as code 0)."""
         return self.n_distinct is not None and self.n_distinct > len(self.categories)
+
+    @property
+    def reads_as(self) -> str:
+        """What a value outside ``categories`` is scored as: "other" in a capped column, else "unknown"."""
+        return "other" if self.capped else "unknown"
 
     def encode(self, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(codes, missing): each value's position among ``categories`` + 1, UNKNOWN_CODE for values
@@ -158,6 +172,16 @@ def _counts_up(values: np.ndarray) -> bool:
     return bool((steps >= 0).all() or (steps <= 0).all()) and np.unique(values).size >= UNIQUE_SHARE * values.size
 
 
+def _names_an_identifier(name: str, values: np.ndarray) -> bool:
+    """Whether whole numbers under this name are an identifier or a code, not a quantity."""
+    if not np.array_equal(values, np.round(values)):
+        return False
+    distinct = np.unique(values).size
+    if _ID_NAME.search(name):
+        return distinct > 2  # two values are a yes/no flag
+    return bool(_NUMBER_NAME.search(name)) and distinct > MIN_DISTINCT_NUMBERS
+
+
 def _check_unique_names(columns) -> None:
     names = pd.Index([str(c) for c in columns])
     if names.has_duplicates:
@@ -214,13 +238,13 @@ class TableEncoder:
         if len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or _holds_dates(series, strings):
             warnings.warn(f"column {name!r} has {len(counts):,} distinct values in {n_observed:,} observed training "
                           f"rows, as an identifier or a date has: as categories they cannot generalise, and new "
-                          f"values read as {'other' if column.capped else 'unknown'!r}. Leave the column out, or "
-                          f"derive features from it (an hour, a weekday)", stacklevel=outside_stacklevel())
+                          f"values read as {column.reads_as!r}. Leave the column out, or derive features from it "
+                          f"(an hour, a weekday)", ColumnWarning, stacklevel=outside_stacklevel())
         elif column.capped:
             share = counts[column.categories].sum() / n_observed
             warnings.warn(f"column {name!r} has {len(counts):,} distinct values: the {len(column.categories)} most "
                           f"frequent, {share:.0%} of its rows, are kept as categories and the rest read as 'other' "
-                          f"(max_categories)", stacklevel=outside_stacklevel())
+                          f"(max_categories)", ColumnWarning, stacklevel=outside_stacklevel())
         return column
 
     def _fit_numeric(self, name: str, values: np.ndarray) -> NumericColumn:
@@ -232,14 +256,14 @@ class TableEncoder:
             warnings.warn(f"column {name!r} only grows (or only falls) down its {finite.size:,} training rows, as a "
                           f"timestamp or a row counter does: later batches will lie beyond its training range and "
                           f"read as extreme values. If it is one, leave it out, or derive features from it (an hour, "
-                          f"a weekday)", stacklevel=outside_stacklevel())
-        elif _ID_NAME.search(name) and np.array_equal(finite, np.round(finite)) and np.unique(finite).size > 2:
+                          f"a weekday)", ColumnWarning, stacklevel=outside_stacklevel())
+        elif _names_an_identifier(name, finite):
             # Read as a number, an id's order and distances mean nothing, yet they would be scaled,
             # reconstructed and measured like an amount's.
             warnings.warn(f"column {name!r} is named as an identifier or a code and holds whole numbers, which are "
                           f"read as amounts. Leave it out if it is an identifier; if its numbers are codes (a "
                           f"merchant category code), give it as text so that they are read as categories",
-                          stacklevel=outside_stacklevel())
+                          ColumnWarning, stacklevel=outside_stacklevel())
         log_scale = None
         positive = finite[finite > 0]
         if (

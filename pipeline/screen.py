@@ -159,13 +159,13 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     with ScreeningFolder(out_dir, schema.id_column) as folder:
         tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
         batch, histogram = tally.batch, tally.histogram
-        unseen = _unseen_categories(tally.unseen, model, batch.rows, data_path.name)
         rule = batch.finish(lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags)
         columns = _explain_flagged(data_path, model, schema, hits, batch_rows, top_reasons, folder)
         top = folder.write_flagged(hits, columns, REPORT_ROWS)
         if fingerprint([data_path])["sha256"] != source["sha256"]:
             raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
+        unseen = _unseen_categories(tally.unseen, model, batch.rows, data_path.name)
         summary = {
             "rows_in": batch.rows + tally.rows_quarantined, "rows_scored": batch.rows,
             "rows_quarantined": tally.rows_quarantined,
@@ -203,7 +203,7 @@ def _unseen_categories(counts: Counter, model: ScoringModel, rows_scored: int, f
     columns, found = {c.name: c for c in model.detector.encoder_.categorical_}, {}
     for name, n in sorted(counts.items()):
         warnings.warn(f"{file_name}: {columns[name].unknown_message(n)}", UnknownCategoryWarning, stacklevel=3)
-        found[name] = {"values": n, "share": n / rows_scored, "reads_as": "other" if columns[name].capped else "unknown"}
+        found[name] = {"values": n, "share": n / rows_scored, "reads_as": columns[name].reads_as}
     return found
 
 

@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ from sklearn.model_selection import train_test_split
 
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
+from maskae.table_encoding import ColumnWarning
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
 from pipeline.ingest import Schema, SchemaError, iter_batches, validate
@@ -141,13 +143,16 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     checked = validate(frame, schema)
     seed = config.model.random_state
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
-    detector = MaskedAutoencoderDetector(
-        backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
-        neighbour_sample_sizes=config.model.neighbour_sample_sizes, contamination=config.model.contamination,
-        max_categories=config.model.max_categories,
-        calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
-        progress=sys.stderr.isatty(),  # a bar for people at a terminal, not in batch logs
-    ).fit(feature_frame(fit_rows, schema))
+    with warnings.catch_warnings():
+        for name in [c for c, kind in data.column_types.items() if kind == "numeric"]:  # the user said what it is
+            warnings.filterwarnings("ignore", re.escape(f"column {name!r} is named as an identifier"), ColumnWarning)
+        detector = MaskedAutoencoderDetector(
+            backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
+            neighbour_sample_sizes=config.model.neighbour_sample_sizes, contamination=config.model.contamination,
+            max_categories=config.model.max_categories,
+            calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
+            progress=sys.stderr.isatty(),  # a bar for people at a terminal, not in batch logs
+        ).fit(feature_frame(fit_rows, schema))
     scores = detector.anomaly_score(feature_frame(validation, schema)) if len(validation) else np.zeros(0)
     calibration, evaluate = _calibrate(config.calibration, detector, scores, y, seed)
     flags = calibration.apply(scores[evaluate]).flagged  # fdr / budget: the evaluation rows as one batch

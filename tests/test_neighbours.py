@@ -9,11 +9,13 @@ from maskae.neighbours import NeighbourSamples
 
 @pytest.mark.parametrize("sizes", [(4, 16), (16,)])
 @pytest.mark.parametrize("copied", [True, False], ids=["rows-copied", "picked-from-pool"])
-@pytest.mark.parametrize("batch_size", [3, None], ids=["3-per-chunk", "chunks-by-memory"])
+@pytest.mark.parametrize("batch_size, block_bytes", [(3, None), (None, 1), (None, None)],
+                         ids=["3-per-chunk", "by-memory-1-per-chunk", "by-memory-all-in-one"])
 def test_distances_match_the_nearest_row_of_each_sample_and_skip_a_rows_own_copy(sizes, copied, batch_size,
-                                                                                 monkeypatch):
+                                                                                 block_bytes, monkeypatch):
     monkeypatch.setattr(neighbours, "COPIED_BYTES", 2**30 if copied else 0)
-    monkeypatch.setattr(neighbours, "BLOCK_BYTES", 1)  # by memory: a point per chunk, the smallest
+    if block_bytes is not None:
+        monkeypatch.setattr(neighbours, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(0)
     train = rng.normal(size=(60, 3)).astype(np.float32)
     samples = NeighbourSamples.draw(train, np.arange(60), sizes=sizes, n_samples=5, rng=rng)
@@ -49,3 +51,11 @@ def test_a_point_identical_to_a_training_row_is_scored_as_that_row():
     as_training = samples.distances(train, point_ids=np.arange(40))["neighbours@39"]
     np.testing.assert_array_equal(samples.distances(train.copy())["neighbours@39"], as_training)
     assert (as_training > 0).all()
+
+
+def test_no_points_give_empty_distances():
+    rng = np.random.default_rng(3)
+    samples = NeighbourSamples.draw(rng.normal(size=(30, 2)).astype(np.float32), np.arange(30), sizes=(4, 8),
+                                    n_samples=3, rng=rng)
+    got = samples.distances(np.zeros((0, 2), np.float32))
+    assert {k: v.shape for k, v in got.items()} == {"neighbours@4": (0,), "neighbours@8": (0,)}

@@ -123,6 +123,19 @@ def test_settings_for_clean_training_data_reach_the_registered_model(env):
     assert mlflow.get_run(trained.run_id).data.params["model.neighbour_sample_sizes"] == "(256, 1024)"
 
 
+def test_a_column_typed_numeric_in_the_config_is_not_named_as_an_identifier(env):
+    import warnings
+
+    frame = env["history"].assign(terminal_number=np.random.default_rng(0).integers(10**5, 10**6, len(env["history"])))
+    frame.to_csv(env["root"] / "terminals.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config(env["root"] / "terminals.csv", data={"columns": [*FEATURES, "terminal_number"],
+                                                          "column_types": {"terminal_number": "numeric"}},
+                     mlflow={"model_name": "terminals"}))
+    assert not [w for w in caught if "terminal_number" in str(w.message)]  # told it is a number: not second-guessed
+
+
 def test_screen_writes_the_output_folder(env, screening):
     out, summary = screening.out_dir, screening.summary
     assert {p.name for p in out.iterdir()} == {"scores.parquet", "flagged.csv", "quarantine.csv", "report.html",
