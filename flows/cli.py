@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -164,12 +166,26 @@ COMMANDS = {"train": _train, "screen": _screen, "promote": _promote, "review": _
             "demo": _demo}
 
 
+@contextmanager
+def _warnings_as_lines(command: str):
+    """Warnings as one line each, ``maskae <command>: warning: ...``: what the data or the run needs,
+    not the file and source line that raised it (MASKAE_DEBUG=1 keeps Python's format)."""
+    original = warnings.formatwarning
+    if not os.environ.get("MASKAE_DEBUG"):
+        warnings.formatwarning = lambda message, *_, **__: f"maskae {command}: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import flows  # noqa: F401  (no-telemetry environment, before any prefect or mlflow import)
 
     try:
-        COMMANDS[args.command](args)
+        with _warnings_as_lines(args.command):
+            COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # one clear line for people; the traceback on request

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from flows.cli import main
+from flows.cli import _warnings_as_lines, main
 
 
 def test_help_and_bad_arguments(capfd):
@@ -34,3 +34,17 @@ def test_errors_are_one_line_not_a_traceback(capfd):
     assert main(["demo", "--customers", "0", "--out", "demo-x"]) == 2
     err = capfd.readouterr().err
     assert err.startswith("maskae demo: error:") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_warnings_print_as_one_line_naming_the_command(monkeypatch):
+    import warnings
+
+    monkeypatch.delenv("MASKAE_DEBUG", raising=False)
+    raised = UserWarning("column 'terminal_id' is named as an identifier")
+    with _warnings_as_lines("train"):
+        line = warnings.formatwarning(raised, UserWarning, "/site-packages/maskae/table_encoding.py", 241, "warn(...)")
+    assert line == "maskae train: warning: column 'terminal_id' is named as an identifier\n"
+    assert "table_encoding.py:241" in warnings.formatwarning(raised, UserWarning, "table_encoding.py", 241)  # restored
+    monkeypatch.setenv("MASKAE_DEBUG", "1")
+    with _warnings_as_lines("train"):  # debugging keeps Python's format, with the place
+        assert "table_encoding.py:241" in warnings.formatwarning(raised, UserWarning, "table_encoding.py", 241)
