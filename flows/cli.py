@@ -166,13 +166,24 @@ COMMANDS = {"train": _train, "screen": _screen, "promote": _promote, "review": _
             "demo": _demo}
 
 
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = tuple(f"{ROOT / name}{os.sep}" for name in ("maskae", "pipeline", "flows", "data"))  # not ROOT/.venv
+
+
 @contextmanager
 def _warnings_as_lines(command: str):
-    """Warnings as one line each, ``maskae <command>: warning: ...``: what the data or the run needs,
-    not the file and source line that raised it (MASKAE_DEBUG=1 keeps Python's format)."""
+    """maskae's own warnings as one line each, ``maskae <command>: warning: ...``: what the data or
+    the run needs, not the file and source line that raised it. Other libraries' warnings keep
+    Python's format, which says where they come from; so does everything with MASKAE_DEBUG=1."""
     original = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        if str(Path(filename).resolve()).startswith(PACKAGES):
+            return f"maskae {command}: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
     if not os.environ.get("MASKAE_DEBUG"):
-        warnings.formatwarning = lambda message, *_, **__: f"maskae {command}: warning: {message}\n"
+        warnings.formatwarning = one_line
     try:
         yield
     finally:

@@ -103,7 +103,7 @@ def screen_distributed(data_path: str, model_ref: str, out_dir: str, id_column: 
 def publish(result: dict[str, Any]) -> None:
     summary, out_dir = result["summary"], Path(result["out_dir"])
     counts = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged")}
-    counts["unseen_categories"] = summary.get("unseen_categories", {})  # not in screenings from before it was counted
+    counts["unseen_categories"] = summary.get("unseen_categories") or {}  # not in screenings from before it was counted
     create_markdown_artifact(
         f"## Screening {out_dir.name}\n\n```json\n{json.dumps(counts | {'model': summary['model']}, indent=2)}\n```\n"
         f"Output folder: `{out_dir}`", key="maskae-screening", description="screening summary")

@@ -174,12 +174,16 @@ def _counts_up(values: np.ndarray) -> bool:
 
 def _names_an_identifier(name: str, values: np.ndarray) -> bool:
     """Whether whole numbers under this name are an identifier or a code, not a quantity."""
-    if not np.array_equal(values, np.round(values)):
+    at_least = 3 if _ID_NAME.search(name) else MIN_DISTINCT_NUMBERS + 1 if _NUMBER_NAME.search(name) else None
+    if at_least is None or not np.array_equal(values, np.round(values)):  # two values: a yes/no flag
         return False
-    distinct = np.unique(values).size
-    if _ID_NAME.search(name):
-        return distinct > 2  # two values are a yes/no flag
-    return bool(_NUMBER_NAME.search(name)) and distinct > MIN_DISTINCT_NUMBERS
+    return np.unique(values).size >= at_least
+
+
+def identifier_warning(name: str) -> str:
+    """A regular expression matching the start of the warning that names column ``name`` as an
+    identifier, case-sensitively (``warnings.filterwarnings`` compiles its pattern ignoring case)."""
+    return "(?-i:" + re.escape(f"column {name!r} is named as an identifier") + ")"
 
 
 def _check_unique_names(columns) -> None:

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from maskae.table_encoding import ColumnWarning
 from pipeline.config import format_from_suffix
 
 KINDS = ("numeric", "categorical")
@@ -166,7 +167,7 @@ def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
     parsed = pd.to_numeric(given, errors="coerce").notna().mean() if len(given) else 0.0
     if 0.9 <= parsed < 1:
         warnings.warn(f"column {name!r} is text but {parsed:.0%} of it parses as numbers; it is treated as "
-                      f"categorical unless column_types sets it to 'numeric'", stacklevel=3)
+                      f"categorical unless column_types sets it to 'numeric'", ColumnWarning, stacklevel=3)
 
 
 @dataclass

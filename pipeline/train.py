@@ -25,7 +25,6 @@ Example
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from sklearn.model_selection import train_test_split
 
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
-from maskae.table_encoding import ColumnWarning
+from maskae.table_encoding import ColumnWarning, identifier_warning
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
 from pipeline.ingest import Schema, SchemaError, iter_batches, validate
@@ -145,7 +144,7 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
     with warnings.catch_warnings():
         for name in [c for c, kind in data.column_types.items() if kind == "numeric"]:  # the user said what it is
-            warnings.filterwarnings("ignore", re.escape(f"column {name!r} is named as an identifier"), ColumnWarning)
+            warnings.filterwarnings("ignore", identifier_warning(name), ColumnWarning)
         detector = MaskedAutoencoderDetector(
             backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
             neighbour_sample_sizes=config.model.neighbour_sample_sizes, contamination=config.model.contamination,

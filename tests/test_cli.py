@@ -1,9 +1,11 @@
 """The `maskae` command: help, argument errors, and the demo end to end on the embedded defaults."""
 
 import json
+from pathlib import Path
 
 import pytest
 
+import pipeline.train
 from flows.cli import _warnings_as_lines, main
 
 
@@ -41,10 +43,13 @@ def test_warnings_print_as_one_line_naming_the_command(monkeypatch):
 
     monkeypatch.delenv("MASKAE_DEBUG", raising=False)
     raised = UserWarning("column 'terminal_id' is named as an identifier")
+    ours = str(Path(pipeline.train.__file__))  # maskae's warnings reach the command from its pipeline steps
     with _warnings_as_lines("train"):
-        line = warnings.formatwarning(raised, UserWarning, "/site-packages/maskae/table_encoding.py", 241, "warn(...)")
-    assert line == "maskae train: warning: column 'terminal_id' is named as an identifier\n"
-    assert "table_encoding.py:241" in warnings.formatwarning(raised, UserWarning, "table_encoding.py", 241)  # restored
+        assert warnings.formatwarning(raised, UserWarning, ours, 141, "warn(...)") == \
+            "maskae train: warning: column 'terminal_id' is named as an identifier\n"
+        other = warnings.formatwarning(FutureWarning("x is deprecated"), FutureWarning, "/lib/pandas/core.py", 7)
+        assert other.startswith("/lib/pandas/core.py:7: FutureWarning: x is deprecated")  # says where it comes from
+    assert f"{ours}:141" in warnings.formatwarning(raised, UserWarning, ours, 141)  # restored afterwards
     monkeypatch.setenv("MASKAE_DEBUG", "1")
     with _warnings_as_lines("train"):  # debugging keeps Python's format, with the place
-        assert "table_encoding.py:241" in warnings.formatwarning(raised, UserWarning, "table_encoding.py", 241)
+        assert f"{ours}:141" in warnings.formatwarning(raised, UserWarning, ours, 141)

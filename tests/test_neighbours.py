@@ -59,3 +59,18 @@ def test_no_points_give_empty_distances():
                                     n_samples=3, rng=rng)
     got = samples.distances(np.zeros((0, 2), np.float32))
     assert {k: v.shape for k, v in got.items()} == {"neighbours@4": (0,), "neighbours@8": (0,)}
+
+
+def test_distances_are_float32_whatever_torch_s_default_dtype():
+    import torch
+
+    rng = np.random.default_rng(4)
+    train = rng.normal(size=(30, 2)).astype(np.float32)
+    samples = NeighbourSamples.draw(train, np.arange(30), sizes=(4,), n_samples=3, rng=rng)
+    expected = samples.distances(train[:5])["neighbours@4"]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # a user's session may have set it: buffers must not follow it
+    try:
+        np.testing.assert_array_equal(samples.distances(train[:5])["neighbours@4"], expected)
+    finally:
+        torch.set_default_dtype(default)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskae.table_encoding import UNKNOWN_CODE, TableEncoder
+from maskae.table_encoding import UNKNOWN_CODE, ColumnWarning, TableEncoder
 
 
 def test_kinds_scaling_and_round_trip(mixed_frame):
@@ -70,7 +70,7 @@ def test_a_column_keeps_its_most_frequent_categories_and_rarer_values_read_as_ot
     import json
 
     train = pd.DataFrame({"m": list("aaaaabbbccde") + [None]})
-    with pytest.warns(UserWarning, match=r"'m' has 5 distinct values: the 2 most frequent, 67% of its rows"):
+    with pytest.warns(ColumnWarning, match=r"'m' has 5 distinct values: the 2 most frequent, 67% of its rows"):
         enc = TableEncoder(max_categories=2).fit(train)
     column = enc.categorical_[0]
     assert column.categories == ["a", "b"] and column.n_codes == 3 and column.capped
@@ -93,7 +93,7 @@ def test_ties_at_the_cut_keep_the_first_values_in_order_and_no_value_seen_once()
 
 def test_an_identifier_or_timestamp_column_is_named_at_fit_and_its_codes_stay_bounded():
     ids = pd.DataFrame({"x": np.random.default_rng(0).normal(size=200), "txn": [f"t{i}" for i in range(200)]})
-    with pytest.warns(UserWarning, match=r"'txn' has 200 distinct values in 200 observed training rows, as an identifier"):
+    with pytest.warns(ColumnWarning, match=r"'txn' has 200 distinct values in 200 observed training rows, as an ident"):
         enc = TableEncoder(max_categories=16).fit(ids)
     assert enc.categorical_[0].categories == [] and enc.categorical_[0].n_codes == 1  # every id reads as 'other'
     # A date column cannot generalise either (every new day is unseen), however few its values:
@@ -102,7 +102,7 @@ def test_an_identifier_or_timestamp_column_is_named_at_fit_and_its_codes_stay_bo
 
     for days in (pd.to_datetime(["2024-01-01", "2024-01-02"] * 50), [datetime.date(2024, 1, d) for d in (1, 2)] * 50,
                  ["2024-01-01", "2024-01-02 13:05:00"] * 50):
-        with pytest.warns(UserWarning, match="'day' has 2 distinct values in 100 observed training rows"):
+        with pytest.warns(ColumnWarning, match="'day' has 2 distinct values in 100 observed training rows"):
             TableEncoder().fit(pd.DataFrame({"day": days}))
 
 
@@ -129,7 +129,7 @@ def test_a_number_that_only_grows_down_the_rows_is_named_as_a_clock_or_counter()
 
     rng = np.random.default_rng(0)
     seconds = 1.7e9 + np.cumsum(rng.integers(0, 90, size=500)).astype(float)  # epoch seconds, sorted, some repeated
-    with pytest.warns(UserWarning, match="'epoch' only grows .* down its 500 training rows, as a timestamp"):
+    with pytest.warns(ColumnWarning, match="'epoch' only grows .* down its 500 training rows, as a timestamp"):
         TableEncoder().fit(pd.DataFrame({"epoch": seconds, "x": rng.normal(size=500)}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same values shuffled, or a short column, are not named
@@ -139,8 +139,6 @@ def test_a_number_that_only_grows_down_the_rows_is_named_as_a_clock_or_counter()
 
 def test_whole_numbers_in_a_column_named_as_an_identifier_are_named_at_fit():
     import warnings
-
-    from maskae.table_encoding import ColumnWarning
 
     rng = np.random.default_rng(0)
     ids = rng.permutation(np.arange(10_000, 10_300))  # unordered, so not taken for a counter
@@ -152,14 +150,17 @@ def test_whole_numbers_in_a_column_named_as_an_identifier_are_named_at_fit():
         # number that may count something (weeks) with fewer distinct values than an id column has
         TableEncoder().fit(pd.DataFrame({"customer_id": ids + 0.5, "status_code": rng.integers(0, 2, 300),
                                          "paid": ids, "android": ids, "week_number": rng.integers(1, 54, 300)}))
+        TableEncoder().fit(pd.DataFrame({"accountNo": rng.permutation(100) + 1000}))  # 100 numbers: not yet
+    with pytest.warns(ColumnWarning, match="'accountNo' is named as an identifier"):  # 101: named
+        TableEncoder().fit(pd.DataFrame({"accountNo": rng.permutation(101) + 1000}))
 
 
 def test_unseen_counts_match_what_transform_counts(mixed_frame):
-    with pytest.warns(UserWarning, match="the 2 most frequent"):
+    with pytest.warns(ColumnWarning, match="the 2 most frequent"):
         enc = TableEncoder(max_categories=2).fit(mixed_frame)
     new = mixed_frame.copy()
     new.loc[:4, "category"] = "never-seen"
     new.loc[5, "channel"] = None  # missing, not unseen
-    kept = enc.categorical_[0].categories  # the two most frequent categories; the third reads as "other"
+    kept = next(c for c in enc.categorical_ if c.name == "category").categories  # 2 most frequent: a third is "other"
     others = int((~mixed_frame.loc[5:, "category"].isin(kept)).sum())
     assert enc.unseen_counts(new) == enc.transform(new).unseen_counts == {"category": 5 + others}
