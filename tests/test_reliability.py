@@ -244,3 +244,30 @@ def test_new_category_values_are_counted_for_the_whole_file_and_warned_once(scre
     assert "merchant_category: 4 (2.00% of rows scored), read as unknown" in (out / "report.html").read_text()
     clean = write(batch(screened), tmp_path / "clean.csv")
     assert read_summary(screen(clean, "fraud", tmp_path / "clean").out_dir)["unseen_categories"] == {}
+
+
+def test_a_file_changed_while_screened_fails_without_output_or_warnings(screened, tmp_path):
+    import warnings
+
+    from maskae.table_encoding import UnknownCategoryWarning
+    from pipeline.screen import in_process_scorer
+
+    frame = batch(screened)
+    frame.loc[3, "merchant_category"] = "new-merchant-type"
+    path = write(frame, tmp_path / "batch.csv")
+
+    def appending_scorer(model):  # another process appends rows while the first chunk is scored
+        def scores(frames):
+            for n, chunk_scores in enumerate(in_process_scorer(model)(frames)):
+                if n == 0:
+                    with open(path, "a") as file:
+                        file.write(frame.head(1).assign(**{ID: "late"}).to_csv(index=False, header=False))
+                yield chunk_scores
+        return scores
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(IngestError, match="changed while it was screened"):
+            screen(path, "fraud", tmp_path / "out", batch_rows=64, scorer=appending_scorer)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not [w for w in caught if issubclass(w.category, UnknownCategoryWarning)]  # nothing said of a bad run
