@@ -180,10 +180,14 @@ def _names_an_identifier(name: str, values: np.ndarray) -> bool:
     return np.unique(values).size >= at_least
 
 
+def _identifier_message(name: str) -> str:
+    return f"column {name!r} is named as an identifier or a code and holds whole numbers"
+
+
 def identifier_warning(name: str) -> str:
     """A regular expression matching the start of the warning that names column ``name`` as an
     identifier, case-sensitively (``warnings.filterwarnings`` compiles its pattern ignoring case)."""
-    return "(?-i:" + re.escape(f"column {name!r} is named as an identifier") + ")"
+    return "(?-i:" + re.escape(_identifier_message(name)) + ")"
 
 
 def _check_unique_names(columns) -> None:
@@ -264,9 +268,9 @@ class TableEncoder:
         elif _names_an_identifier(name, finite):
             # Read as a number, an id's order and distances mean nothing, yet they would be scaled,
             # reconstructed and measured like an amount's.
-            warnings.warn(f"column {name!r} is named as an identifier or a code and holds whole numbers, which are "
-                          f"read as amounts. Leave it out if it is an identifier; if its numbers are codes (a "
-                          f"merchant category code), give it as text so that they are read as categories",
+            warnings.warn(f"{_identifier_message(name)}, which are read as amounts. Leave it out if it is an "
+                          f"identifier; if its numbers are codes (a merchant category code), give it as text so "
+                          f"that they are read as categories",
                           ColumnWarning, stacklevel=outside_stacklevel())
         log_scale = None
         positive = finite[finite > 0]

@@ -241,6 +241,9 @@ def test_new_category_values_are_counted_for_the_whole_file_and_warned_once(scre
     assert said == ["batch.csv: column 'merchant_category': 4 value(s) never seen in training, scored as 'unknown'"]
     summary = accounted(out, frame)
     assert summary["unseen_categories"] == {"merchant_category": {"values": 4, "share": 4 / 200, "reads_as": "unknown"}}
+    import mlflow
+
+    assert mlflow.get_run(summary["mlflow_run_id"]).data.metrics["unseen_category_values"] == 4
     assert "merchant_category: 4 (2.00% of rows scored), read as unknown" in (out / "report.html").read_text()
     clean = write(batch(screened), tmp_path / "clean.csv")
     assert read_summary(screen(clean, "fraud", tmp_path / "clean").out_dir)["unseen_categories"] == {}
