@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train, calibrate and register a model version")
-    train.add_argument("--data", help="CSV or Parquet file, or a glob of them")
+    train.add_argument("--data", help="CSV or Parquet file, or a glob of them; or a folder of good images")
     train.add_argument("--config", help="TOML config file; flags override its values")
     train.add_argument("--model-name", help="registered model name (one per use case)")
     train.add_argument("--id-col", help="record id column")
@@ -36,14 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--columns", type=_names, help="feature columns, comma-separated (default: all but id and label)")
     train.add_argument("--exclude-columns", type=_names, help="columns that are not features, comma-separated "
                                                               "(identifiers, timestamps)")
-    train.add_argument("--backend", choices=["mlp"], help="network backend (default mlp)")
+    train.add_argument("--backend", choices=["mlp", "cnn"], help="network backend (default: cnn for images, mlp for tables)")
+    train.add_argument("--image-size", type=int, help="images: read at this many pixels square (default 64)")
     train.add_argument("--max-steps", type=int, help="training budget in optimisation steps")
     train.add_argument("--strategy", choices=["fpr", "fdr", "budget", "labels"], help="threshold strategy")
     train.add_argument("--level", type=float, help="alpha (fpr), q (fdr), fraction or count (budget)")
     train.add_argument("--seed", type=int, help="random seed (repeatable training)")
 
     screen = commands.add_parser("screen", help="score a batch and write flagged records, report and summary")
-    screen.add_argument("--data", required=True, help="CSV or Parquet file to screen")
+    screen.add_argument("--data", required=True, help="CSV or Parquet file to screen, or a folder of images")
     screen.add_argument("--model", required=True, help="NAME or NAME@ALIAS (default alias: champion)")
     screen.add_argument("--out", required=True, help="output folder of this screening run")
     screen.add_argument("--id-col", help="record id column (default: the one the model was trained with)")
@@ -90,7 +91,7 @@ def _preflight(data: str | None = None, model: str | None = None) -> None:
     from pipeline.tracking import resolve_model, use_tracking
 
     use_tracking(Path.cwd())
-    if data is not None:
+    if data is not None and not Path(data).is_dir():  # a folder is read as images
         source_files(data)
     if model is not None:
         resolve_model(model)
@@ -104,6 +105,7 @@ def _train(args: argparse.Namespace) -> None:
         "data.path": args.data, "data.id_column": args.id_col, "data.label_column": args.label_col,
         "data.columns": args.columns, "data.exclude_columns": args.exclude_columns,
         "mlflow.model_name": args.model_name, "model.backend": args.backend, "model.max_steps": args.max_steps,
+        "data.image_size": args.image_size,
         "model.random_state": args.seed, "calibration.strategy": args.strategy, "calibration.level": args.level,
     }
     config = load_config(args.config, overrides)

@@ -1,4 +1,4 @@
-"""Screening flows: one file, and the nightly sweep of a folder of incoming files.
+"""Screening flows: one file (or a folder of images), and the nightly sweep of a folder of incoming files.
 
 ``screen_flow`` resolves the model, screens the file into its output folder and publishes a
 markdown summary and a table of the top flagged records as Prefect artifacts. ``screen_incoming``
@@ -34,6 +34,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
 from pipeline.tracking import resolve_model, use_tracking
@@ -84,6 +85,8 @@ def dask_scorer(model_ref: str, in_flight: int) -> Any:
 @task(name="score-flag-report", retries=1, retry_delay_seconds=5)
 def screen_file(data_path: str, model_ref: str, out_dir: str, id_column: str | None, batch_rows: int) -> dict[str, Any]:
     # A retry after a crash is safe: the output folder appears only once complete.
+    if Path(data_path).is_dir():  # a folder of images
+        return _result(screen_images(data_path, model_ref, Path(out_dir)))
     return _result(screen(data_path, model_ref, Path(out_dir), id_column=id_column, batch_rows=batch_rows))
 
 
@@ -117,9 +120,12 @@ def publish(result: dict[str, Any]) -> None:
 def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None = None,
                 workdir: str | None = None, batch_rows: int = BATCH_ROWS, dask_workers: int | None = None,
                 dask_address: str | None = None) -> dict[str, Any]:
-    """Screen one file with ``model`` (``NAME`` or ``NAME@ALIAS``) into ``out_dir``; with
-    ``dask_workers`` (a local cluster) or ``dask_address`` (a running scheduler) on Dask."""
+    """Screen one file, or a folder of images, with ``model`` (``NAME`` or ``NAME@ALIAS``) into
+    ``out_dir``; a file with ``dask_workers`` (a local cluster) or ``dask_address`` (a running
+    scheduler) on Dask."""
     use_tracking(Path(workdir or Path.cwd()))  # also sets MLFLOW_TRACKING_URI, which local workers inherit
+    if (dask_workers or dask_address) and Path(data_path).is_dir():
+        raise ValueError(f"{data_path!r} is a folder of images: they are screened in this process, not on Dask")
     pinned = resolve(model)
     if dask_workers or dask_address:
         from prefect_dask import DaskTaskRunner
@@ -137,7 +143,8 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
         result = screen_file(data_path, pinned, out_dir, id_column, batch_rows)
     publish(result)
     summary = result["summary"]
-    print(f"{summary['rows_flagged']} of {summary['rows_in']} rows flagged; output in {result['out_dir']}")
+    print(f"{summary['rows_flagged']} of {summary['rows_in']} {'images' if Path(data_path).is_dir() else 'rows'} "
+          f"flagged; output in {result['out_dir']}")
     return result
 
 

@@ -1,4 +1,5 @@
-"""The training flow: read, validate, fit, calibrate, evaluate and register a model.
+"""The training flow: read, validate, fit, calibrate, evaluate and register a model, on a table
+(:mod:`pipeline.train`) or on a folder of images (:mod:`pipeline.image_train`).
 
 Example
 -------
@@ -18,6 +19,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from pipeline.config import PipelineConfig
+from pipeline.image_train import train_images
 from pipeline.tracking import use_tracking
 from pipeline.train import TrainResult, train
 
@@ -25,7 +27,7 @@ from pipeline.train import TrainResult, train
 @task(name="train-calibrate-register", retries=2, retry_delay_seconds=5)
 def train_and_register(config: PipelineConfig, workdir: Path) -> TrainResult:
     # Retries cover MLflow or the file store being briefly unavailable; the fit itself is seeded.
-    return train(config, workdir)
+    return (train_images if config.data.format == "images" else train)(config, workdir)
 
 
 @flow(name="maskae-train", log_prints=True)

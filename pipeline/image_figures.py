@@ -4,7 +4,8 @@ and where it disagrees.
 One PNG grid, a row per image (most anomalous first): the original, the reconstruction (each
 pixel inpainted from its context) and the anomaly map laid over the original. Drawn with
 matplotlib's Agg backend and written atomically (temporary name, then rename), so a report or an
-MLflow run never picks up half a file.
+MLflow run never picks up half a file. :func:`record_pngs` gives the same three views of one image
+as separate PNGs, for the report's record details.
 
 Example
 -------
@@ -18,6 +19,7 @@ Example
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ matplotlib.use("Agg")  # files only: never look for a display on a batch machine
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
@@ -78,3 +81,24 @@ def anomaly_grid(path: str | Path, images: np.ndarray, reconstructions: np.ndarr
     plt.close(figure)
     os.replace(staging, path)
     return path
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:  # one channel: a gray PNG
+        pixels = pixels[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def record_pngs(image: np.ndarray, reconstruction: np.ndarray, anomaly_map: np.ndarray,
+                high: float) -> dict[str, bytes]:
+    """``{"original", "reconstruction", "overlay"}`` PNG bytes of one H x W x C ``uint8`` image:
+    the overlay blends the anomaly map (``jet`` colours, ``high`` and above drawn at the top
+    colour, as in :func:`anomaly_grid`) half and half with the image in gray."""
+    original, rebuilt = (np.asarray(a, dtype=np.uint8) for a in (image, reconstruction))
+    gray = original.mean(axis=-1) if original.ndim == 3 else original.astype(float)
+    low = float(np.min(anomaly_map))
+    heat = plt.get_cmap("jet")((np.asarray(anomaly_map) - low) / ((high - low) or 1.0))[..., :3] * 255
+    overlay = (0.5 * gray[..., None] + 0.5 * heat).clip(0, 255).astype(np.uint8)
+    return {"original": _png(original), "reconstruction": _png(rebuilt), "overlay": _png(overlay)}

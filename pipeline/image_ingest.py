@@ -50,6 +50,16 @@ def _decode(path: Path, size: int | None) -> Image.Image:
         return image
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """Every file under ``folder`` (recursively, hidden files and folders skipped), sorted: what
+    :func:`read_image_folder` reads, and what a run's fingerprint covers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
 def read_image_folder(folder: str | Path, size: int | None = None) -> ImageFolder:
     """Every file under ``folder`` (recursively, hidden files skipped), decoded to uint8 arrays.
 
@@ -59,10 +69,7 @@ def read_image_folder(folder: str | Path, size: int | None = None) -> ImageFolde
     holds no readable image.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(path for path in folder.rglob("*")
-                   if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    files = image_files(folder)
     decoded, quarantined = [], []
     for path in files:
         name = str(path.relative_to(folder))

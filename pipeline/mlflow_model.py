@@ -11,7 +11,8 @@ model never unpickles anything:
   as the loaded model's ``schema`` attribute (None without it), so screening needs nothing but the
   model: ``mlflow.pyfunc.load_model(uri).unwrap_python_model().schema``.
 
-``predict`` takes a DataFrame of feature columns and returns, row for row (same index),
+``predict`` takes a DataFrame of feature columns (or, for an image model, an N x H x W x C
+``uint8`` array of images) and returns, row for row (same index; 0..N-1 for images),
 ``anomaly_score``, ``p_value`` and ``flagged``. For the ``fdr`` and ``budget`` strategies the flags
 depend on the whole batch passed to one ``predict`` call.
 
@@ -31,6 +32,7 @@ import os
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may try to reach the internet
 
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from maskae import MaskedAutoencoderDetector  # noqa: E402
@@ -49,7 +51,7 @@ def read_calibration(path: str | os.PathLike) -> Calibration:
 
 
 def calibrated_scores(detector: MaskedAutoencoderDetector, calibration: Calibration,
-                      frame: pd.DataFrame) -> pd.DataFrame:
+                      frame: pd.DataFrame | np.ndarray) -> pd.DataFrame:
     """Score one batch and flag it: what the pyfunc's ``predict`` returns.
 
     Parameters
@@ -58,8 +60,8 @@ def calibrated_scores(detector: MaskedAutoencoderDetector, calibration: Calibrat
         Fitted detector.
     calibration : Calibration
         Fitted calibration rule applied to the batch's anomaly scores.
-    frame : DataFrame of shape (m, n_features)
-        The records, with the columns the detector was trained on.
+    frame : DataFrame of shape (m, n_features), or ndarray of m images
+        The records, with the columns the detector was trained on; or an image batch.
 
     Returns
     -------
@@ -71,7 +73,7 @@ def calibrated_scores(detector: MaskedAutoencoderDetector, calibration: Calibrat
     result = calibration.apply(scores)
     return pd.DataFrame(
         {"anomaly_score": scores.astype(float), "p_value": result.p_value, "flagged": result.flagged},
-        index=frame.index,  # callers join the output back to their id column by index
+        index=getattr(frame, "index", None),  # callers join the output back to their id column by index
         columns=list(OUTPUT_COLUMNS),
     )
 
@@ -92,8 +94,9 @@ class MaskaeModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict | None = None) -> pd.DataFrame:
         """Score and flag ``model_input``; see :func:`calibrated_scores`."""
-        if not isinstance(model_input, pd.DataFrame):
-            # Without a signature MLflow may hand over a list of dicts or an array.
+        if not isinstance(model_input, pd.DataFrame) and not (
+                isinstance(model_input, np.ndarray) and model_input.ndim >= 3):  # images stay an array
+            # Without a signature MLflow may hand over a list of dicts or a table as an array.
             model_input = pd.DataFrame(model_input)
         return calibrated_scores(self.detector, self.calibration, model_input)
 

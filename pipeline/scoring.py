@@ -44,15 +44,16 @@ class ScoringModel:
     pyfunc: Any  # mlflow.pyfunc.PyFuncModel
     detector: MaskedAutoencoderDetector
     calibration: Calibration
-    schema: Schema
+    schema: Schema | dict[str, Any]  # an image model's: pipeline.image_train.image_schema
 
-    def score(self, features: pd.DataFrame) -> pd.DataFrame:
-        """``anomaly_score``, ``p_value``, ``flagged`` per row of ``features`` (same index), through
-        the pyfunc, so MLflow checks the input against the model's signature. For the ``fdr`` and
-        ``budget`` strategies the flags are those of ``features`` taken as one batch."""
-        if features.empty:  # MLflow refuses an empty frame; nothing to score is not an error
+    def score(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+        """``anomaly_score``, ``p_value``, ``flagged`` per row of ``features`` (same index), or per
+        image of an image batch, through the pyfunc, so MLflow checks the input against the model's
+        signature. For the ``fdr`` and ``budget`` strategies the flags are those of ``features``
+        taken as one batch."""
+        if not len(features):  # MLflow refuses an empty frame; nothing to score is not an error
             return pd.DataFrame({c: pd.Series(dtype=bool if c == "flagged" else float) for c in OUTPUT_COLUMNS},
-                                index=features.index)
+                                index=getattr(features, "index", None))
         return self.pyfunc.predict(features)
 
 
@@ -64,11 +65,15 @@ def load_scoring_model(ref: str | tracking.ResolvedModel) -> ScoringModel:
     tracking.ModelNotFoundError
         No such model, alias or version.
     SchemaError
-        The version carries no data schema (it was not logged by ``pipeline.train``).
+        The version carries no data schema (it was not logged by ``pipeline.train``), or it is an
+        image model (:mod:`pipeline.image_screen` loads those).
     """
     resolved = ref if isinstance(ref, tracking.ResolvedModel) else tracking.resolve_model(ref)
     pyfunc = tracking.load_model(resolved.uri)
     inner = pyfunc.unwrap_python_model()
+    if (getattr(inner, "schema", None) or {}).get("kind") == "images":
+        raise SchemaError(f"model {resolved.name!r} version {resolved.version} was trained on images: screen a "
+                          f"folder of images with it")
     if getattr(inner, "schema", None) is None:
         raise SchemaError(f"model {resolved.name!r} version {resolved.version} carries no data schema: "
                           f"retrain it with pipeline.train (or `maskae train`)")

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from maskae.calibration import ChunkedBatch
+from maskae.calibration import Calibration, ChunkedBatch
 from maskae.table_encoding import UnknownCategoryWarning
 from pipeline import tracking
 from pipeline.ingest import IngestError, Schema, SeenIds, iter_batches, validate
@@ -61,7 +61,7 @@ class ScreenResult:
     reused: bool
 
 
-def _now() -> str:
+def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -144,55 +144,77 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     ModelNotFoundError, FileExistsError
         Unknown model or alias; ``out_dir`` holds something else.
     """
-    started, data_path, out_dir = _now(), Path(data_path), Path(out_dir)
+    started, data_path, out_dir = now_utc(), Path(data_path), Path(out_dir)
     iter_batches(data_path, batch_rows=batch_rows)  # fails now on a missing, empty or unnamed-format file
     resolved, source = tracking.resolve_model(model_ref), fingerprint([data_path])
-    previous = read_summary(out_dir)
-    if previous is not None and _same_screening(previous, source["sha256"], resolved):
+    previous = earlier_screening(out_dir, source["sha256"], resolved, data_path.name)
+    if previous is not None:
         return ScreenResult(out_dir, previous, reused=True)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{str(out_dir)!r} already holds something other than this screening of "
-                              f"{data_path.name} by {resolved.name} v{resolved.version}: choose a new folder")
     model = load_scoring_model(resolved)
     schema = model.schema if id_column is None else Schema(id_column, model.schema.features, model.schema.label_column)
-    cal = model.calibration
     with ScreeningFolder(out_dir, schema.id_column) as folder:
         tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
-        batch, histogram = tally.batch, tally.histogram
-        rule = batch.finish(lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
+        rule = tally.batch.finish(
+            lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags)
         columns = _explain_flagged(data_path, model, schema, hits, batch_rows, top_reasons, folder)
         top = folder.write_flagged(hits, columns, REPORT_ROWS)
         if fingerprint([data_path])["sha256"] != source["sha256"]:
             raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
-        unseen = _unseen_categories(tally.unseen, model, batch.rows, data_path.name)
-        summary = {
-            "rows_in": batch.rows + tally.rows_quarantined, "rows_scored": batch.rows,
-            "rows_quarantined": tally.rows_quarantined,
-            "rows_flagged": len(hits), "flag_rate": len(hits) / batch.rows if batch.rows else 0.0,
-            "id_column": schema.id_column,
-            "model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias, "uri": resolved.uri},
-            "calibration": {"strategy": cal.strategy, "level": cal.level, "objective": cal.objective,
-                            "threshold": _finite(rule.threshold),
-                            "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
-            "drift": tally.drift.summary(),
-            "unseen_categories": unseen,
-            "score_histogram": histogram.to_dict(),
-            "input": {"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")}, "columns": tally.columns},
-            "started_at": started,
-        }
-        metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
-        metrics["unseen_category_values"] = sum(tally.unseen.values())
-        metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}
-        summary["mlflow_run_id"] = tracking.log_run(
-            resolved, "screening", metrics=metrics,
-            params={"input.path": summary["input"]["path"], "out_dir": str(out_dir.resolve()), "top_reasons": top_reasons},
-            tags={"input.sha256": source["sha256"], "calibration.strategy": cal.strategy})
-        summary["finished_at"] = _now()
-        report = render_report(summary, top, folder.quarantine_head, histogram.counts_and_edges(),
-                               cal.calibration_scores)
-        folder.publish(summary=summary, report=report)
+        unseen = _unseen_categories(tally.unseen, model, tally.batch.rows, data_path.name)
+        publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
+                          source={"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},
+                                  "columns": tally.columns},
+                          unseen=unseen, params={"top_reasons": top_reasons})
     return ScreenResult(out_dir, read_summary(out_dir), reused=False)
+
+
+def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel, name: str) -> dict[str, Any] | None:
+    """The summary of ``out_dir`` if it already holds this screening (same input bytes, same model
+    version), to be returned as it is; None if it is free. FileExistsError if it holds anything else."""
+    previous = read_summary(out_dir)
+    if previous is not None and _same_screening(previous, sha256, model):
+        return previous
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"{str(out_dir)!r} already holds something other than this screening of "
+                              f"{name} by {model.name} v{model.version}: choose a new folder")
+    return None
+
+
+def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.ResolvedModel, cal: Calibration,
+                      threshold: float, hits: pd.DataFrame, top: pd.DataFrame, *, started: str,
+                      source: dict[str, Any], unseen: dict[str, dict], params: dict[str, Any],
+                      images: dict[str, dict[str, bytes]] | None = None) -> None:
+    """The last step of a screening, of a table or of images: ``summary.json``, the MLflow run,
+    ``report.html`` (``top``: its first flagged records; ``images``: theirs, by id), and the folder
+    renamed into place. ``source``: the summary's ``input`` (path, sha256, bytes, ...); ``params``:
+    the step's own settings, logged to the MLflow run."""
+    rows = tally.batch.rows
+    summary = {
+        "rows_in": rows + tally.rows_quarantined, "rows_scored": rows, "rows_quarantined": tally.rows_quarantined,
+        "rows_flagged": len(hits), "flag_rate": len(hits) / rows if rows else 0.0,
+        "id_column": folder.id_column,
+        "model": {"name": model.name, "version": model.version, "alias": model.alias, "uri": model.uri},
+        "calibration": {"strategy": cal.strategy, "level": cal.level, "objective": cal.objective,
+                        "threshold": _finite(threshold),
+                        "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
+        "drift": tally.drift.summary(),
+        "unseen_categories": unseen,
+        "score_histogram": tally.histogram.to_dict(),
+        "input": source,
+        "started_at": started,
+    }
+    metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
+    metrics["unseen_category_values"] = sum(u["values"] for u in unseen.values())
+    metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}
+    summary["mlflow_run_id"] = tracking.log_run(
+        model, "screening", metrics=metrics,
+        params={"input.path": source["path"], "out_dir": str(folder.out_dir.resolve()), **params},
+        tags={"input.sha256": source["sha256"], "calibration.strategy": cal.strategy})
+    summary["finished_at"] = now_utc()
+    report = render_report(summary, top, folder.quarantine_head, tally.histogram.counts_and_edges(),
+                           cal.calibration_scores, images=images)
+    folder.publish(summary=summary, report=report)
 
 
 def _unseen_categories(counts: Counter, model: ScoringModel, rows_scored: int, file_name: str) -> dict[str, dict]:
@@ -208,7 +230,7 @@ def _unseen_categories(counts: Counter, model: ScoringModel, rows_scored: int, f
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What the first pass keeps of the file: running counts, never rows."""
 
     batch: ChunkedBatch
@@ -218,14 +240,25 @@ class _Tally:
     columns: list[str] | None = None
     unseen: Counter = field(default_factory=Counter)  # column -> values read as "unknown" or "other"
 
+    def add(self, folder: ScreeningFolder, ids: pd.Series, rows: np.ndarray, scores: np.ndarray) -> None:
+        """Count one chunk's scores and write them (``rows``: their row numbers) to ``folder``."""
+        p_value = self.batch.add(scores)
+        self.drift.add(scores)
+        self.histogram.add(scores)
+        folder.add_scores(ids, rows, scores, p_value)
+
+
+def new_tally(cal: Calibration) -> Tally:
+    """Empty running counts for a batch scored against ``cal``."""
+    return Tally(ChunkedBatch(cal), ScoreDrift(cal.calibration_scores),
+                  ScoreHistogram(histogram_edges(cal.calibration_scores, cal.threshold)))
+
 
 def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int, folder: ScreeningFolder,
-                scorer: ChunkScorer) -> _Tally:
+                scorer: ChunkScorer) -> Tally:
     """First pass: validate each chunk (repeated ids across chunks caught), quarantine what cannot be
     scored, score the rest through ``scorer`` (in order) and write the scores."""
-    cal, seen = model.calibration, SeenIds()
-    tally = _Tally(ChunkedBatch(cal), ScoreDrift(cal.calibration_scores),
-                   ScoreHistogram(histogram_edges(cal.calibration_scores, cal.threshold)))
+    tally, seen = new_tally(model.calibration), SeenIds()
     pending: deque[pd.DataFrame] = deque()  # clean chunks whose scores are still being computed
     bar = tqdm(desc=f"screening {path.name}", unit="rows", disable=not sys.stderr.isatty(), leave=False)
 
@@ -242,10 +275,7 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
 
     for scores in scorer(features()):
         clean = pending.popleft()
-        p_value = tally.batch.add(scores)
-        tally.drift.add(scores)
-        tally.histogram.add(scores)
-        folder.add_scores(clean[schema.id_column], clean.index.to_numpy(), scores, p_value)
+        tally.add(folder, clean[schema.id_column], clean.index.to_numpy(), scores)
         bar.update(len(clean))
     bar.close()
     return tally

@@ -80,16 +80,21 @@ EVIDENCE_WORDS = {
 NOTABLE_SD = 1.0  # evidence this many standard deviations above a typical training record is named
 
 
-def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...]) -> list[str]:
+IMAGE_EVIDENCE_WORDS = {"neighbours": "unlike any training image", "reconstruction": "parts unlike their surroundings"}
+
+
+def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...], words: dict[str, str] = EVIDENCE_WORDS
+                     ) -> list[str]:
     """Per row of ``evidence`` (``MaskedAutoencoderDetector.evidence_scores``), the ``kinds`` of
     evidence the score combines that stand at least ``NOTABLE_SD`` above a typical training record,
-    strongest first, with their standard deviations (a kind's terms averaged, as in the score)."""
+    strongest first, with their standard deviations (a kind's terms averaged, as in the score),
+    in ``words`` (:data:`IMAGE_EVIDENCE_WORDS` for images)."""
     by_kind = evidence.T.groupby(lambda name: name.split("@")[0]).mean().T
-    by_kind = by_kind[[k for k in EVIDENCE_WORDS if k in by_kind.columns and k in kinds]]
+    by_kind = by_kind[[k for k in words if k in by_kind.columns and k in kinds]]
     out = []
     for values in by_kind.to_numpy():
         notable = sorted(((v, k) for k, v in zip(by_kind.columns, values) if v >= NOTABLE_SD), reverse=True)
-        out.append(", ".join(f"{EVIDENCE_WORDS[k]} {v:+.1f} sd" for v, k in notable))
+        out.append(", ".join(f"{words[k]} {v:+.1f} sd" for v, k in notable))
     return out
 
 

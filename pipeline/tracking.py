@@ -37,6 +37,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may try to 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars only clutter batch logs
 
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
@@ -122,7 +123,7 @@ def _requirements() -> list[str]:
 
 def log_trained_model(
     detector: MaskedAutoencoderDetector, calibration: Calibration, *, model_name: str, experiment: str,
-    params: Mapping[str, Any], metrics: Mapping[str, float], input_example: pd.DataFrame,
+    params: Mapping[str, Any], metrics: Mapping[str, float], input_example: pd.DataFrame | np.ndarray,
     artifacts: Mapping[str, Path] | None = None, schema: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> ModelVersionInfo:
@@ -139,8 +140,9 @@ def log_trained_model(
         Registered model (created on first use) and experiment of the run (likewise).
     params, metrics : mapping
         Logged to the run as they are.
-    input_example : DataFrame
-        A few feature rows: stored with the model, and with its output gives the signature.
+    input_example : DataFrame or ndarray
+        A few feature rows, or images (N x H x W x C ``uint8``): stored with the model, and with
+        its output gives the signature.
     artifacts : mapping of str to Path, default=None
         Extra files or folders (plots, config) logged under the run folder named by the key.
     schema : mapping, default=None
@@ -157,8 +159,9 @@ def log_trained_model(
     client = MlflowClient()
     # Numbers are logged as double: the detector reads them as floats, and a column inferred as
     # long would reject the next batch that has a missing value in it (MLflow enforces the schema).
-    example = input_example.head(5)
-    example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
+    example = input_example[:5]  # an image batch is an array, logged as a tensor of its dtype
+    if isinstance(example, pd.DataFrame):
+        example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
     # The example is fitting's rows, scored here and by MLflow: fitting has reported their rarer values.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnknownCategoryWarning)

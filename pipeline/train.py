@@ -29,8 +29,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -140,57 +142,76 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
                           exclude_columns=data.exclude_columns, column_types=data.column_types)
     checked = validate(frame, schema)
-    seed = config.model.random_state
+    seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
     with warnings.catch_warnings():
         for name in [c for c, kind in data.column_types.items() if kind == "numeric"]:  # the user said what it is
             warnings.filterwarnings("ignore", identifier_warning(name), ColumnWarning)
         detector = MaskedAutoencoderDetector(
-            backend=config.model.backend, mask_ratio=config.model.mask_ratio, max_steps=config.model.max_steps,
-            neighbour_sample_sizes=config.model.neighbour_sample_sizes, contamination=config.model.contamination,
-            max_categories=config.model.max_categories,
-            calibration_fraction=config.calibration.calibration_fraction, random_state=seed,
+            **model_params, calibration_fraction=config.calibration.calibration_fraction,
             progress=sys.stderr.isatty(),  # a bar for people at a terminal, not in batch logs
         ).fit(feature_frame(fit_rows, schema))
     scores = detector.anomaly_score(feature_frame(validation, schema)) if len(validation) else np.zeros(0)
     calibration, evaluate = _calibrate(config.calibration, detector, scores, y, seed)
     flags = calibration.apply(scores[evaluate]).flagged  # fdr / budget: the evaluation rows as one batch
-    cal_scores = detector.calibration_scores_
     metrics = {f"validation_{k}": v for k, v in label_metrics(y[evaluate], scores[evaluate], flags).items()}
-    metrics |= {f"calibration_score_q{q * 100:g}": float(np.quantile(cal_scores, q)) for q in QUANTILES}
-    metrics |= {"calibration_score_mean": float(cal_scores.mean()), "calibration_score_std": float(cal_scores.std())}
-    if calibration.threshold is not None and np.isfinite(calibration.threshold):
-        metrics["threshold"] = calibration.threshold
     counts = {"rows_read": rows_read, "rows_quarantined": len(checked.quarantined), "rows_fit": len(fit_rows),
-              "rows_calibration": len(cal_scores), "rows_validation": len(evaluate),
+              "rows_calibration": len(detector.calibration_scores_), "rows_validation": len(evaluate),
               "known_anomalies_set_aside": int(y.sum())}
-    metrics |= {**counts, "train_seconds": round(time.perf_counter() - started, 2)}
     source = fingerprint(files)
     data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns),
                  "data.sha256": source["sha256"],
                  "data.bytes": source["bytes"], "data.path": data.path}
-    params = {**{f"model.{k}": v for k, v in config.model.model_dump().items()},
-              **{f"calibration.{k}": v for k, v in config.calibration.model_dump().items()},
-              "data.id_column": data.id_column, "data.label_column": data.label_column,
+    params = {"data.id_column": data.id_column, "data.label_column": data.label_column,
               "data.features": ",".join(schema.feature_columns), **data_tags}
+
+    def draw_labelled(plots: Path) -> None:
+        if "validation_auprc" in metrics:
+            training_plots.pr_curve(plots / "pr_curve.png", y[evaluate], scores[evaluate])
+
+    return log_training(
+        config, detector, calibration, model_params, started, counts, metrics=metrics, params=params,
+        tags={**data_tags, "known_anomalies_set_aside": counts["known_anomalies_set_aside"]},
+        quarantined=checked.quarantined, input_example=feature_frame(fit_rows.head(5), schema),
+        schema=schema.to_dict(), anomaly_scores=scores[y == 1], draw=draw_labelled)
+
+
+def log_training(config: PipelineConfig, detector: MaskedAutoencoderDetector, calibration: Calibration,
+                 model_params: dict[str, Any], started: float, counts: dict[str, int], *,
+                 metrics: dict[str, float], params: dict[str, Any], tags: dict[str, Any],
+                 quarantined: pd.DataFrame, input_example: pd.DataFrame | np.ndarray, schema: dict[str, Any],
+                 anomaly_scores: np.ndarray | None = None, draw: Callable[[Path], None] | None = None
+                 ) -> TrainResult:
+    """Log a training run and register its model, for tables and images alike: the settings
+    (``model_params`` and the calibration's, with ``params``), the calibration scores' quantiles,
+    the threshold, ``counts`` and the seconds since ``started`` (with ``metrics``), the config, the
+    quarantined rows or files, and the plots: score histogram (``anomaly_scores`` beside the
+    calibration scores), loss curve, and whatever ``draw(plots folder)`` adds. Returns the run's
+    :class:`TrainResult`, ``counts`` as given."""
+    cal_scores = detector.calibration_scores_
+    metrics = dict(metrics)
+    metrics |= {f"calibration_score_q{q * 100:g}": float(np.quantile(cal_scores, q)) for q in QUANTILES}
+    metrics |= {"calibration_score_mean": float(cal_scores.mean()), "calibration_score_std": float(cal_scores.std())}
+    if calibration.threshold is not None and np.isfinite(calibration.threshold):
+        metrics["threshold"] = calibration.threshold
+    metrics |= {**counts, "train_seconds": round(time.perf_counter() - started, 2)}
+    params = {**{f"model.{k}": v for k, v in model_params.items()},
+              **{f"calibration.{k}": v for k, v in config.calibration.model_dump().items()}, **params}
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
         plots.mkdir()
         training_plots.score_histogram(plots / "score_histogram.png", cal_scores, calibration.threshold,
-                                       scores[y == 1])
+                                       anomaly_scores)
         training_plots.loss_curve(plots / "training_loss.png", detector.history_)
-        if "validation_auprc" in metrics:
-            training_plots.pr_curve(plots / "pr_curve.png", y[evaluate], scores[evaluate])
+        if draw is not None:
+            draw(plots)
         config_file = Path(tmp) / "config.json"
         config_file.write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
         artifacts = {"plots": plots, "config": config_file}
-        if len(checked.quarantined):
-            checked.quarantined.to_csv(Path(tmp) / "quarantine.csv", index=False, lineterminator=CSV_LINE_END)
+        if len(quarantined):
+            quarantined.to_csv(Path(tmp) / "quarantine.csv", index=False, lineterminator=CSV_LINE_END)
             artifacts["quarantine"] = Path(tmp) / "quarantine.csv"
         info = tracking.log_trained_model(
             detector, calibration, model_name=config.mlflow.model_name, experiment=config.mlflow.experiment,
-            params=params, metrics=metrics, input_example=feature_frame(fit_rows.head(5), schema),
-            artifacts=artifacts, schema=schema.to_dict(),
-            tags={**data_tags, "known_anomalies_set_aside": counts["known_anomalies_set_aside"]},
-        )
+            params=params, metrics=metrics, input_example=input_example, artifacts=artifacts, schema=schema, tags=tags)
     return TrainResult(info.name, info.version, info.aliases, info.run_id, **counts, metrics=metrics)

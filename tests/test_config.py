@@ -40,7 +40,8 @@ def test_config_from_toml_with_defaults_and_overrides(tmp_path):
     path.write_text(TOML.replace("{root}", str(tmp_path / "runs")))
     config = load_config(path)
     assert config.data.format == "parquet" and config.data.column_types == {"mcc": "categorical"}
-    assert (config.model.max_steps, config.model.mask_ratio) == (50, 0.3)
+    params = config.model.detector_params(images=False)
+    assert (params["max_steps"], params["mask_ratio"]) == (50, 0.3)
     calibration = config.calibration
     assert (calibration.strategy, calibration.level, calibration.calibration_fraction) == ("fdr", 0.05, 0.2)
     assert config.mlflow.experiment == "card-fraud"  # defaults to the model name
@@ -55,8 +56,24 @@ def test_model_defaults_match_the_detector():
     from maskae import MaskedAutoencoderDetector  # imports torch, builds nothing
 
     defaults = inspect.signature(MaskedAutoencoderDetector).parameters
-    for name, value in PipelineConfig.model_validate({"data": {"path": "a.csv", "id_column": "i"}}).model:
+    model = PipelineConfig.model_validate({"data": {"path": "a.csv", "id_column": "i"}}).model
+    for name, value in model.detector_params(images=False).items():
         assert defaults[name].default == value, name
+    assert model.detector_params(images=True)["backend"] == "cnn"
+
+
+def test_a_folder_is_read_as_images(tmp_path):
+    (tmp_path / "good").mkdir()
+    config = load_config(overrides={"data.path": str(tmp_path / "good"), "model.max_steps": 9})
+    assert (config.data.format, config.data.id_column, config.data.image_size) == ("images", "path", 64)
+    params = config.model.detector_params(images=True)
+    assert (params["backend"], params["batch_size"], params["max_steps"]) == ("cnn", 16, 9)  # set values stand
+    with pytest.raises(ConfigError, match="data.label_column, columns and column_types are for tables"):
+        load_config(overrides={"data.path": str(tmp_path / "good"), "data.label_column": "y"})
+    with pytest.raises(ConfigError, match="model.backend 'cnn' reads images"):
+        load_config(overrides={"data.path": "a.csv", "data.id_column": "i", "model.backend": "cnn"})
+    with pytest.raises(ConfigError, match="data.id_column: required for tables"):
+        load_config(overrides={"data.path": "a.csv"})
 
 
 @pytest.mark.parametrize("overrides, field", [

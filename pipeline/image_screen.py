@@ -1,0 +1,137 @@
+"""Image screening step: score a folder of images with a registered image model, write the screening folder.
+
+The image counterpart of :func:`pipeline.screen.screen`, with the same output folder (see
+:mod:`pipeline.screening_output`), the same atomic publishing, reuse of an identical earlier
+screening, MLflow run and report. An image's id is its path inside the folder (the ``path``
+column); its ``kind`` column is its parent folder's name. Every file under the folder is read at
+the size the model was trained at (and in its colour mode: gray images are repeated to RGB, colour
+ones averaged to gray); files that are not images or cannot be decoded go to ``quarantine.csv``
+with the reason. Each flagged image's ``reasons`` say which evidence stood out and where it was
+rebuilt worst (``x``, ``y`` in pixels at the model's size, from the top left); the report shows
+the original, the reconstruction and the anomaly map over it, and ``most_anomalous.png`` the
+flagged images side by side, most anomalous first.
+
+The images are held in memory at the model's size (64 px RGB: 12 KB each) and scored in chunks.
+
+Example
+-------
+>>> # result = screen_images("incoming/line-3/", "bottles@champion", Path("runs/line-3"))
+>>> # result.summary["rows_flagged"], result.out_dir / "flagged.csv", result.out_dir / "most_anomalous.png"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import tracking
+from pipeline.image_figures import anomaly_grid, record_pngs
+from pipeline.image_ingest import ImageFolder, image_files, read_image_folder
+from pipeline.image_train import IMAGE_KIND
+from pipeline.ingest import IngestError, SchemaError
+from pipeline.report import REPORT_ROWS
+from pipeline.screen import ScreenResult, earlier_screening, in_process_scorer, new_tally, now_utc, publish_screening
+from pipeline.scoring import ScoringModel
+from pipeline.screening_output import IMAGE_EVIDENCE_WORDS, ROW, ScreeningFolder, evidence_summary, read_summary
+from pipeline.sources import fingerprint
+
+SCORE_IMAGES = 256  # images scored at a time
+GRID = "most_anomalous.png"
+
+
+def load_image_model(resolved: tracking.ResolvedModel) -> ScoringModel:
+    """Load the pinned version, its schema an image schema; SchemaError if it was not trained on images."""
+    pyfunc = tracking.load_model(resolved.uri)
+    inner = pyfunc.unwrap_python_model()
+    if (getattr(inner, "schema", None) or {}).get("kind") != IMAGE_KIND:
+        raise SchemaError(f"model {resolved.name!r} version {resolved.version} was trained on a table: "
+                          f"screen a CSV or Parquet file with it, not a folder of images")
+    return ScoringModel(resolved, pyfunc, inner.detector, inner.calibration, inner.schema)
+
+
+def _as_model_reads(folder: ImageFolder, channels: int) -> np.ndarray:
+    """The folder's images in the model's colour mode (1 = gray, 3 = RGB)."""
+    images = folder.images
+    if images.shape[-1] == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    return images.mean(axis=-1, keepdims=True).round().astype(np.uint8)
+
+
+def _reasons(evidence: list[str], maps: np.ndarray) -> list[str]:
+    """Per image: the evidence that stood out, and where the anomaly map peaks."""
+    out = []
+    for text, anomaly_map in zip(evidence, maps):
+        y, x = np.unravel_index(int(np.argmax(anomaly_map)), anomaly_map.shape)
+        where = f"rebuilt worst around x={x}, y={y} ({float(anomaly_map[y, x]):.1f}x its typical error)"
+        out.append(f"{text}; {where}" if text else where)
+    return out
+
+
+def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top_images: int = 8) -> ScreenResult:
+    """Screen the image folder ``folder_path`` and write the screening folder ``out_dir``.
+
+    ``model_ref`` as for :func:`pipeline.screen.screen`; ``top_images``: how many flagged images
+    ``most_anomalous.png`` shows.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder does not exist.
+    ValueError
+        It holds no readable image.
+    SchemaError
+        The model was trained on a table.
+    IngestError
+        The folder's files changed while it was screened.
+    ModelNotFoundError, FileExistsError
+        Unknown model or alias; ``out_dir`` holds something else.
+    """
+    started, folder_path, out_dir = now_utc(), Path(folder_path), Path(out_dir)
+    files = image_files(folder_path)
+    resolved, source = tracking.resolve_model(model_ref), fingerprint(files)
+    previous = earlier_screening(out_dir, source["sha256"], resolved, folder_path.name)
+    if previous is not None:
+        return ScreenResult(out_dir, previous, reused=True)
+    model = load_image_model(resolved)
+    read = read_image_folder(folder_path, model.schema["image_size"])
+    images, id_column = _as_model_reads(read, model.schema["channels"]), model.schema["id_column"]
+    detector, tally = model.detector, new_tally(model.calibration)
+    with ScreeningFolder(out_dir, id_column) as folder:
+        folder.add_quarantined(read.quarantined.rename(columns={"path": id_column}))
+        tally.rows_quarantined = len(read.quarantined)
+        chunks = (images[start:start + SCORE_IMAGES] for start in range(0, len(images), SCORE_IMAGES))
+        rows = 0
+        for scores in in_process_scorer(model)(chunks):
+            span = np.arange(rows, rows + len(scores))
+            tally.add(folder, pd.Series(np.asarray(read.paths, dtype=object)[span]), span, scores)
+            rows += len(scores)
+        rule = tally.batch.finish(
+            lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
+        hits = folder.flag_scores(rule.flags).sort_values("anomaly_score", ascending=False, kind="stable")
+        picked = images[hits[ROW].to_numpy()]
+        maps = detector.explain(picked) if len(hits) else np.zeros((0, *images.shape[1:3]))
+        reasons = _reasons(evidence_summary(detector.evidence_scores(picked), detector.evidence, IMAGE_EVIDENCE_WORDS)
+                           if len(hits) else [], maps)
+        columns = [id_column, "anomaly_score", "p_value", "reasons", "kind"]
+        if len(hits):
+            folder.add_flagged(hits.assign(reasons=reasons, kind=[read.kinds[i] for i in hits[ROW]])[[*columns, ROW]])
+        top = folder.write_flagged(hits, columns, REPORT_ROWS)
+        pictures = {}
+        if len(hits):
+            rebuilt = detector.reconstruct(picked)
+            anomaly_grid(folder.tmp / GRID, picked, rebuilt, maps, hits["anomaly_score"].to_numpy(),
+                         names=list(hits[id_column]), top_k=top_images)
+            high = float(np.percentile(maps[:top_images], 99.5))  # the grid's colour scale
+            pictures = {path: record_pngs(picked[i], rebuilt[i], maps[i], high)
+                        for i, path in enumerate(hits[id_column].head(REPORT_ROWS))}
+        if fingerprint(image_files(folder_path))["sha256"] != source["sha256"]:
+            raise IngestError(f"{str(folder_path)!r} changed while it was screened; screen it again once it is complete")
+        publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
+                          source={"path": str(folder_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},
+                                  "files": len(files), "image_size": model.schema["image_size"]},
+                          unseen={}, params={"top_images": top_images}, images=pictures)
+    return ScreenResult(out_dir, read_summary(out_dir), reused=False)

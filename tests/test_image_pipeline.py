@@ -1,0 +1,94 @@
+"""Images through the pipeline: `maskae train` on a folder of good images and `maskae screen` on a
+folder of new ones (flags, where the defect is, quarantine, report, reuse), and the errors for a
+model of the other kind."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from flows.cli import main
+from pipeline.config import load_config
+from pipeline.image_screen import screen_images
+from pipeline.ingest import SchemaError
+from pipeline.screen import screen
+from pipeline.train import train
+from tests.conftest import card_like
+
+SIZE, READ_AT, SQUARE = 24, 16, 6  # files are 24 px; the model reads them at 16 px
+
+
+def write_images(folder, n: int, rng: np.random.Generator, defect: bool = False) -> dict[str, tuple[int, int]]:
+    """``n`` flat gray PNGs with sensor noise; with ``defect`` a bright square in each (returns
+    each file's square's top-left corner, x and y, in file pixels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    corners = {}
+    for i in range(n):
+        pixels = (120 + rng.integers(0, 10, (SIZE, SIZE, 3))).astype(np.uint8)
+        if defect:
+            x, y = (int(v) for v in rng.integers(2, SIZE - SQUARE - 2, 2))
+            pixels[y:y + SQUARE, x:x + SQUARE] = 250
+            corners[f"{folder.name}/{i:03d}.png"] = (x, y)
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return corners
+
+
+@pytest.fixture()
+def image_workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rng = np.random.default_rng(0)
+    write_images(tmp_path / "good", 60, rng)
+    (tmp_path / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n-cut-")  # truncated: quarantined
+    write_images(tmp_path / "new" / "good", 10, rng)
+    corners = write_images(tmp_path / "new" / "scratch", 4, rng, defect=True)
+    (tmp_path / "new" / "notes.txt").write_text("not an image")
+    return tmp_path, corners
+
+
+def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
+    from mlflow import MlflowClient
+
+    workdir, corners = image_workdir
+    assert main(["train", "--data", "good", "--image-size", str(READ_AT), "--max-steps", "40",
+                 "--model-name", "bottles", "--seed", "0", "--level", "0.1"]) == 0
+    run = MlflowClient().get_run(MlflowClient().get_model_version("bottles", "1").run_id).data
+    assert run.params["model.backend"] == "cnn" and run.params["model.batch_size"] == "16"  # the image defaults
+    assert (run.metrics["rows_fit"], run.metrics["rows_quarantined"]) == (60, 1)
+
+    assert main(["screen", "--data", "new", "--model", "bottles", "--out", "out/new"]) == 0
+    out = workdir / "out" / "new"
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_quarantined"]) == (15, 14, 1)
+    assert summary["id_column"] == "path" and summary["input"]["image_size"] == READ_AT
+    assert pd.read_csv(out / "quarantine.csv")["path"].tolist() == ["notes.txt"]
+    flagged = pd.read_csv(out / "flagged.csv")
+    assert set(flagged["path"].head(4)) == set(corners) and (flagged["kind"].head(4) == "scratch").all()
+    assert (flagged["anomaly_score"].diff().dropna() <= 0).all()  # most anomalous first
+    for path, reasons in zip(flagged["path"].head(4), flagged["reasons"].head(4)):
+        x, y = (int(v) for v in re.search(r"around x=(\d+), y=(\d+)", reasons).groups())
+        x0, y0 = (v * READ_AT / SIZE for v in corners[path])  # the square, at the model's size
+        assert x0 - 1 <= x <= x0 + SQUARE * READ_AT / SIZE and y0 - 1 <= y <= y0 + SQUARE * READ_AT / SIZE, reasons
+    report = (out / "report.html").read_text()
+    assert report.count('alt="overlay"') == len(flagged) and "scratch/" in report
+    assert (out / "most_anomalous.png").stat().st_size > 0
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert len(scores) == 14 and scores["flagged"].sum() == len(flagged) and scores["anomaly_score"].notna().all()
+
+    again = screen_images("new", "bottles", out)  # the same folder, the same version: not repeated
+    assert again.reused and again.summary["mlflow_run_id"] == summary["mlflow_run_id"]
+
+    card_like(200, seed=1).rename_axis("id").reset_index().to_csv(workdir / "cards.csv", index=False)
+    with pytest.raises(SchemaError, match="trained on images"):
+        screen("cards.csv", "bottles", workdir / "out" / "cards")
+    train(load_config(overrides={"data.path": "cards.csv", "data.id_column": "id", "model.max_steps": 2,
+                                 "calibration.level": 0.05, "mlflow.model_name": "cards"}), workdir)
+    with pytest.raises(SchemaError, match="trained on a table"):
+        screen_images("new", "cards", workdir / "out" / "tabled")
+    assert not (workdir / "out" / "cards").exists() and not (workdir / "out" / "tabled").exists()
+
