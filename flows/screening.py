@@ -152,13 +152,15 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
 def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | None = None,
                     workdir: str | None = None, dask_address: str | None = None) -> list[str]:
     """Screen each file of ``incoming`` that has no completed output folder under ``out_root``
-    (on the Dask scheduler at ``dask_address`` when given)."""
+    (on the Dask scheduler at ``dask_address`` when given), and each folder in it as a batch of
+    images (in this process). Move a batch in once it is complete: a rename is atomic, a copy is not."""
     done = []
     for path in sorted(Path(incoming).iterdir()):
         out_dir = Path(out_root) / path.name.split(".")[0]
-        if not path.is_file() or path.suffix not in INCOMING_SUFFIXES or (out_dir / "summary.json").exists():
+        images = path.is_dir() and not path.name.startswith(".")
+        if not (images or (path.is_file() and path.suffix in INCOMING_SUFFIXES)) or (out_dir / "summary.json").exists():
             continue
-        screen_flow(str(path), model, str(out_dir), id_column, workdir, dask_address=dask_address)
+        screen_flow(str(path), model, str(out_dir), id_column, workdir, dask_address=None if images else dask_address)
         done.append(str(out_dir))
-    print(f"screened {len(done)} new file(s) from {incoming}")
+    print(f"screened {len(done)} new batch(es) from {incoming}")
     return done

@@ -1,7 +1,7 @@
 """``maskae serve``: the nightly screening deployment.
 
 Serves ``screen_incoming`` on a cron schedule (default 02:00 every night): each run screens the
-files of the incoming folder that have no completed output folder yet. Schedules fire only
+files of the incoming folder, and its folders of images, that have no completed output folder yet. Schedules fire only
 against a real Prefect server — start one on loopback first (``prefect server start --host
 127.0.0.1``) and point ``PREFECT_API_URL`` at it; Prefect's temporary local API cannot schedule.
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from flows.cli import main
+from flows.screening import screen_incoming
 from pipeline.config import load_config
 from pipeline.image_screen import screen_images
 from pipeline.ingest import SchemaError
@@ -82,6 +83,11 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
 
     again = screen_images("new", "bottles", out)  # the same folder, the same version: not repeated
     assert again.reused and again.summary["mlflow_run_id"] == summary["mlflow_run_id"]
+    (workdir / "incoming").mkdir()  # the nightly sweep screens a folder that arrives as images
+    (workdir / "new").rename(workdir / "incoming" / "line-3")
+    assert screen_incoming(str(workdir / "incoming"), "bottles", str(workdir / "nightly")) == \
+        [str(workdir / "nightly" / "line-3")]
+    assert json.loads((workdir / "nightly" / "line-3" / "summary.json").read_text())["rows_flagged"] == len(flagged)
 
     card_like(200, seed=1).rename_axis("id").reset_index().to_csv(workdir / "cards.csv", index=False)
     with pytest.raises(SchemaError, match="trained on images"):
@@ -89,6 +95,6 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     train(load_config(overrides={"data.path": "cards.csv", "data.id_column": "id", "model.max_steps": 2,
                                  "calibration.level": 0.05, "mlflow.model_name": "cards"}), workdir)
     with pytest.raises(SchemaError, match="trained on a table"):
-        screen_images("new", "cards", workdir / "out" / "tabled")
+        screen_images("incoming/line-3", "cards", workdir / "out" / "tabled")
     assert not (workdir / "out" / "cards").exists() and not (workdir / "out" / "tabled").exists()
 
