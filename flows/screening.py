@@ -37,7 +37,8 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
-from pipeline.tracking import resolve_model, use_tracking
+from pipeline.config import IMAGES
+from pipeline.tracking import data_kind, resolve_model, use_tracking
 
 TOP_FLAGGED = 20
 INCOMING_SUFFIXES = (".csv", ".parquet", ".pq", ".gz")
@@ -124,8 +125,9 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
     ``out_dir``; a file with ``dask_workers`` (a local cluster) or ``dask_address`` (a running
     scheduler) on Dask."""
     use_tracking(Path(workdir or Path.cwd()))  # also sets MLFLOW_TRACKING_URI, which local workers inherit
-    if (dask_workers or dask_address) and Path(data_path).is_dir():
-        raise ValueError(f"{data_path!r} is a folder of images: they are screened in this process, not on Dask")
+    if Path(data_path).is_dir() and (dask_workers or dask_address or id_column):
+        raise ValueError(f"{data_path!r} is a folder of images: they are screened in this process, not on Dask, "
+                         f"and each is named by its path, not an id column")
     pinned = resolve(model)
     if dask_workers or dask_address:
         from prefect_dask import DaskTaskRunner
@@ -152,15 +154,20 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
 def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | None = None,
                     workdir: str | None = None, dask_address: str | None = None) -> list[str]:
     """Screen each file of ``incoming`` that has no completed output folder under ``out_root``
-    (on the Dask scheduler at ``dask_address`` when given), and each folder in it as a batch of
-    images (in this process). Move a batch in once it is complete: a rename is atomic, a copy is not."""
-    done = []
+    (on the Dask scheduler at ``dask_address`` when given); for an image model, each folder in it
+    instead, as a batch of images (in this process). Move a batch in once it is complete: a rename
+    is atomic, a copy is not."""
+    use_tracking(Path(workdir or Path.cwd()))
+    images, done = data_kind(resolve_model(model)) == IMAGES, []
     for path in sorted(Path(incoming).iterdir()):
-        out_dir = Path(out_root) / path.name.split(".")[0]
-        images = path.is_dir() and not path.name.startswith(".")
-        if not (images or (path.is_file() and path.suffix in INCOMING_SUFFIXES)) or (out_dir / "summary.json").exists():
+        if images:  # a folder of images, named as it is
+            batch, out_dir = path.is_dir() and not path.name.startswith("."), Path(out_root) / path.name
+        else:
+            batch, out_dir = path.is_file() and path.suffix in INCOMING_SUFFIXES, Path(out_root) / path.name.split(".")[0]
+        if not batch or (out_dir / "summary.json").exists():
             continue
-        screen_flow(str(path), model, str(out_dir), id_column, workdir, dask_address=None if images else dask_address)
+        screen_flow(str(path), model, str(out_dir), None if images else id_column, workdir,
+                    dask_address=None if images else dask_address)
         done.append(str(out_dir))
     print(f"screened {len(done)} new batch(es) from {incoming}")
     return done

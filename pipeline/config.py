@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+IMAGES = "images"  # data.format of a folder of images, and the schema kind of a model trained on one
 IMAGE_ID = "path"  # an image is identified by its path inside the folder
 # Registered model names end up in URIs such as ``models:/<name>@champion``: keep them URI-safe.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -68,7 +69,7 @@ class DataConfig(_Section):
     @classmethod
     def _infer_format(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None and "path" in info.data:
-            value = "images" if Path(info.data["path"]).is_dir() else format_from_suffix(info.data["path"])
+            value = IMAGES if Path(info.data["path"]).is_dir() else format_from_suffix(info.data["path"])
             if value is None:
                 raise ValueError(f"cannot tell the format from {info.data['path']!r}: set format = 'csv' or "
                                  f"'parquet', or give a folder of images")
@@ -77,7 +78,7 @@ class DataConfig(_Section):
     @field_validator("id_column")
     @classmethod
     def _id_for_tables(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None and info.data.get("format") == "images":
+        if value is None and info.data.get("format") == IMAGES:
             return IMAGE_ID
         if value is None and info.data.get("format") is not None:
             raise ValueError("required for tables: name the column that identifies each record")
@@ -239,11 +240,14 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _cnn_reads_images(self) -> "PipelineConfig":
-        if self.model.backend == "cnn" and self.data.format != "images":
-            raise ValueError(f"model.backend 'cnn' reads images, and data.path {self.data.path!r} is not a folder of "
+        data = self.data
+        if self.model.backend == "cnn" and data.format != IMAGES:
+            raise ValueError(f"model.backend 'cnn' reads images, and data.path {data.path!r} is not a folder of "
                              f"images: use backend 'mlp' for tables")
-        if self.data.format == "images" and (self.data.label_column or self.data.columns or self.data.column_types):
-            raise ValueError("data.label_column, columns and column_types are for tables; an image folder has none")
+        if data.format == IMAGES and (data.label_column or data.columns or data.column_types or data.exclude_columns
+                                      or data.id_column != IMAGE_ID):
+            raise ValueError("data.id_column, label_column, columns, exclude_columns and column_types are for "
+                             f"tables; an image folder has none (an image's id is its {IMAGE_ID!r})")
         return self
 
 

@@ -60,12 +60,13 @@ def image_files(folder: str | Path) -> list[Path]:
                   if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
-def read_image_folder(folder: str | Path, size: int | None = None) -> ImageFolder:
+def read_image_folder(folder: str | Path, size: int | None = None, mode: str | None = None) -> ImageFolder:
     """Every file under ``folder`` (recursively, hidden files skipped), decoded to uint8 arrays.
 
     ``size`` resizes every image to ``size`` x ``size`` while reading (a batch of full-size
     photos would not fit in memory). Grayscale images stay one channel unless the folder mixes
-    grayscale and colour, then all are RGB. Raises ``ValueError`` naming the folder when it
+    grayscale and colour, then all are RGB; ``mode`` (``"L"`` or ``"RGB"``) converts every image
+    to that one (a model's), colour to gray by Pillow's luma weights. Raises ``ValueError`` naming the folder when it
     holds no readable image.
     """
     folder = Path(folder)
@@ -83,7 +84,7 @@ def read_image_folder(folder: str | Path, size: int | None = None) -> ImageFolde
     if not decoded:
         raise ValueError(f"{folder} holds no readable images ({len(quarantined)} file(s) quarantined, "
                          f"expected {', '.join(IMAGE_SUFFIXES)})")
-    mode = "L" if all(image.mode == "L" for _, _, image in decoded) else "RGB"
+    mode = mode or ("L" if all(image.mode == "L" for _, _, image in decoded) else "RGB")
     expected = decoded[0][2].size
     kept = []
     for name, kind, image in decoded:

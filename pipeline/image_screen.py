@@ -4,8 +4,8 @@ The image counterpart of :func:`pipeline.screen.screen`, with the same output fo
 :mod:`pipeline.screening_output`), the same atomic publishing, reuse of an identical earlier
 screening, MLflow run and report. An image's id is its path inside the folder (the ``path``
 column); its ``kind`` column is its parent folder's name. Every file under the folder is read at
-the size the model was trained at (and in its colour mode: gray images are repeated to RGB, colour
-ones averaged to gray); files that are not images or cannot be decoded go to ``quarantine.csv``
+the size the model was trained at and in its colour mode (RGB, or gray as Pillow converts colour);
+files that are not images or cannot be decoded go to ``quarantine.csv``
 with the reason. Each flagged image's ``reasons`` say which evidence stood out and where it was
 rebuilt worst (``x``, ``y`` in pixels at the model's size, from the top left); the report shows
 the original, the reconstruction and the anomaly map over it, and ``most_anomalous.png`` the
@@ -28,37 +28,16 @@ import pandas as pd
 
 from pipeline import tracking
 from pipeline.image_figures import anomaly_grid, record_pngs
-from pipeline.image_ingest import ImageFolder, image_files, read_image_folder
-from pipeline.image_train import IMAGE_KIND
-from pipeline.ingest import IngestError, SchemaError
+from pipeline.image_ingest import image_files, read_image_folder
+from pipeline.ingest import IngestError
 from pipeline.report import REPORT_ROWS
 from pipeline.screen import ScreenResult, earlier_screening, in_process_scorer, new_tally, now_utc, publish_screening
-from pipeline.scoring import ScoringModel
+from pipeline.scoring import load_scoring_model
 from pipeline.screening_output import IMAGE_EVIDENCE_WORDS, ROW, ScreeningFolder, evidence_summary, read_summary
 from pipeline.sources import fingerprint
 
 SCORE_IMAGES = 256  # images scored at a time
 GRID = "most_anomalous.png"
-
-
-def load_image_model(resolved: tracking.ResolvedModel) -> ScoringModel:
-    """Load the pinned version, its schema an image schema; SchemaError if it was not trained on images."""
-    pyfunc = tracking.load_model(resolved.uri)
-    inner = pyfunc.unwrap_python_model()
-    if (getattr(inner, "schema", None) or {}).get("kind") != IMAGE_KIND:
-        raise SchemaError(f"model {resolved.name!r} version {resolved.version} was trained on a table: "
-                          f"screen a CSV or Parquet file with it, not a folder of images")
-    return ScoringModel(resolved, pyfunc, inner.detector, inner.calibration, inner.schema)
-
-
-def _as_model_reads(folder: ImageFolder, channels: int) -> np.ndarray:
-    """The folder's images in the model's colour mode (1 = gray, 3 = RGB)."""
-    images = folder.images
-    if images.shape[-1] == channels:
-        return images
-    if channels == 3:
-        return np.repeat(images, 3, axis=-1)
-    return images.mean(axis=-1, keepdims=True).round().astype(np.uint8)
 
 
 def _reasons(evidence: list[str], maps: np.ndarray) -> list[str]:
@@ -92,13 +71,13 @@ def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top
     """
     started, folder_path, out_dir = now_utc(), Path(folder_path), Path(out_dir)
     files = image_files(folder_path)
-    resolved, source = tracking.resolve_model(model_ref), fingerprint(files)
+    resolved, source = tracking.resolve_model(model_ref), fingerprint(files, names_under=folder_path)
     previous = earlier_screening(out_dir, source["sha256"], resolved, folder_path.name)
     if previous is not None:
         return ScreenResult(out_dir, previous, reused=True)
-    model = load_image_model(resolved)
-    read = read_image_folder(folder_path, model.schema["image_size"])
-    images, id_column = _as_model_reads(read, model.schema["channels"]), model.schema["id_column"]
+    model = load_scoring_model(resolved, images=True)
+    read = read_image_folder(folder_path, model.schema["image_size"], mode="L" if model.schema["channels"] == 1 else "RGB")
+    images, paths, id_column = read.images, np.asarray(read.paths, dtype=object), model.schema["id_column"]
     detector, tally = model.detector, new_tally(model.calibration)
     with ScreeningFolder(out_dir, id_column) as folder:
         folder.add_quarantined(read.quarantined.rename(columns={"path": id_column}))
@@ -107,7 +86,7 @@ def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top
         rows = 0
         for scores in in_process_scorer(model)(chunks):
             span = np.arange(rows, rows + len(scores))
-            tally.add(folder, pd.Series(np.asarray(read.paths, dtype=object)[span]), span, scores)
+            tally.add(folder, pd.Series(paths[span]), span, scores)
             rows += len(scores)
         rule = tally.batch.finish(
             lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
@@ -122,13 +101,14 @@ def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top
         top = folder.write_flagged(hits, columns, REPORT_ROWS)
         pictures = {}
         if len(hits):
-            rebuilt = detector.reconstruct(picked)
-            anomaly_grid(folder.tmp / GRID, picked, rebuilt, maps, hits["anomaly_score"].to_numpy(),
+            shown = max(REPORT_ROWS, top_images)  # the images the report and the grid show
+            rebuilt = detector.reconstruct(picked[:shown])
+            anomaly_grid(folder.tmp / GRID, picked[:shown], rebuilt, maps[:shown], hits["anomaly_score"].to_numpy()[:shown],
                          names=list(hits[id_column]), top_k=top_images)
             high = float(np.percentile(maps[:top_images], 99.5))  # the grid's colour scale
             pictures = {path: record_pngs(picked[i], rebuilt[i], maps[i], high)
                         for i, path in enumerate(hits[id_column].head(REPORT_ROWS))}
-        if fingerprint(image_files(folder_path))["sha256"] != source["sha256"]:
+        if fingerprint(image_files(folder_path), names_under=folder_path)["sha256"] != source["sha256"]:
             raise IngestError(f"{str(folder_path)!r} changed while it was screened; screen it again once it is complete")
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
                           source={"path": str(folder_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},

@@ -29,17 +29,14 @@ import mlflow
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
 from pipeline import tracking
-from pipeline.config import PipelineConfig
+from pipeline.config import IMAGES, PipelineConfig
 from pipeline.image_ingest import image_files, read_image_folder
 from pipeline.sources import fingerprint
 from pipeline.train import TrainResult, log_training
 
-IMAGE_KIND = "images"  # the schema's ``kind`` of an image model
-
-
 def image_schema(height: int, width: int, channels: int, image_size: int, id_column: str) -> dict:
     """The schema an image model carries: what screening needs to read a folder for it."""
-    return {"kind": IMAGE_KIND, "image_size": image_size, "height": height, "width": width,
+    return {"kind": IMAGES, "image_size": image_size, "height": height, "width": width,
             "channels": channels, "id_column": id_column}
 
 
@@ -67,10 +64,10 @@ def train_images(config: PipelineConfig, workdir: Path | None = None) -> TrainRe
     counts = {"rows_read": len(folder.paths) + len(folder.quarantined), "rows_quarantined": len(folder.quarantined),
               "rows_fit": len(folder.paths), "rows_calibration": len(cal_scores), "rows_validation": 0,
               "known_anomalies_set_aside": 0}
-    source = fingerprint(image_files(data.path))
+    source = fingerprint(image_files(data.path), names_under=Path(data.path))
     _, height, width, channels = folder.images.shape
     data_tags = {"data.rows": counts["rows_read"], "data.sha256": source["sha256"], "data.bytes": source["bytes"],
-                 "data.path": data.path, "data.format": IMAGE_KIND}
+                 "data.path": data.path, "data.format": IMAGES}
     return log_training(
         config, detector, calibration, model_params, started, counts, metrics={},
         params={"data.image_size": data.image_size, **data_tags}, tags=data_tags, quarantined=folder.quarantined,

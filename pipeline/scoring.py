@@ -29,6 +29,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
 from pipeline import tracking
+from pipeline.config import IMAGES
 from pipeline.ingest import MISSING_TEXT, Schema, SchemaError
 from pipeline.mlflow_model import OUTPUT_COLUMNS
 
@@ -57,27 +58,31 @@ class ScoringModel:
         return self.pyfunc.predict(features)
 
 
-def load_scoring_model(ref: str | tracking.ResolvedModel) -> ScoringModel:
-    """Load ``ref`` (``NAME`` means ``NAME@champion``) pinned to the version it points at now.
+def load_scoring_model(ref: str | tracking.ResolvedModel, images: bool = False) -> ScoringModel:
+    """Load ``ref`` (``NAME`` means ``NAME@champion``) pinned to the version it points at now: a
+    model trained on a table, or with ``images`` one trained on images (its schema a dict).
 
     Raises
     ------
     tracking.ModelNotFoundError
         No such model, alias or version.
     SchemaError
-        The version carries no data schema (it was not logged by ``pipeline.train``), or it is an
-        image model (:mod:`pipeline.image_screen` loads those).
+        The version carries no data schema (it was not logged by ``pipeline.train``), or it was
+        trained on the other kind of data.
     """
     resolved = ref if isinstance(ref, tracking.ResolvedModel) else tracking.resolve_model(ref)
     pyfunc = tracking.load_model(resolved.uri)
     inner = pyfunc.unwrap_python_model()
-    if (getattr(inner, "schema", None) or {}).get("kind") == "images":
-        raise SchemaError(f"model {resolved.name!r} version {resolved.version} was trained on images: screen a "
-                          f"folder of images with it")
-    if getattr(inner, "schema", None) is None:
-        raise SchemaError(f"model {resolved.name!r} version {resolved.version} carries no data schema: "
-                          f"retrain it with pipeline.train (or `maskae train`)")
-    return ScoringModel(resolved, pyfunc, inner.detector, inner.calibration, Schema.from_dict(inner.schema))
+    schema, which = getattr(inner, "schema", None), f"model {resolved.name!r} version {resolved.version}"
+    if schema is None:
+        raise SchemaError(f"{which} carries no data schema: retrain it with pipeline.train (or `maskae train`)")
+    if (schema.get("kind") == IMAGES) != images:
+        raise SchemaError(f"{which} was trained on images: it screens folders of images, and this step needs a "
+                          f"model trained on a table" if not images else
+                          f"{which} was trained on a table: screen a CSV or Parquet file with it, not a folder "
+                          f"of images")
+    return ScoringModel(resolved, pyfunc, inner.detector, inner.calibration,
+                        schema if images else Schema.from_dict(schema))
 
 
 def feature_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:

@@ -45,10 +45,15 @@ def source_files(pattern: str | Path) -> list[Path]:
     return files
 
 
-def fingerprint(files: list[Path]) -> dict[str, Any]:
-    """``{"sha256": hex digest over all files' bytes, "bytes": total size, "files": [names]}``."""
+def fingerprint(files: list[Path], names_under: Path | None = None) -> dict[str, Any]:
+    """``{"sha256": hex digest over all files' bytes, "bytes": total size, "files": [names]}``.
+
+    With ``names_under`` (a folder of images, whose names are their ids and kinds), each file's
+    path inside it is hashed before its bytes, so a file moved or renamed changes the digest too."""
     digest, size = hashlib.sha256(), 0
     for path in files:
+        if names_under is not None:
+            digest.update(Path(path).relative_to(names_under).as_posix().encode() + b"\0")
         with open(path, "rb") as handle:
             while block := handle.read(_CHUNK):
                 digest.update(block)

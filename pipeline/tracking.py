@@ -3,7 +3,8 @@
 One registered model per use case. :func:`log_trained_model` logs one run and registers a new
 version pointed at by the alias ``challenger`` (and ``champion`` while the model has none);
 :func:`move_alias` moves an alias and records why on the version; screening loads
-``models:/<name>@champion`` with :func:`load_model`; :func:`log_run` records a screening or
+``models:/<name>@champion`` with :func:`load_model` (:func:`data_kind` says whether a version reads
+a table or images); :func:`log_run` records a screening or
 promotion run beside the model's training run, :func:`add_to_run` adds to such a run later (verdicts),
 :func:`tag_version` notes decisions on a version.
 The tracking URI is MLflow's own
@@ -51,6 +52,7 @@ from pipeline.mlflow_model import (  # noqa: E402
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION, CHALLENGER = "champion", "challenger"
+DATA_KIND_TAG, TABLE = "maskae.data", "table"  # a version's tag: what it reads, "table" or "images"
 # Pinned from this environment, so MLflow need not load the model in a subprocess to guess them.
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "scikit-learn", "safetensors")
 
@@ -196,6 +198,7 @@ def log_trained_model(
     for key, value in {"strategy": calibration.strategy, "level": calibration.level,
                        "threshold": "per batch" if threshold is None else threshold}.items():
         client.set_model_version_tag(model_name, version, f"calibration.{key}", str(value))
+    client.set_model_version_tag(model_name, version, DATA_KIND_TAG, (schema or {}).get("kind", TABLE))
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     aliases = [CHALLENGER]
     if CHAMPION not in client.get_registered_model(model_name).aliases:
@@ -238,6 +241,12 @@ def resolve_model(ref: str) -> ResolvedModel:
         known = ", ".join(f"{a} -> v{v}" for a, v in sorted(model.aliases.items())) or "none"
         raise ModelNotFoundError(f"registered model {name!r} has no alias {alias!r} (aliases: {known})")
     return ResolvedModel(name, str(model.aliases[alias]), alias)
+
+
+def data_kind(model: ResolvedModel) -> str:
+    """What the version reads, ``"table"`` or ``"images"``, from its tag (versions registered before
+    the tag existed read tables), without loading the model."""
+    return MlflowClient().get_model_version(model.name, model.version).tags.get(DATA_KIND_TAG, TABLE)
 
 
 def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:

@@ -68,8 +68,9 @@ def test_a_folder_is_read_as_images(tmp_path):
     assert (config.data.format, config.data.id_column, config.data.image_size) == ("images", "path", 64)
     params = config.model.detector_params(images=True)
     assert (params["backend"], params["batch_size"], params["max_steps"]) == ("cnn", 16, 9)  # set values stand
-    with pytest.raises(ConfigError, match="data.label_column, columns and column_types are for tables"):
-        load_config(overrides={"data.path": str(tmp_path / "good"), "data.label_column": "y"})
+    for table_only in ({"data.label_column": "y"}, {"data.id_column": "file"}, {"data.exclude_columns": ["x"]}):
+        with pytest.raises(ConfigError, match="are for tables; an image folder has none"):
+            load_config(overrides={"data.path": str(tmp_path / "good"), **table_only})
     with pytest.raises(ConfigError, match="model.backend 'cnn' reads images"):
         load_config(overrides={"data.path": "a.csv", "data.id_column": "i", "model.backend": "cnn"})
     with pytest.raises(ConfigError, match="data.id_column: required for tables"):

@@ -17,6 +17,7 @@ from flows.screening import screen_incoming
 from pipeline.config import load_config
 from pipeline.image_screen import screen_images
 from pipeline.ingest import SchemaError
+from pipeline.review import review
 from pipeline.screen import screen
 from pipeline.train import train
 from tests.conftest import card_like
@@ -83,18 +84,29 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
 
     again = screen_images("new", "bottles", out)  # the same folder, the same version: not repeated
     assert again.reused and again.summary["mlflow_run_id"] == summary["mlflow_run_id"]
-    (workdir / "incoming").mkdir()  # the nightly sweep screens a folder that arrives as images
-    (workdir / "new").rename(workdir / "incoming" / "line-3")
-    assert screen_incoming(str(workdir / "incoming"), "bottles", str(workdir / "nightly")) == \
-        [str(workdir / "nightly" / "line-3")]
-    assert json.loads((workdir / "nightly" / "line-3" / "summary.json").read_text())["rows_flagged"] == len(flagged)
+    (workdir / "new" / "good" / "000.png").rename(workdir / "new" / "good" / "100.png")
+    with pytest.raises(FileExistsError, match="something other than this screening"):
+        screen_images("new", "bottles", out)  # same bytes, another name: another batch, not a rerun
 
+    (workdir / "verdicts.csv").write_text("path,outcome\nscratch/000.png,fraud\n")
+    with pytest.raises(SchemaError, match="trained on images"):  # verdicts take table runs only, for now
+        review(out, workdir / "verdicts.csv")
     card_like(200, seed=1).rename_axis("id").reset_index().to_csv(workdir / "cards.csv", index=False)
     with pytest.raises(SchemaError, match="trained on images"):
         screen("cards.csv", "bottles", workdir / "out" / "cards")
     train(load_config(overrides={"data.path": "cards.csv", "data.id_column": "id", "model.max_steps": 2,
                                  "calibration.level": 0.05, "mlflow.model_name": "cards"}), workdir)
     with pytest.raises(SchemaError, match="trained on a table"):
-        screen_images("incoming/line-3", "cards", workdir / "out" / "tabled")
+        screen_images("new", "cards", workdir / "out" / "tabled")
     assert not (workdir / "out" / "cards").exists() and not (workdir / "out" / "tabled").exists()
+
+    # The nightly sweep takes what the model reads: folders of images, or files of a table.
+    incoming = workdir / "incoming"
+    incoming.mkdir()
+    (workdir / "new").rename(incoming / "line.3")
+    (incoming / ".partial").mkdir()
+    (workdir / "cards.csv").rename(incoming / "cards.csv")
+    assert screen_incoming(str(incoming), "bottles", str(workdir / "nightly")) == [str(workdir / "nightly" / "line.3")]
+    assert json.loads((workdir / "nightly" / "line.3" / "summary.json").read_text())["rows_flagged"] == len(flagged)
+    assert screen_incoming(str(incoming), "cards", str(workdir / "nightly")) == [str(workdir / "nightly" / "cards")]
 

@@ -165,6 +165,10 @@ def test_corrupt_truncated_and_foreign_files_are_quarantined_with_a_reason(tmp_p
     assert "not an image" in reasons["notes.txt"] and "size" in reasons["b/odd_size.png"]
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert read_image_folder(tmp_path, size=8).images.shape == (3, 8, 8, 3)  # resizing admits odd_size.png
+    gray = read_image_folder(tmp_path / "a", mode="L")  # a gray model's screening: Pillow's luma, as it trained
+    with Image.open(tmp_path / "a" / "ok1.png") as image:
+        assert np.array_equal(gray.images[0, ..., 0], np.asarray(image.convert("L")))
+    assert gray.images.shape == (1, 20, 20, 1)
 
 
 def test_mvtec_layout_labels_and_empty_folder(tmp_path):
