@@ -143,7 +143,7 @@ def _review(args: argparse.Namespace) -> None:
     flags = result.flags
     precision = "" if flags.precision is None else f"; precision of the reviewed flags {flags.precision:.1%}"
     print(f"{result.submitted} verdict(s) attached; the run holds {result.stored}. Reviewed {flags.reviewed} of "
-          f"{flags.flagged} flagged records ({flags.fraud} fraud){precision}.\n"
+          f"{flags.flagged} flagged records ({flags.anomalous} fraud or defect){precision}.\n"
           f"report: {Path(args.run) / 'report.html'}")
 
 

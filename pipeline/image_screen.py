@@ -8,8 +8,9 @@ the size the model was trained at and in its colour mode (RGB, or gray as Pillow
 files that are not images or cannot be decoded go to ``quarantine.csv``
 with the reason. Each flagged image's ``reasons`` say which evidence stood out and where it was
 rebuilt worst (``x``, ``y`` in pixels at the model's size, from the top left); the report shows
-the original, the reconstruction and the anomaly map over it, and ``most_anomalous.png`` the
-flagged images side by side, most anomalous first.
+the original, the reconstruction and the anomaly map over it (kept as PNGs in ``images/``, which
+``summary.json``'s ``record_images`` lists per image, so that a review can draw the report again),
+and ``most_anomalous.png`` the flagged images side by side, most anomalous first.
 
 The images are held in memory at the model's size (64 px RGB: 12 KB each) and scored in chunks.
 
@@ -37,7 +38,7 @@ from pipeline.screening_output import IMAGE_EVIDENCE_WORDS, ROW, ScreeningFolder
 from pipeline.sources import fingerprint
 
 SCORE_IMAGES = 256  # images scored at a time
-GRID = "most_anomalous.png"
+GRID, RECORD_IMAGES = "most_anomalous.png", "images"  # the grid; the folder of the report's record images
 
 
 def _reasons(evidence: list[str], maps: np.ndarray) -> list[str]:
@@ -106,8 +107,12 @@ def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top
             anomaly_grid(folder.tmp / GRID, picked[:shown], rebuilt, maps[:shown], hits["anomaly_score"].to_numpy()[:shown],
                          names=list(hits[id_column]), top_k=top_images)
             high = float(np.percentile(maps[:top_images], 99.5))  # the grid's colour scale
-            pictures = {path: record_pngs(picked[i], rebuilt[i], maps[i], high)
-                        for i, path in enumerate(hits[id_column].head(REPORT_ROWS))}
+            (folder.tmp / RECORD_IMAGES).mkdir()
+            for i, path in enumerate(hits[id_column].head(REPORT_ROWS)):  # kept, so a review can redraw the report
+                pictures[path] = {}
+                for view, png in record_pngs(picked[i], rebuilt[i], maps[i], high).items():
+                    pictures[path][view] = folder.tmp / RECORD_IMAGES / f"{i + 1:04d}-{view}.png"
+                    pictures[path][view].write_bytes(png)
         if fingerprint(image_files(folder_path), names_under=folder_path)["sha256"] != source["sha256"]:
             raise IngestError(f"{str(folder_path)!r} changed while it was screened; screen it again once it is complete")
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,

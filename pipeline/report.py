@@ -42,6 +42,9 @@ REPORT_ROWS = 500  # flagged records rendered; flagged.csv holds them all
 QUARANTINE_ROWS = 200
 DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to read as drift
 IMAGE_KINDS = ("original", "reconstruction", "overlay")
+# An analyst's verdict: the words for a flag that was right (card fraud, a defective part), and for one that was not.
+ANOMALOUS, NORMAL = ("fraud", "defect"), ("legitimate", "good")
+OUTCOMES = ANOMALOUS + NORMAL
 _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%"
                      r"(?:, as far out as (?P<tail>1 in [\d,]+) training values)?\)", re.DOTALL)
 
@@ -159,25 +162,28 @@ class FlagReview(NamedTuple):
 
     flagged: int  # the run's flagged records
     reviewed: int  # of them, those with a verdict
-    fraud: int  # of those, the ones found to be fraud
+    anomalous: int  # of those, the ones found to be fraud (or defective)
     not_flagged: int  # verdicts on records the run did not flag
+    by_outcome: tuple[tuple[str, int], ...] = ()  # the reviewed flags per outcome word, e.g. (("fraud", 3),)
 
     @property
     def precision(self) -> float | None:
-        """Share of the reviewed flags that were fraud; None before any flag is reviewed."""
-        return self.fraud / self.reviewed if self.reviewed else None
+        """Share of the reviewed flags that were right; None before any flag is reviewed."""
+        return self.anomalous / self.reviewed if self.reviewed else None
 
 
 def flag_review(flagged_ids: Sequence[str], outcomes: Mapping[str, str]) -> FlagReview:
-    """Count the verdicts (record id → ``fraud`` / ``legitimate``) on the flagged records ``flagged_ids``."""
+    """Count the verdicts (record id → ``fraud`` / ``legitimate``, or ``defect`` / ``good``) on the
+    flagged records ``flagged_ids``."""
     found = [outcomes[i] for i in flagged_ids if i in outcomes]
-    return FlagReview(len(flagged_ids), len(found), found.count("fraud"), len(outcomes) - len(found))
+    return FlagReview(len(flagged_ids), len(found), sum(o in ANOMALOUS for o in found), len(outcomes) - len(found),
+                      tuple((word, found.count(word)) for word in OUTCOMES if word in found))
 
 
 def _review_line(review: FlagReview) -> str:
     line = f"Reviewed {review.reviewed:,} of {review.flagged:,} flagged records"
     if review.reviewed:
-        line += (f": {review.fraud:,} fraud, {review.reviewed - review.fraud:,} legitimate — "
+        line += (f": {', '.join(f'{n:,} {word}' for word, n in review.by_outcome)} — "
                  f"precision of the flags {review.precision:.1%}")
     if review.not_flagged:
         line += f". {review.not_flagged:,} verdicts are on records that were not flagged"

@@ -184,9 +184,10 @@ def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel,
 def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.ResolvedModel, cal: Calibration,
                       threshold: float, hits: pd.DataFrame, top: pd.DataFrame, *, started: str,
                       source: dict[str, Any], unseen: dict[str, dict], params: dict[str, Any],
-                      images: dict[str, dict[str, bytes]] | None = None) -> None:
+                      images: dict[str, dict[str, Path]] | None = None) -> None:
     """The last step of a screening, of a table or of images: ``summary.json``, the MLflow run,
-    ``report.html`` (``top``: its first flagged records; ``images``: theirs, by id), and the folder
+    ``report.html`` (``top``: its first flagged records; ``images``: their PNG files inside the
+    folder, by id, listed in the summary's ``record_images``), and the folder
     renamed into place. ``source``: the summary's ``input`` (path, sha256, bytes, ...); ``params``:
     the step's own settings, logged to the MLflow run."""
     rows = tally.batch.rows
@@ -204,6 +205,9 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
         "input": source,
         "started_at": started,
     }
+    if images is not None:
+        summary["record_images"] = {record: {view: file.relative_to(folder.tmp).as_posix() for view, file in views.items()}
+                                    for record, views in images.items()}
     metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
     metrics["unseen_category_values"] = sum(u["values"] for u in unseen.values())
     metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}

@@ -1,7 +1,7 @@
 """Analysts' verdicts on screened records: read and check a verdict file, collect labels across runs.
 
 An analyst's verdict file is a CSV of the record id (headed like the run's id column, or ``id``),
-``outcome`` (``fraud`` or ``legitimate``) and an optional ``note``. :func:`read_verdicts` refuses a
+``outcome`` (``fraud`` or ``legitimate``; for images ``defect`` or ``good``) and an optional ``note``. :func:`read_verdicts` refuses a
 bad file with an error naming the line and column; :mod:`pipeline.review` keeps the verdicts in the
 run folder's ``verdicts.csv``. :func:`labelled_records` joins every run's verdicts with the run's
 ``flagged.csv`` (which holds the flagged records' values), giving labelled rows that promotion can
@@ -16,7 +16,7 @@ Example
 ...     read_verdicts(io.StringIO("id,outcome\\ntx1,maybe\\n"), "transaction_id")
 ... except VerdictError as error:
 ...     print(error)
-<verdicts>: line 2, column 'outcome': 'maybe' is not one of fraud, legitimate
+<verdicts>: line 2, column 'outcome': 'maybe' is not one of fraud, defect, legitimate, good
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import IO
 
 import pandas as pd
 
+from pipeline.report import ANOMALOUS, OUTCOMES
 from pipeline.screening_output import FLAGGED, read_summary
 
 VERDICTS = "verdicts.csv"
-OUTCOMES = ("fraud", "legitimate")
-VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud
+VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud (or defect)
 MAX_LISTED = 5  # bad lines named in one error message
 
 
@@ -103,7 +103,7 @@ def stored_verdicts(run_dir: Path) -> pd.DataFrame | None:
 
 def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     """Every reviewed flagged record under ``runs_root``: its values from ``flagged.csv`` and
-    ``VERDICT_LABEL`` (1 = fraud, 0 = legitimate).
+    ``VERDICT_LABEL`` (1 = fraud or defect, 0 = legitimate or good).
 
     Run folders are found at any depth by their ``verdicts.csv``; a record reviewed in more than one
     run keeps the verdict of the run that finished last. Verdicts on records that were not flagged
@@ -130,7 +130,7 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     for _, run_dir, _ in sorted(runs):
         flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
         labelled = flagged.merge(stored_verdicts(run_dir)[[id_column, "outcome"]], on=id_column, how="inner")
-        labelled[VERDICT_LABEL] = (labelled.pop("outcome") == "fraud").astype(int)
+        labelled[VERDICT_LABEL] = labelled.pop("outcome").isin(ANOMALOUS).astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))
     records = pd.concat(parts, ignore_index=True)
     return records.drop_duplicates(id_column, keep="last").reset_index(drop=True)

@@ -88,9 +88,12 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     with pytest.raises(FileExistsError, match="something other than this screening"):
         screen_images("new", "bottles", out)  # same bytes, another name: another batch, not a rerun
 
-    (workdir / "verdicts.csv").write_text("path,outcome\nscratch/000.png,fraud\n")
-    with pytest.raises(SchemaError, match="trained on images"):  # verdicts take table runs only, for now
-        review(out, workdir / "verdicts.csv")
+    (workdir / "verdicts.csv").write_text("path,outcome\nscratch/000.png,Defect\n")
+    reviewed = review(out, workdir / "verdicts.csv")  # the report is drawn again, with the images kept
+    assert (reviewed.flags.reviewed, reviewed.flags.anomalous) == (1, 1)
+    report = (out / "report.html").read_text()
+    assert report.count('alt="overlay"') == len(flagged) and 'class="verdict-defect"' in report
+    assert "1 defect — precision of the flags 100.0%" in report
     card_like(200, seed=1).rename_axis("id").reset_index().to_csv(workdir / "cards.csv", index=False)
     with pytest.raises(SchemaError, match="trained on images"):
         screen("cards.csv", "bottles", workdir / "out" / "cards")

@@ -33,7 +33,7 @@ def run(screened, tmp_path):
 def test_verdicts_are_stored_merged_logged_and_shown(run, tmp_path):
     first = review(run["run"], run["file"])
     fraud = int((run["verdicts"]["outcome"] == "fraud").sum())
-    assert (first.submitted, first.stored, first.flags.reviewed, first.flags.fraud) == (
+    assert (first.submitted, first.stored, first.flags.reviewed, first.flags.anomalous) == (
         len(run["flagged"]), len(run["flagged"]), len(run["flagged"]), fraud)
     assert 0 < fraud < len(run["flagged"])  # both outcomes, so promotion can use them
     page = (run["run"] / "report.html").read_text()
