@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskae import MaskedAutoencoderDetector
 from pipeline import tracking
 from pipeline.image_figures import anomaly_grid, record_pngs
 from pipeline.image_ingest import image_files, read_image_folder
@@ -49,6 +50,35 @@ def _reasons(evidence: list[str], maps: np.ndarray) -> list[str]:
         where = f"rebuilt worst around x={x}, y={y} ({float(anomaly_map[y, x]):.1f}x its typical error)"
         out.append(f"{text}; {where}" if text else where)
     return out
+
+
+def _explain_flagged(folder: ScreeningFolder, detector: MaskedAutoencoderDetector, images: np.ndarray,
+                     kinds: list[str], hits: pd.DataFrame, top_images: int
+                     ) -> tuple[pd.DataFrame, dict[str, dict[str, Path]]]:
+    """Write ``flagged.csv`` (``hits``: the flagged images' rows, most anomalous first, with their
+    reasons and kind), ``most_anomalous.png`` and the report's record images into ``folder``;
+    returns the report's first flagged rows and each shown image's PNG files by view."""
+    id_column, columns = folder.id_column, [folder.id_column, "anomaly_score", "p_value", "reasons", "kind"]
+    if not len(hits):
+        return folder.write_flagged(hits, columns, REPORT_ROWS), {}
+    picked = images[hits[ROW].to_numpy()]
+    maps = detector.explain(picked)
+    evidence = evidence_summary(detector.evidence_scores(picked), detector.evidence, IMAGE_EVIDENCE_WORDS)
+    folder.add_flagged(hits.assign(reasons=_reasons(evidence, maps), kind=[kinds[i] for i in hits[ROW]])[[*columns, ROW]])
+    top = folder.write_flagged(hits, columns, REPORT_ROWS)
+    shown = max(REPORT_ROWS, top_images)  # the images the report and the grid show
+    rebuilt = detector.reconstruct(picked[:shown])
+    anomaly_grid(folder.tmp / GRID, picked[:shown], rebuilt, maps[:shown], hits["anomaly_score"].to_numpy()[:shown],
+                 names=list(hits[id_column]), top_k=top_images)
+    high = float(np.percentile(maps[:top_images], 99.5))  # the grid's colour scale
+    (folder.tmp / RECORD_IMAGES).mkdir()
+    pictures: dict[str, dict[str, Path]] = {}
+    for i, path in enumerate(hits[id_column].head(REPORT_ROWS)):  # kept, so that a review can draw the report again
+        pictures[path] = {}
+        for view, png in record_pngs(picked[i], rebuilt[i], maps[i], high).items():
+            pictures[path][view] = folder.tmp / RECORD_IMAGES / f"{i + 1:04d}-{view}.png"
+            pictures[path][view].write_bytes(png)
+    return top, pictures
 
 
 def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top_images: int = 8) -> ScreenResult:
@@ -79,7 +109,7 @@ def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top
     model = load_scoring_model(resolved, images=True)
     read = read_image_folder(folder_path, model.schema["image_size"], mode="L" if model.schema["channels"] == 1 else "RGB")
     images, paths, id_column = read.images, np.asarray(read.paths, dtype=object), model.schema["id_column"]
-    detector, tally = model.detector, new_tally(model.calibration)
+    tally = new_tally(model.calibration)
     with ScreeningFolder(out_dir, id_column) as folder:
         folder.add_quarantined(read.quarantined.rename(columns={"path": id_column}))
         tally.rows_quarantined = len(read.quarantined)
@@ -92,27 +122,7 @@ def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top
         rule = tally.batch.finish(
             lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags).sort_values("anomaly_score", ascending=False, kind="stable")
-        picked = images[hits[ROW].to_numpy()]
-        maps = detector.explain(picked) if len(hits) else np.zeros((0, *images.shape[1:3]))
-        reasons = _reasons(evidence_summary(detector.evidence_scores(picked), detector.evidence, IMAGE_EVIDENCE_WORDS)
-                           if len(hits) else [], maps)
-        columns = [id_column, "anomaly_score", "p_value", "reasons", "kind"]
-        if len(hits):
-            folder.add_flagged(hits.assign(reasons=reasons, kind=[read.kinds[i] for i in hits[ROW]])[[*columns, ROW]])
-        top = folder.write_flagged(hits, columns, REPORT_ROWS)
-        pictures = {}
-        if len(hits):
-            shown = max(REPORT_ROWS, top_images)  # the images the report and the grid show
-            rebuilt = detector.reconstruct(picked[:shown])
-            anomaly_grid(folder.tmp / GRID, picked[:shown], rebuilt, maps[:shown], hits["anomaly_score"].to_numpy()[:shown],
-                         names=list(hits[id_column]), top_k=top_images)
-            high = float(np.percentile(maps[:top_images], 99.5))  # the grid's colour scale
-            (folder.tmp / RECORD_IMAGES).mkdir()
-            for i, path in enumerate(hits[id_column].head(REPORT_ROWS)):  # kept, so a review can redraw the report
-                pictures[path] = {}
-                for view, png in record_pngs(picked[i], rebuilt[i], maps[i], high).items():
-                    pictures[path][view] = folder.tmp / RECORD_IMAGES / f"{i + 1:04d}-{view}.png"
-                    pictures[path][view].write_bytes(png)
+        top, pictures = _explain_flagged(folder, model.detector, images, read.kinds, hits, top_images)
         if fingerprint(image_files(folder_path), names_under=folder_path)["sha256"] != source["sha256"]:
             raise IngestError(f"{str(folder_path)!r} changed while it was screened; screen it again once it is complete")
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
