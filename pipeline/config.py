@@ -1,6 +1,6 @@
 """The screening pipeline's configuration: one validated object, read from TOML or built from flags.
 
-Sections: ``data`` (where the batch is and which columns matter), ``model`` (detector settings),
+Sections: ``data`` (where the batch is and which columns matter, or a folder of images), ``model`` (detector settings),
 ``calibration`` (how scores become flags), ``output`` (the folder that runs are written under) and
 ``mlflow`` (registered model and experiment). Unknown keys are refused, so a typo cannot silently
 fall back to a default. Relative paths are taken relative to the working directory.
@@ -239,7 +239,7 @@ class PipelineConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _cnn_reads_images(self) -> "PipelineConfig":
+    def _settings_fit_the_kind_of_data(self) -> "PipelineConfig":
         data = self.data
         if self.model.backend == "cnn" and data.format != IMAGES:
             raise ValueError(f"model.backend 'cnn' reads images, and data.path {data.path!r} is not a folder of "
