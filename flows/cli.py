@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="move champion to the challenger if it is better on labels")
     promote.add_argument("--model", required=True, help="registered model name")
     labels = promote.add_mutually_exclusive_group(required=True)
-    labels.add_argument("--data", help="labelled evaluation data (with --label-col)")
+    labels.add_argument("--data", help="labelled evaluation data (with --label-col), or a folder of images "
+                                       "labelled by subfolder (good = normal)")
     labels.add_argument("--verdicts-from", help="folder of screening runs: their analysts' verdicts are the labels "
                                                 "(flagged records only, so biased toward them)")
     promote.add_argument("--label-col", help="label column of --data (1 = confirmed anomaly)")
@@ -126,7 +127,7 @@ def _screen(args: argparse.Namespace) -> None:
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import promote_flow
 
-    if args.data is not None and args.label_col is None:
+    if args.data is not None and args.label_col is None and not Path(args.data).is_dir():  # a folder: images, by kind
         raise ValueError("--data needs --label-col, the column that holds the labels")
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")

@@ -9,7 +9,9 @@ most ``max_fpr``. The decision and the numbers are recorded as tags on both vers
 (``promotion.*``; a move also writes ``champion.reason`` / ``champion.previous``) and as an MLflow run.
 
 The labelled records are a file, or the analysts' verdicts collected from screening run folders
-(``verdicts_from``, :func:`pipeline.verdicts.labelled_records`). Verdicts exist only for records
+(``verdicts_from``, :func:`pipeline.verdicts.labelled_records`); for an image model, a folder of
+images whose subfolders name their kind (MVTec's ``test/``: ``good`` is normal, every other kind
+a defect), each model reading it at its own size. Verdicts exist only for records
 some model flagged, so metrics on them describe the flagged population, not the whole traffic: the
 decision's reason and the ``promotion.evaluation_data`` tag say so.
 
@@ -30,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import tracking
+from pipeline.config import IMAGES
+from pipeline.image_ingest import NORMAL_KIND, read_image_folder
 from pipeline.ingest import SchemaError, read_table, validate
 from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
 from pipeline.verdicts import VERDICT_LABEL, labelled_records
@@ -94,6 +98,20 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     return results, len(y)
 
 
+def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int]:
+    """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal)."""
+    results, labels = [], None
+    for model in models:
+        read = read_image_folder(folder, model.schema["image_size"], mode="L" if model.schema["channels"] == 1 else "RGB")
+        labels = read.labels if labels is None else labels  # the same files decode for every size
+        if not 0 < labels.sum() < len(labels):
+            raise ValueError(f"promotion needs defective and good images: {str(folder)!r} holds {int(labels.sum())} "
+                             f"defective among {len(labels)} (a subfolder named {NORMAL_KIND!r} holds the good ones)")
+        out = model.score(read.images)
+        results.append(label_metrics(labels, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
+    return results, len(labels)
+
+
 def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,
             verdicts_from: str | Path | None = None, metric: str = "auprc", margin: float = 0.0,
             max_fpr: float | None = None) -> PromotionDecision:
@@ -104,7 +122,8 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     model_name : str
         The registered model; it needs both aliases.
     data_path : str or Path or None, default=None
-        CSV or Parquet with the models' feature columns and ``label_column``.
+        CSV or Parquet with the models' feature columns and ``label_column``; for an image model,
+        a folder of images labelled by their subfolders (``good`` = normal, any other = defect).
     label_column : str or None, default=None
         With ``data_path``: 1 / true / yes = anomaly, 0 / false / no = normal, empty = unknown (left out).
     verdicts_from : str or Path or None, default=None
@@ -123,10 +142,15 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if (data_path is None) == (verdicts_from is None) or (data_path is not None and label_column is None):
-        raise ValueError("give labelled data (data_path and label_column) or verdicts_from, not both")
+    images = data_path is not None and Path(data_path).is_dir()
+    if (data_path is None) == (verdicts_from is None) or (data_path is not None and not images and label_column is None):
+        raise ValueError("give labelled data (data_path and label_column, or a folder of images) or verdicts_from, "
+                         "not both")
     new = tracking.resolve_model(f"{model_name}@{tracking.CHALLENGER}")
     old = tracking.resolve_model(f"{model_name}@{tracking.CHAMPION}")
+    if verdicts_from is not None and tracking.data_kind(new) == IMAGES:
+        raise ValueError(f"{model_name!r} reads images: promote it on a labelled folder of images (data_path), "
+                         f"not on verdicts")
     if verdicts_from is not None:
         source, label_column = f"the verdicts under {str(verdicts_from)!r}", VERDICT_LABEL
         origin = {"verdicts_from": str(Path(verdicts_from).resolve())}
@@ -138,10 +162,13 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         decision, reason = "no change", f"challenger and champion are the same version (v{new.version})"
         results, rows = [{}, {}], 0
     else:
-        models = [load_scoring_model(new), load_scoring_model(old)]
-        frame = (labelled_records(verdicts_from) if verdicts_from is not None
-                 else read_table(data_path, id_column=models[0].schema.id_column))
-        results, rows = _evaluate(models, frame, label_column, source)
+        models = [load_scoring_model(new, images=images), load_scoring_model(old, images=images)]
+        if images:
+            results, rows = _evaluate_images(models, Path(data_path))
+        else:
+            frame = (labelled_records(verdicts_from) if verdicts_from is not None
+                     else read_table(data_path, id_column=models[0].schema.id_column))
+            results, rows = _evaluate(models, frame, label_column, source)
         decision, reason = _policy(metric, margin, max_fpr, *results)
         if verdicts_from is not None:
             reason += f"; {VERDICTS_CAVEAT}"

@@ -17,6 +17,7 @@ from flows.screening import screen_incoming
 from pipeline.config import load_config
 from pipeline.image_screen import screen_images
 from pipeline.ingest import SchemaError
+from pipeline.promote import promote
 from pipeline.review import review
 from pipeline.screen import screen
 from pipeline.train import train
@@ -87,6 +88,15 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     (workdir / "new" / "good" / "000.png").rename(workdir / "new" / "good" / "100.png")
     with pytest.raises(FileExistsError, match="something other than this screening"):
         screen_images("new", "bottles", out)  # same bytes, another name: another batch, not a rerun
+
+    # A second version is challenger; promotion scores both on the labelled folder (good = normal).
+    assert main(["train", "--data", "good", "--image-size", str(READ_AT), "--max-steps", "1", "--model-name", "bottles",
+                 "--seed", "1", "--level", "0.1"]) == 0
+    decision = promote("bottles", "new")
+    assert (decision.challenger_version, decision.champion_version, decision.rows_evaluated) == ("2", "1", 14)
+    assert decision.champion["auroc"] == 1.0 and decision.decision == "keep"  # no gain over a perfect ranking
+    with pytest.raises(ValueError, match="reads images"):
+        promote("bottles", verdicts_from=workdir / "out")
 
     (workdir / "verdicts.csv").write_text("path,outcome\nscratch/000.png,Defect\n")
     reviewed = review(out, workdir / "verdicts.csv")  # the report is drawn again, with the images kept
