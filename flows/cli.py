@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = commands.add_parser("review", help="attach an analyst's verdicts to a screening run")
     review.add_argument("--run", required=True, help="the screening run's output folder")
-    review.add_argument("--verdicts", required=True, help="CSV of id, outcome (fraud / legitimate), optional note")
+    review.add_argument("--verdicts", required=True, help="CSV of id, outcome (fraud / legitimate; images: defect / "
+                                                          "good), optional note")
 
     serve = commands.add_parser("serve", help="serve the nightly screening of an incoming folder")
     serve.add_argument("--incoming", required=True, help="folder where new files arrive")
@@ -144,7 +145,7 @@ def _review(args: argparse.Namespace) -> None:
     flags = result.flags
     precision = "" if flags.precision is None else f"; precision of the reviewed flags {flags.precision:.1%}"
     print(f"{result.submitted} verdict(s) attached; the run holds {result.stored}. Reviewed {flags.reviewed} of "
-          f"{flags.flagged} flagged records ({flags.anomalous} fraud or defect){precision}.\n"
+          f"{flags.flagged} flagged records ({flags.anomalous} {flags.words[0]}){precision}.\n"
           f"report: {Path(args.run) / 'report.html'}")
 
 

@@ -1,7 +1,7 @@
 """Image ingest: a folder of image files -> one uint8 array, with every unreadable file quarantined.
 
-Two layouts: any folder of images (read recursively; each image's ``kind`` is its parent folder's
-name), and an MVTec-AD-like root (``train/good`` to train on, ``test/<kind>`` to evaluate, where
+Two layouts: any folder of images (read recursively; each image's ``kind`` is the first folder of
+its path inside the folder read, empty for an image at its top), and an MVTec-AD-like root (``train/good`` to train on, ``test/<kind>`` to evaluate, where
 every kind but ``good`` is a defect). A file that is not an image, is truncated or cannot be
 decoded goes to ``quarantined`` with the reason, instead of stopping the run; so does an image
 whose size differs from the others' when no common ``size`` is asked for. Truncated files stay
@@ -32,7 +32,7 @@ class ImageFolder:
 
     images: np.ndarray  # (n, H, W, C) uint8
     paths: list[str]  # relative to the folder read
-    kinds: list[str]  # each image's parent folder name ("good", "broken_large", ...)
+    kinds: list[str]  # the first folder of each image's path ("good", "broken_large", ...; "" at the top)
     quarantined: pd.DataFrame  # columns: path, quarantine_reason
 
     @property
@@ -78,7 +78,8 @@ def read_image_folder(folder: str | Path, size: int | None = None, mode: str | N
             quarantined.append((name, f"not an image file (suffix {path.suffix or 'none'!r}; expected png, jpg or bmp)"))
             continue
         try:
-            decoded.append((name, path.parent.name, _decode(path, size)))
+            parts = path.relative_to(folder).parts
+            decoded.append((name, parts[0] if len(parts) > 1 else "", _decode(path, size)))
         except Exception as error:  # Pillow raises several types for bad files; each is a reason
             quarantined.append((name, f"unreadable image: {type(error).__name__}: {error}"))
     if not decoded:
@@ -106,4 +107,6 @@ def read_mvtec_like(root: str | Path, size: int | None = None) -> tuple[ImageFol
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise FileNotFoundError(f"{root} is not an MVTec-like root: it has no {part}/ folder")
-    return read_image_folder(root / "train" / NORMAL_KIND, size), read_image_folder(root / "test", size)
+    train = read_image_folder(root / "train" / NORMAL_KIND, size)
+    train.kinds = [NORMAL_KIND] * len(train.paths)  # read from inside train/good, where every image is good
+    return train, read_image_folder(root / "test", size)

@@ -3,7 +3,7 @@
 The image counterpart of :func:`pipeline.screen.screen`, with the same output folder (see
 :mod:`pipeline.screening_output`), the same atomic publishing, reuse of an identical earlier
 screening, MLflow run and report. An image's id is its path inside the folder (the ``path``
-column); its ``kind`` column is its parent folder's name. Every file under the folder is read at
+column); its ``kind`` column is the first folder of that path (empty at the top). Every file under the folder is read at
 the size the model was trained at and in its colour mode (RGB, or gray as Pillow converts colour);
 files that are not images or cannot be decoded go to ``quarantine.csv``
 with the reason. Each flagged image's ``reasons`` say which evidence stood out and where it was

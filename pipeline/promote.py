@@ -34,7 +34,7 @@ import pandas as pd
 from pipeline import tracking
 from pipeline.config import IMAGES
 from pipeline.image_ingest import NORMAL_KIND, read_image_folder
-from pipeline.ingest import SchemaError, read_table, validate
+from pipeline.ingest import IngestError, SchemaError, read_table, validate
 from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
 from pipeline.verdicts import VERDICT_LABEL, labelled_records
 
@@ -100,10 +100,12 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
 
 def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int]:
     """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal)."""
-    results, labels = [], None
+    results, paths = [], None
     for model in models:
         read = read_image_folder(folder, model.schema["image_size"], mode="L" if model.schema["channels"] == 1 else "RGB")
-        labels = read.labels if labels is None else labels  # the same files decode for every size
+        if paths is not None and read.paths != paths:
+            raise IngestError(f"{str(folder)!r} changed while it was read; promote again once it is complete")
+        paths, labels = read.paths, read.labels
         if not 0 < labels.sum() < len(labels):
             raise ValueError(f"promotion needs defective and good images: {str(folder)!r} holds {int(labels.sum())} "
                              f"defective among {len(labels)} (a subfolder named {NORMAL_KIND!r} holds the good ones)")
@@ -142,15 +144,16 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    images = data_path is not None and Path(data_path).is_dir()
-    if (data_path is None) == (verdicts_from is None) or (data_path is not None and not images and label_column is None):
-        raise ValueError("give labelled data (data_path and label_column, or a folder of images) or verdicts_from, "
-                         "not both")
+    if (data_path is None) == (verdicts_from is None):
+        raise ValueError("give labelled data (data_path) or verdicts_from, not both")
     new = tracking.resolve_model(f"{model_name}@{tracking.CHALLENGER}")
     old = tracking.resolve_model(f"{model_name}@{tracking.CHAMPION}")
-    if verdicts_from is not None and tracking.data_kind(new) == IMAGES:
-        raise ValueError(f"{model_name!r} reads images: promote it on a labelled folder of images (data_path), "
-                         f"not on verdicts")
+    images = tracking.data_kind(new) == IMAGES
+    if images and (verdicts_from is not None or not Path(data_path).is_dir() or label_column is not None):
+        raise ValueError(f"{model_name!r} reads images: promote it on a folder of images labelled by subfolder "
+                         f"({NORMAL_KIND!r} = normal), with no label column and not on verdicts")
+    if not images and data_path is not None and label_column is None:
+        raise ValueError(f"{model_name!r} reads tables: name the label column of {str(data_path)!r}")
     if verdicts_from is not None:
         source, label_column = f"the verdicts under {str(verdicts_from)!r}", VERDICT_LABEL
         origin = {"verdicts_from": str(Path(verdicts_from).resolve())}
@@ -181,7 +184,8 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     tracking.tag_version(model_name, new.version, {
         "promotion.decision": decision, "promotion.reason": reason, "promotion.run_id": run_id,
         "promotion.compared_with": old.version, "promotion.metrics": json.dumps(results[0], sort_keys=True),
-        "promotion.evaluation_data": f"verdicts ({VERDICTS_CAVEAT})" if verdicts_from is not None else "labelled file"})
+        "promotion.evaluation_data": (f"verdicts ({VERDICTS_CAVEAT})" if verdicts_from is not None
+                                      else "labelled image folder" if images else "labelled file")})
     if new.version != old.version:
         tracking.tag_version(model_name, old.version, {
             "promotion.last_challenger": new.version, "promotion.last_decision": decision,

@@ -42,9 +42,8 @@ REPORT_ROWS = 500  # flagged records rendered; flagged.csv holds them all
 QUARANTINE_ROWS = 200
 DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to read as drift
 IMAGE_KINDS = ("original", "reconstruction", "overlay")
-# An analyst's verdict: the words for a flag that was right (card fraud, a defective part), and for one that was not.
-ANOMALOUS, NORMAL = ("fraud", "defect"), ("legitimate", "good")
-OUTCOMES = ANOMALOUS + NORMAL
+# An analyst's verdict, (a flag that was right, one that was not): on card transactions, and on images.
+TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
 _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%"
                      r"(?:, as far out as (?P<tail>1 in [\d,]+) training values)?\)", re.DOTALL)
 
@@ -162,9 +161,9 @@ class FlagReview(NamedTuple):
 
     flagged: int  # the run's flagged records
     reviewed: int  # of them, those with a verdict
-    anomalous: int  # of those, the ones found to be fraud (or defective)
+    anomalous: int  # of those, the ones found to be fraud (on images: defective)
     not_flagged: int  # verdicts on records the run did not flag
-    by_outcome: tuple[tuple[str, int], ...] = ()  # the reviewed flags per outcome word, e.g. (("fraud", 3),)
+    words: tuple[str, str] = TABLE_OUTCOMES  # the run's verdict words
 
     @property
     def precision(self) -> float | None:
@@ -172,18 +171,22 @@ class FlagReview(NamedTuple):
         return self.anomalous / self.reviewed if self.reviewed else None
 
 
-def flag_review(flagged_ids: Sequence[str], outcomes: Mapping[str, str]) -> FlagReview:
-    """Count the verdicts (record id → ``fraud`` / ``legitimate``, or ``defect`` / ``good``) on the
-    flagged records ``flagged_ids``."""
+def outcome_words(summary: Mapping[str, Any]) -> tuple[str, str]:
+    """A screening run's verdict words: ``TABLE_OUTCOMES``, or ``IMAGE_OUTCOMES`` for a folder of images."""
+    return IMAGE_OUTCOMES if "image_size" in summary["input"] else TABLE_OUTCOMES
+
+
+def flag_review(flagged_ids: Sequence[str], outcomes: Mapping[str, str],
+                words: tuple[str, str] = TABLE_OUTCOMES) -> FlagReview:
+    """Count the verdicts (record id → one of ``words``) on the flagged records ``flagged_ids``."""
     found = [outcomes[i] for i in flagged_ids if i in outcomes]
-    return FlagReview(len(flagged_ids), len(found), sum(o in ANOMALOUS for o in found), len(outcomes) - len(found),
-                      tuple((word, found.count(word)) for word in OUTCOMES if word in found))
+    return FlagReview(len(flagged_ids), len(found), found.count(words[0]), len(outcomes) - len(found), words)
 
 
 def _review_line(review: FlagReview) -> str:
     line = f"Reviewed {review.reviewed:,} of {review.flagged:,} flagged records"
     if review.reviewed:
-        line += (f": {', '.join(f'{n:,} {word}' for word, n in review.by_outcome)} — "
+        line += (f": {review.anomalous:,} {review.words[0]}, {review.reviewed - review.anomalous:,} {review.words[1]} — "
                  f"precision of the flags {review.precision:.1%}")
     if review.not_flagged:
         line += f". {review.not_flagged:,} verdicts are on records that were not flagged"
@@ -247,7 +250,8 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         The model's calibration scores: drawn beside the batch's and, for a batch of at least
         ``DRIFT_MIN_ROWS`` scored rows, compared with it in the drift plot.
     verdicts : DataFrame or None, default=None
-        Analysts' verdicts so far: the id column, ``outcome`` (``fraud`` / ``legitimate``), ``note``.
+        Analysts' verdicts so far: the id column, ``outcome`` (``fraud`` / ``legitimate``; on images
+        ``defect`` / ``good``), ``note``.
         With them the page shows each record's verdict and the precision of the reviewed flags.
     images : mapping or None, default=None
         Record id → {``"original"``, ``"reconstruction"``, ``"overlay"``} → PNG bytes or file path,
@@ -279,8 +283,8 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         flag_rate_line=(f"Flag rate {summary['flag_rate']:.2%} ({_number(summary['rows_flagged'])} of "
                         f"{_number(summary['rows_scored'])} scored); "
                         f"{expected_flag_rate(summary['calibration'], summary['rows_scored'])}."),
-        review=_review_line(flag_review([str(i) for i in ordered[id_column]],
-                                        {i: o for i, (o, _) in verdict_of.items()})) if verdict_of else None,
+        review=_review_line(flag_review([str(i) for i in ordered[id_column]], {i: o for i, (o, _) in verdict_of.items()},
+                                        outcome_words(summary))) if verdict_of else None,
         histogram_png=histogram_plot(counts, edges, threshold, calibration_counts),
         drift_png=drift_plot(counts, edges, calibration_counts) if show_drift else None,
         drift_line=_drift_line(summary, show_drift),

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline import tracking
 from pipeline.ingest import parquet_stream
-from pipeline.report import ANOMALOUS, QUARANTINE_ROWS, FlagReview, flag_review, render_report
+from pipeline.report import IMAGE_OUTCOMES, QUARANTINE_ROWS, FlagReview, flag_review, outcome_words, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.scoring import load_scoring_model
 from pipeline.screening_output import CSV_LINE_END, FLAGGED, QUARANTINE, REPORT, SCORES, read_summary
@@ -80,7 +80,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     run_dir : str or Path
         A finished screening folder (it has ``summary.json``).
     verdicts_path : str or Path
-        CSV of the record id, ``outcome`` (fraud / legitimate) and optionally ``note``
+        CSV of the record id, ``outcome`` (fraud / legitimate; on images defect / good) and optionally ``note``
         (:func:`pipeline.verdicts.read_verdicts`).
 
     Returns
@@ -102,25 +102,28 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
         raise FileNotFoundError(f"{str(run_dir)!r} is not a finished screening folder (it has no summary.json)")
     id_column = summary["id_column"]
     known = pq.read_table(run_dir / SCORES, columns=[id_column]).column(0).to_pandas().astype(str)
-    submitted = read_verdicts(verdicts_path, id_column, known_ids=pd.Index(known))
-    images = "record_images" in summary  # an image screening lists its report's images
-    calibration = load_scoring_model(summary["model"]["uri"], images=images).calibration  # fails before anything is written
+    words = outcome_words(summary)  # ("fraud", "legitimate"), or ("defect", "good") on images
+    submitted = read_verdicts(verdicts_path, id_column, known_ids=pd.Index(known), outcomes=words)
+    calibration = load_scoring_model(summary["model"]["uri"], images=words == IMAGE_OUTCOMES).calibration
+    pictures = {record: {view: run_dir / file for view, file in views.items()}
+                for record, views in summary.get("record_images", {}).items()}
+    missing = [str(file) for views in pictures.values() for file in views.values() if not file.is_file()]
+    if missing:  # all of this fails before anything is written
+        raise FileNotFoundError(f"{str(run_dir)!r} lacks {len(missing)} of its report's images, e.g. {missing[0]!r}")
 
     verdicts = pd.concat([stored_verdicts(run_dir), submitted], ignore_index=True)
     verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)  # the latest verdict wins
     _replace(run_dir / VERDICTS, verdicts.to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
-    pictures = {record: {view: run_dir / file for view, file in views.items()}
-                for record, views in summary.get("record_images", {}).items()}
     page = render_report(summary, flagged, _quarantined_head(run_dir),
                          _score_histogram(run_dir, summary, calibration.calibration_scores),
                          calibration.calibration_scores, verdicts=verdicts, images=pictures)
     _replace(run_dir / REPORT, page)
 
-    flags = flag_review(flagged[id_column].tolist(), dict(zip(verdicts[id_column], verdicts["outcome"])))
+    flags = flag_review(flagged[id_column].tolist(), dict(zip(verdicts[id_column], verdicts["outcome"])), words)
     if summary.get("mlflow_run_id"):
-        metrics = {"verdicts": len(verdicts), "verdicts_fraud": int(verdicts["outcome"].isin(ANOMALOUS).sum()),
+        metrics = {"verdicts": len(verdicts), "verdicts_fraud": int((verdicts["outcome"] == words[0]).sum()),
                    "flags_reviewed": flags.reviewed}
         if flags.precision is not None:
             metrics["flag_precision"] = flags.precision

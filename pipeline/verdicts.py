@@ -1,7 +1,8 @@
 """Analysts' verdicts on screened records: read and check a verdict file, collect labels across runs.
 
 An analyst's verdict file is a CSV of the record id (headed like the run's id column, or ``id``),
-``outcome`` (``fraud`` or ``legitimate``; for images ``defect`` or ``good``) and an optional ``note``. :func:`read_verdicts` refuses a
+``outcome`` (``fraud`` or ``legitimate``; on a screening of images ``defect`` or ``good``) and an
+optional ``note``. :func:`read_verdicts` refuses a
 bad file with an error naming the line and column; :mod:`pipeline.review` keeps the verdicts in the
 run folder's ``verdicts.csv``. :func:`labelled_records` joins every run's verdicts with the run's
 ``flagged.csv`` (which holds the flagged records' values), giving labelled rows that promotion can
@@ -16,7 +17,7 @@ Example
 ...     read_verdicts(io.StringIO("id,outcome\\ntx1,maybe\\n"), "transaction_id")
 ... except VerdictError as error:
 ...     print(error)
-<verdicts>: line 2, column 'outcome': 'maybe' is not one of fraud, defect, legitimate, good
+<verdicts>: line 2, column 'outcome': 'maybe' is not one of fraud, legitimate
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from typing import IO
 
 import pandas as pd
 
-from pipeline.report import ANOMALOUS, OUTCOMES
+from pipeline.report import TABLE_OUTCOMES
 from pipeline.screening_output import FLAGGED, read_summary
 
 VERDICTS = "verdicts.csv"
-VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud (or defect)
+VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud
 MAX_LISTED = 5  # bad lines named in one error message
 
 
@@ -38,7 +39,8 @@ class VerdictError(ValueError):
     """A verdict file that cannot be used; the message names the file, line and column."""
 
 
-def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None) -> pd.DataFrame:
+def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None,
+                  outcomes: tuple[str, str] = TABLE_OUTCOMES) -> pd.DataFrame:
     """Read and check an analyst's verdict file.
 
     Parameters
@@ -49,6 +51,8 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         The screening run's id column; the result names its id column so.
     known_ids : Index or None, default=None
         The run's record ids (as text): a verdict on any other id is refused.
+    outcomes : (str, str), default=("fraud", "legitimate")
+        The run's verdict words (:func:`pipeline.report.outcome_words`; ``("defect", "good")`` on images).
 
     Returns
     -------
@@ -81,8 +85,8 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     verdicts = pd.DataFrame({id_column: frame[ids].str.strip(), "outcome": frame["outcome"].str.strip().str.lower(),
                              "note": frame["note"].str.strip() if "note" in frame else ""})
     problems = [(line, ids, "the id is empty") for line in verdicts.index[verdicts[id_column] == ""] + 2]
-    problems += [(i + 2, "outcome", f"{frame['outcome'][i]!r} is not one of {', '.join(OUTCOMES)}")
-                 for i in verdicts.index[~verdicts["outcome"].isin(OUTCOMES)]]
+    problems += [(i + 2, "outcome", f"{frame['outcome'][i]!r} is not one of {', '.join(outcomes)}")
+                 for i in verdicts.index[~verdicts["outcome"].isin(outcomes)]]
     if known_ids is not None:
         unknown = verdicts.index[(verdicts[id_column] != "") & ~verdicts[id_column].isin(known_ids)]
         problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run")
@@ -103,7 +107,7 @@ def stored_verdicts(run_dir: Path) -> pd.DataFrame | None:
 
 def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     """Every reviewed flagged record under ``runs_root``: its values from ``flagged.csv`` and
-    ``VERDICT_LABEL`` (1 = fraud or defect, 0 = legitimate or good).
+    ``VERDICT_LABEL`` (1 = fraud, 0 = legitimate).
 
     Run folders are found at any depth by their ``verdicts.csv``; a record reviewed in more than one
     run keeps the verdict of the run that finished last. Verdicts on records that were not flagged
@@ -130,7 +134,7 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     for _, run_dir, _ in sorted(runs):
         flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
         labelled = flagged.merge(stored_verdicts(run_dir)[[id_column, "outcome"]], on=id_column, how="inner")
-        labelled[VERDICT_LABEL] = labelled.pop("outcome").isin(ANOMALOUS).astype(int)
+        labelled[VERDICT_LABEL] = (labelled.pop("outcome") == "fraud").astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))
     records = pd.concat(parts, ignore_index=True)
     return records.drop_duplicates(id_column, keep="last").reset_index(drop=True)

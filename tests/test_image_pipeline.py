@@ -19,6 +19,7 @@ from pipeline.image_screen import screen_images
 from pipeline.ingest import SchemaError
 from pipeline.promote import promote
 from pipeline.review import review
+from pipeline.verdicts import VerdictError
 from pipeline.screen import screen
 from pipeline.train import train
 from tests.conftest import card_like
@@ -97,13 +98,18 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     assert decision.champion["auroc"] == 1.0 and decision.decision == "keep"  # no gain over a perfect ranking
     with pytest.raises(ValueError, match="reads images"):
         promote("bottles", verdicts_from=workdir / "out")
+    assert main(["promote", "--model", "bottles", "--data", "new", "--margin", "0.5"]) == 0  # the command: no --label-col
+    assert MlflowClient().get_model_version("bottles", "2").tags["promotion.evaluation_data"] == "labelled image folder"
 
+    (workdir / "verdicts.csv").write_text("path,outcome\nscratch/000.png,fraud\n")
+    with pytest.raises(VerdictError, match="'fraud' is not one of defect, good"):  # an image run's words
+        review(out, workdir / "verdicts.csv")
     (workdir / "verdicts.csv").write_text("path,outcome\nscratch/000.png,Defect\n")
     reviewed = review(out, workdir / "verdicts.csv")  # the report is drawn again, with the images kept
     assert (reviewed.flags.reviewed, reviewed.flags.anomalous) == (1, 1)
     report = (out / "report.html").read_text()
     assert report.count('alt="overlay"') == len(flagged) and 'class="verdict-defect"' in report
-    assert "1 defect — precision of the flags 100.0%" in report
+    assert "1 defect, 0 good — precision of the flags 100.0%" in report
     card_like(200, seed=1).rename_axis("id").reset_index().to_csv(workdir / "cards.csv", index=False)
     with pytest.raises(SchemaError, match="trained on images"):
         screen("cards.csv", "bottles", workdir / "out" / "cards")

@@ -177,6 +177,7 @@ def test_mvtec_layout_labels_and_empty_folder(tmp_path):
     _write_png(tmp_path / "test" / "crack" / "000.png", 2)
     train, test = read_mvtec_like(tmp_path)
     assert len(train.images) == 1 and test.kinds == ["crack", "good"] and test.labels.tolist() == [1, 0]
+    assert train.labels.tolist() == [0]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):
         read_image_folder(tmp_path / "empty")
