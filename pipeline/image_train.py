@@ -34,6 +34,7 @@ from pipeline.image_ingest import image_files, read_image_folder
 from pipeline.sources import fingerprint
 from pipeline.train import TrainResult, log_training
 
+
 def image_schema(height: int, width: int, channels: int, image_size: int, id_column: str) -> dict:
     """The schema an image model carries: what screening needs to read a folder for it."""
     return {"kind": IMAGES, "image_size": image_size, "height": height, "width": width,
