@@ -8,31 +8,15 @@ temporary Prefect API creates its database as on a new machine, and records the 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from cli_runs import fresh_workdir, run_maskae, write_measures
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as workdir:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(Path(workdir) / "prefect-home")}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "flows.cli", "demo"], cwd=workdir, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - start
-    result = {"command": "maskae demo", "seconds": round(seconds, 1), "cpus": os.cpu_count(), "target_s": 90}
-    out = ROOT / "benchmarks" / "results" / "demo_time"
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    table = "| measure | value |\n|---|---:|\n" + "".join(f"| {k} | {v} |\n" for k, v in result.items())
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    with fresh_workdir() as (workdir, env):
+        seconds = run_maskae(["demo"], workdir, env)
+    write_measures("demo_time", {"command": "maskae demo", "seconds": seconds, "cpus": os.cpu_count(), "target_s": 90})
 
 
 if __name__ == "__main__":

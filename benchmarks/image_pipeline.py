@@ -14,23 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(args: list[str], workdir: str, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=workdir, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return round(time.perf_counter() - start, 1)
+from cli_runs import ROOT, fresh_workdir, run_maskae, write_measures
 
 
 def main() -> None:
@@ -40,13 +29,11 @@ def main() -> None:
     parser.add_argument("--seed", default="0")
     args = parser.parse_args()
     root = Path(args.root).resolve()
-    with tempfile.TemporaryDirectory() as workdir:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(Path(workdir) / "prefect-home")}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        train_s = _run(["train", "--data", str(root / "train" / "good"), "--model-name", "bottle",
-                        "--level", args.level, "--seed", args.seed], workdir, env)
-        screen_s = _run(["screen", "--data", str(root / "test"), "--model", "bottle", "--out", "screened"],
-                        workdir, env)
+    with fresh_workdir() as (workdir, env):
+        train_s = run_maskae(["train", "--data", str(root / "train" / "good"), "--model-name", "bottle",
+                              "--level", args.level, "--seed", args.seed], workdir, env)
+        screen_s = run_maskae(["screen", "--data", str(root / "test"), "--model", "bottle", "--out", "screened"],
+                              workdir, env)
         out = Path(workdir) / "screened"
         scores = pd.read_parquet(out / "scores.parquet")
         summary = json.loads((out / "summary.json").read_text())
@@ -64,11 +51,7 @@ def main() -> None:
         "most_anomalous": first["path"].iloc[0], "its_reasons": first["reasons"].iloc[0],
         "train_s": train_s, "screen_s": screen_s, "cpus": os.cpu_count(),
     }
-    path = ROOT / "benchmarks" / "results" / "image_pipeline"
-    path.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    table = "| measure | value |\n|---|---:|\n" + "".join(f"| {k} | {v} |\n" for k, v in result.items())
-    path.with_suffix(".md").write_text(table)
-    print(table)
+    write_measures("image_pipeline", result)
 
 
 if __name__ == "__main__":
