@@ -265,13 +265,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         evidence term (``local`` holds the others) on the training rows; a training row is never
         its own neighbour. Twice: unlabelled anomalies in the training data would be each other's
         neighbours, so the second draw leaves out the `contamination` share that scored highest."""
-        own_ids = np.arange(len(space))
-        candidates = own_ids  # the first draw: from every training row
+        candidates = np.arange(len(space))  # the first draw: from every training row
         for _ in range(2):
             self.neighbours_ = NeighbourSamples.draw(
                 space, candidates, self.neighbour_sample_sizes, self.n_neighbour_samples, rng
             )
-            raw = {**local, **self.neighbours_.distances(space, own_ids)}
+            # each row is found in the pool by its values, as a record scored later is
+            raw = {**local, **self.neighbours_.distances(space)}
             logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
             self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
             self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
@@ -448,7 +448,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             return self._image_reconstruct(X)
         predicted = self._predicted_values(self._passes(X)[0])
         if self.image_format_ is None:
-            return predicted
+            return predicted.set_axis(X.index) if isinstance(X, pd.DataFrame) else predicted
         return self.image_format_.restore_layout(self.image_format_.unflatten(predicted.to_numpy(np.float32)), like=X)
 
     def _predicted_values(self, passes: PassResult) -> pd.DataFrame:

@@ -13,7 +13,9 @@ several sizes trade robustness (small) against resolution (large). See Sugiyama 
 A training row is never its own neighbour, and neither is a record identical to one: scoring the
 training table again gives its training scores (``fit(X)`` then ``anomaly_score(X)``, as one
 screens a batch that is also the training data), where a record would otherwise find itself in
-the samples that hold it, at distance 0.
+the samples that hold it, at distance 0. Identical training rows count as one to this rule: a
+record, training row or not, puts the first sampled training row identical to it out of reach
+(its other copies stay, at distance 0), so duplicated training rows get their training scores too.
 
 The samples overlap, so the training rows they hold are kept once (the *pool*) and each sample is
 a set of positions in it: distances to the pool are computed once per record, and a saved model
@@ -44,7 +46,9 @@ BLOCK_BYTES = 64 * 2**20
 
 def draw_samples(n_rows: int, size: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """(n_samples, size) row indices, each sample drawn without replacement."""
-    size = min(size, n_rows - 1)  # leave at least one row outside, so a training row has a neighbour
+    # Leave a row outside, so that samples differ; but keep two, so that a row a sample holds has
+    # a neighbour in it other than itself (a sample of one row would put it out of reach: inf).
+    size = min(size, max(n_rows - 1, 2))
     return np.stack([rng.choice(n_rows, size, replace=False) for _ in range(n_samples)])
 
 
@@ -67,16 +71,14 @@ class NeighbourSamples:
         samples = [p.reshape(d.shape) for p, d in zip(np.split(positions, bounds), drawn)]
         return cls(tuple(sizes), np.ascontiguousarray(space[ids], dtype=np.float32), ids.astype(np.int64), samples)
 
-    def distances(self, points: np.ndarray, point_ids: np.ndarray | None = None,
-                  batch_size: int | None = None) -> dict[str, np.ndarray]:
+    def distances(self, points: np.ndarray, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """``{"neighbours@<size>": (n,)}``: per size, the mean over its samples of the distance from
-        each point to the sample's nearest row. A point is never its own neighbour: ``point_ids``
-        gives the points' training row numbers; without it, a point identical to a pool row is
-        taken to be that row. ``batch_size``: points per chunk (default: as :data:`BLOCK_BYTES` allows)."""
+        each point to the sample's nearest row, that row not being the point itself (a point
+        identical to pool rows is taken to be the first of them). ``batch_size``: points per chunk
+        (default: as :data:`BLOCK_BYTES` allows)."""
         if not self.samples:  # a model without neighbour evidence (format 1 CNN models)
             return {}
-        if point_ids is None:
-            point_ids = self._identical_pool_ids(points)
+        point_ids = self._identical_pool_ids(points)
         pool = torch.from_numpy(self.pool)
         picks = [torch.from_numpy(s).reshape(-1) for s in self.samples]
         # Fastest: one matrix product per size with that size's sample rows copied out of the
@@ -115,11 +117,11 @@ class NeighbourSamples:
         }
 
     def _identical_pool_ids(self, points: np.ndarray) -> np.ndarray | None:
-        """(n,) the training row number of the pool row each point equals bit for bit, -1 for none;
-        None when no point equals one (nothing to put out of reach)."""
+        """(n,) the training row number of the pool row each point equals bit for bit (of identical
+        pool rows, the first), -1 for none; None when no point equals one (nothing to put out of reach)."""
         as_bytes = np.dtype((np.void, self.pool.shape[1] * 4))  # one comparable item per row
         keys = np.ascontiguousarray(self.pool).view(as_bytes).ravel()
-        order = np.argsort(keys)
+        order = np.argsort(keys, kind="stable")  # pool rows are in row-number order: the first copy leads
         sorted_keys = keys[order]
         wanted = np.ascontiguousarray(points, dtype=np.float32).view(as_bytes).ravel()
         at = np.searchsorted(sorted_keys, wanted).clip(max=len(keys) - 1)

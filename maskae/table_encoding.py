@@ -149,7 +149,8 @@ def as_frame(X, feature_names: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(array, columns=names)
 
 
-def _is_numeric(series: pd.Series) -> bool:
+def is_numeric_column(series: pd.Series) -> bool:
+    """Whether a column is read as numbers (numeric and not boolean); anything else is categorical."""
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
@@ -225,7 +226,7 @@ class TableEncoder:
         self.categorical_: list[CategoricalColumn] = []
         for name in frame.columns:
             series = frame[name]
-            if _is_numeric(series):
+            if is_numeric_column(series):
                 self.numeric_.append(self._fit_numeric(str(name), series.to_numpy(dtype=float)))
             else:
                 self.categorical_.append(self._fit_categorical(str(name), series))
@@ -282,8 +283,12 @@ class TableEncoder:
         ):
             log_scale = float(np.median(positive))
             finite = np.log1p(finite / log_scale)
-        scale = float(finite.std())
-        return NumericColumn(name, log_scale, float(finite.mean()), scale if scale > 1e-12 else 1.0)
+        with np.errstate(over="ignore"):
+            center, scale = float(finite.mean()), float(finite.std())
+        if not np.isfinite(center + scale):  # sums of squares beyond 1e308 (values of 1e154 and more)
+            unit = float(np.abs(finite).max())
+            center, scale = float((finite / unit).mean()) * unit, float((finite / unit).std()) * unit
+        return NumericColumn(name, log_scale, center, scale if scale > 1e-12 else 1.0)
 
     @property
     def feature_names(self) -> list[str]:
@@ -313,7 +318,7 @@ class TableEncoder:
             values = pd.to_numeric(frame[col.name], errors="coerce").to_numpy(dtype=float)
             with np.errstate(all="ignore"):
                 encoded = col.encode(values)
-            bad = ~np.isfinite(encoded)
+            bad = ~np.isfinite(values)  # a finite value whose code overflows is extreme, not missing
             numeric[:, j] = np.where(bad, 0.0, np.clip(encoded, -MAX_CODE, MAX_CODE))
             missing[:, j] = bad
         offset, encoded = len(self.numeric_), {}

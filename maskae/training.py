@@ -164,7 +164,7 @@ def complementary_passes(net: MaskedTableMLP, data: TableTensors, masks: np.ndar
     masks_t = torch.as_tensor(masks)
     times_hidden = masks_t.sum(0).clamp(min=1).float()
     chunks: list[list[torch.Tensor]] = []
-    for start in range(0, len(data), batch_size):
+    for start in range(0, max(len(data), 1), batch_size):  # an empty table: one empty pass, empty results
         batch = data.rows(slice(start, start + batch_size))
         m = len(batch)
         errors = torch.zeros(m, masks.shape[1])
@@ -185,7 +185,5 @@ def complementary_passes(net: MaskedTableMLP, data: TableTensors, masks: np.ndar
             [errors / times_hidden, numeric / n_hidden_num, latent / len(masks_t)]
             + [p / times_hidden[net.n_numeric + j] for j, p in enumerate(probs)]
         )
-    joined = [torch.cat(parts).numpy() for parts in zip(*chunks)] if chunks else None
-    if joined is None:
-        raise ValueError("no rows to score")
+    joined = [torch.cat(parts).numpy() for parts in zip(*chunks)]
     return PassResult(joined[0], joined[1], joined[3:], joined[2])

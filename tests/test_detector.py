@@ -32,6 +32,13 @@ def test_scoring_the_training_rows_again_gives_their_training_scores(fitted, mix
     np.testing.assert_allclose(fitted.anomaly_score(mixed_frame), fitted.training_scores_, rtol=1e-4, atol=1e-4)
 
 
+def test_duplicated_training_rows_scored_again_get_their_training_scores(mixed_frame):
+    # Copies of a row are one row to "never its own neighbour", at fit as at scoring.
+    doubled = pd.concat([mixed_frame, mixed_frame.head(150)], ignore_index=True)
+    det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 50}).fit(doubled)
+    np.testing.assert_allclose(det.anomaly_score(doubled), det.training_scores_, rtol=1e-4, atol=1e-4)
+
+
 def test_same_random_state_gives_same_scores(mixed_frame):
     a = MaskedAutoencoderDetector(**FAST).fit(mixed_frame).anomaly_score(mixed_frame)
     b = MaskedAutoencoderDetector(**FAST).fit(mixed_frame).anomaly_score(mixed_frame)
@@ -201,6 +208,27 @@ def test_absurd_finite_values_score_highest_not_nan(fitted, mixed_frame):
     rows.loc[rows.index[1], "hour"] = -1e300
     scores = fitted.anomaly_score(rows)
     assert np.isfinite(scores).all() and scores[:2].min() > scores[2]
+
+
+def test_tiny_tables_overflowing_values_empty_batches_and_any_index():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(scale=0.01, size=40), "b": rng.normal(size=40)})
+    quick = dict(max_steps=4, random_state=0)
+    for n in (3, 4):  # the second neighbour draw keeps 2 or 3 rows: each still has a neighbour
+        assert np.isfinite(MaskedAutoencoderDetector(**quick).fit(X.head(n)).training_scores_).all()
+    det = MaskedAutoencoderDetector(**quick).fit(X)
+    assert det.anomaly_score(X.head(0)).shape == (0,)
+    far = X.head(2).copy()
+    far.iloc[0, 0] = 1e308  # finite, but its code overflows: the most extreme value, not a missing one
+    assert det.evidence_scores(far)["tails"].iloc[0] > det.evidence_scores(far)["tails"].iloc[1] + 1
+    huge = X.copy()
+    huge.iloc[0, 1] = 1e200  # the sum of squares overflows: the column still gets a finite scale
+    fitted_huge = MaskedAutoencoderDetector(**quick).fit(huge)
+    assert np.isfinite(fitted_huge.encoder_.numeric_[1].scale) and fitted_huge.training_scores_.argmax() == 0
+    gap = X.head(5).set_axis(range(100, 105))
+    gap.iloc[2, 1] = np.nan
+    filled = det.impute(gap)  # predictions meet the cells by the frame's own index
+    assert filled.index.equals(gap.index) and not filled.isna().any().any()
 
 
 def test_evidence_scores_show_each_term_and_average_to_the_anomaly_score(fitted, mixed_frame):

@@ -20,8 +20,8 @@ def test_distances_match_the_nearest_row_of_each_sample_and_skip_a_rows_own_copy
     train = rng.normal(size=(60, 3)).astype(np.float32)
     samples = NeighbourSamples.draw(train, np.arange(60), sizes=sizes, n_samples=5, rng=rng)
     assert len(np.unique(samples.pool_ids)) == len(samples.pool)  # each training row held once
-    points, ids = train[:7], np.arange(7)
-    got = samples.distances(points, point_ids=ids, batch_size=batch_size)
+    points, ids = train[:7], np.arange(7)  # training rows: each is found in the pool by its values
+    got = samples.distances(points, batch_size=batch_size)
     for size, positions in zip(sizes, samples.samples):
         assert positions.shape == (5, size)
         expected = []
@@ -44,13 +44,18 @@ def test_samples_are_drawn_only_from_the_candidates():
     np.testing.assert_array_equal(samples.pool, space[samples.pool_ids])
 
 
-def test_a_point_identical_to_a_training_row_is_scored_as_that_row():
+def test_of_identical_training_rows_the_first_is_out_of_reach_and_the_copies_stay():
     rng = np.random.default_rng(2)
     train = rng.normal(size=(40, 3)).astype(np.float32)
+    train[30] = train[5]  # a duplicated row
     samples = NeighbourSamples.draw(train, np.arange(40), sizes=(39,), n_samples=4, rng=rng)
-    as_training = samples.distances(train, point_ids=np.arange(40))["neighbours@39"]
-    np.testing.assert_array_equal(samples.distances(train.copy())["neighbours@39"], as_training)
-    assert (as_training > 0).all()
+    got = samples.distances(np.stack([train[5], train[30], train[5] + 10]))["neighbours@39"]
+    expected = []
+    for sample in samples.samples[0]:
+        rows = samples.pool_ids[sample]
+        expected.append(np.linalg.norm(train[rows[rows != 5]] - train[5], axis=1).min())  # row 30 at 0 if held
+    np.testing.assert_allclose(got[:2], np.mean(expected), atol=1e-3)  # both copies: the same score
+    assert got[2] > 10
 
 
 def test_no_points_give_empty_distances():
