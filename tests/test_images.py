@@ -171,6 +171,14 @@ def test_corrupt_truncated_and_foreign_files_are_quarantined_with_a_reason(tmp_p
     assert gray.images.shape == (1, 20, 20, 1)
 
 
+def test_16_bit_gray_images_keep_their_contrast(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
+    (tmp_path / "deep").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "deep" / "ramp.png")  # a 16-bit PNG
+    read = read_image_folder(tmp_path / "deep")
+    np.testing.assert_array_equal(read.images[0, ..., 0], (ramp >> 8).astype(np.uint8))  # not clipped at 255
+
+
 def test_mvtec_layout_labels_and_empty_folder(tmp_path):
     _write_png(tmp_path / "train" / "good" / "000.png", 0)
     _write_png(tmp_path / "test" / "good" / "000.png", 1)
