@@ -25,7 +25,7 @@ Example
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskae.table_encoding import ColumnWarning
+from maskae.table_encoding import ColumnWarning, is_numeric_column
 from pipeline.config import format_from_suffix
 
 KINDS = ("numeric", "categorical")
@@ -83,12 +83,14 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {reason}; {_FIXES[fmt]}") from error
 
 
-def _csv_options(id_column: str | None) -> dict[str, Any]:
-    # Ids stay text: "000123" keeps its zeros and the dtype cannot change from one chunk to the next.
-    return {"dtype": {id_column: str}} if id_column else {}
+def _csv_options(text_columns: Sequence[str]) -> dict[str, Any]:
+    # Ids and categories stay text: "000123" keeps its zeros, and a column cannot turn from text
+    # into numbers in a chunk where every value happens to be digits (columns not in the file are
+    # no error here: validation names those).
+    return {"dtype": dict.fromkeys(text_columns, str)} if text_columns else {}
 
 
-def read_table(path: str | Path, fmt: str | None = None, *, id_column: str | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a whole CSV or Parquet file; a CSV with only a header gives an empty frame.
 
     Parameters
@@ -97,8 +99,9 @@ def read_table(path: str | Path, fmt: str | None = None, *, id_column: str | Non
         The file.
     fmt : {"csv", "parquet"} or None, default=None
         None infers it from the suffix (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``).
-    id_column : str or None, default=None
-        Read this CSV column as text (ids are labels, not numbers).
+    text_columns : sequence of str, default=()
+        Read these CSV columns as text: ids and categories are labels, not numbers
+        (:meth:`Schema.text_columns`).
 
     Raises
     ------
@@ -110,11 +113,11 @@ def read_table(path: str | Path, fmt: str | None = None, *, id_column: str | Non
         if fmt == "parquet":
             with pq.ParquetFile(path) as source:
                 return source.read().to_pandas()
-        return pd.read_csv(path, **_csv_options(id_column))
+        return pd.read_csv(path, **_csv_options(text_columns))
 
 
 def iter_batches(
-    path: str | Path, fmt: str | None = None, batch_rows: int = 100_000, *, id_column: str | None = None
+    path: str | Path, fmt: str | None = None, batch_rows: int = 100_000, *, text_columns: Sequence[str] = ()
 ) -> Iterator[pd.DataFrame]:
     """Yield the file as frames of at most ``batch_rows`` rows, indexed by row number in the file.
 
@@ -125,7 +128,7 @@ def iter_batches(
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     path, fmt = _checked_source(path, fmt)
-    return _chunks(path, fmt, batch_rows, id_column)
+    return _chunks(path, fmt, batch_rows, text_columns)
 
 
 def parquet_stream(path: str | Path) -> pq.ParquetFile:
@@ -135,10 +138,10 @@ def parquet_stream(path: str | Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER)
 
 
-def _chunks(path: Path, fmt: str, batch_rows: int, id_column: str | None) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) -> Iterator[pd.DataFrame]:
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
-            with pd.read_csv(path, chunksize=batch_rows, **_csv_options(id_column)) as reader:
+            with pd.read_csv(path, chunksize=batch_rows, **_csv_options(text_columns)) as reader:
                 yield from reader
             return
         with parquet_stream(path) as source:
@@ -150,11 +153,6 @@ def _chunks(path: Path, fmt: str, batch_rows: int, id_column: str | None) -> Ite
                 yield frame
             if start == 0:
                 yield source.schema_arrow.empty_table().to_pandas()
-
-
-def _is_numeric(series: pd.Series) -> bool:
-    # The same rule as maskae.table_encoding, so the model reads each column as the schema says.
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
 def _missing_text(series: pd.Series) -> pd.Series:
@@ -190,6 +188,11 @@ class Schema:
     def columns_of_kind(self, kind: str) -> list[str]:
         return [name for name, k in self.features.items() if k == kind]
 
+    @property
+    def text_columns(self) -> list[str]:
+        """The columns to read from a CSV as text: the id and the categorical features."""
+        return [self.id_column, *self.columns_of_kind("categorical")]
+
     @classmethod
     def infer(cls, frame: pd.DataFrame, id_column: str, *, label_column: str | None = None,
               columns: list[str] | None = None, exclude_columns: list[str] | None = None,
@@ -210,7 +213,8 @@ class Schema:
             raise SchemaError(f"column_types names {unknown}, which are not features; features: {names}")
         features = {}
         for name in names:
-            features[name] = overrides.get(name) or ("numeric" if _is_numeric(frame[name]) else "categorical")
+            # the model's own rule, so that the model reads each column as the schema says
+            features[name] = overrides.get(name) or ("numeric" if is_numeric_column(frame[name]) else "categorical")
             if name not in overrides and features[name] == "categorical":
                 _warn_if_mostly_numbers(name, frame[name])
         return cls(id_column, features, label_column)
@@ -320,7 +324,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     for name in schema.columns_of_kind("numeric"):
         raw = frame[name]
         number = pd.to_numeric(raw, errors="coerce").astype("float64")
-        if not _is_numeric(raw):  # text that fails to parse, as opposed to an empty cell
+        if not is_numeric_column(raw):  # text that fails to parse, as opposed to an empty cell
             notes.append(_notes((number.isna() & ~_missing_text(raw)).to_numpy(), raw, f"{name}: {{}} is not a number"))
         notes.append(_notes(np.isinf(number.to_numpy()), raw, f"{name}: {{}} is not a finite number"))
         clean[name] = number.to_numpy()

@@ -78,6 +78,7 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
               source: str) -> tuple[list[dict], int]:
     """Label metrics of each model on the labelled rows of ``frame`` (numbered 0..n-1) that every
     model can score; ``source`` names where the rows came from in errors."""
+    frame = frame.reset_index(drop=True)  # labels and scores meet by row position (a Parquet file keeps its index)
     if label_column not in frame.columns:
         raise SchemaError(f"label column {label_column!r} is not in {source}; it has {list(frame.columns)}")
     y, known = anomaly_labels(frame[label_column])
@@ -87,7 +88,7 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     rows = frame.index[known]
     for clean in cleans:
         rows = rows.intersection(clean.index)
-    y = y[rows.to_numpy()]  # read_table numbers rows 0..n-1
+    y = y[rows.to_numpy()]
     if not 0 < y.sum() < len(y):
         raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "
                          f"{source} hold {int(y.sum())} anomalies among {len(y)}")
@@ -170,7 +171,7 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
             results, rows = _evaluate_images(models, Path(data_path))
         else:
             frame = (labelled_records(verdicts_from) if verdicts_from is not None
-                     else read_table(data_path, id_column=models[0].schema.id_column))
+                     else read_table(data_path, text_columns=[c for m in models for c in m.schema.text_columns]))
             results, rows = _evaluate(models, frame, label_column, source)
         decision, reason = _policy(metric, margin, max_fpr, *results)
         if verdicts_from is not None:

@@ -90,7 +90,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
-            for chunk in iter_batches(path, batch_rows=batch_rows, id_column=schema.id_column):
+            for chunk in iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns):
                 rows = chunk[chunk.index.isin(wanted.index)]
                 if len(rows):
                     clean = validate(rows, schema).clean
@@ -110,7 +110,7 @@ def _same_screening(summary: dict[str, Any], sha256: str, model: tracking.Resolv
             and str(summary.get("model", {}).get("version")) == model.version)
 
 
-def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: str | None = None,
+def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_dir: Path, *, id_column: str | None = None,
            batch_rows: int = BATCH_ROWS, top_reasons: int = 3, scorer: Callable[[ScoringModel], ChunkScorer] | None = None
            ) -> ScreenResult:
     """Screen one CSV or Parquet file and write the screening folder ``out_dir``.
@@ -120,7 +120,8 @@ def screen(data_path: str | Path, model_ref: str, out_dir: Path, *, id_column: s
     data_path : str or Path
         The batch file.
     model_ref : str
-        ``NAME`` (= ``NAME@champion``), ``NAME@ALIAS`` or ``NAME/VERSION``, optionally ``models:/``-prefixed.
+        ``NAME`` (= ``NAME@champion``), ``NAME@ALIAS`` or ``NAME/VERSION``, optionally ``models:/``-prefixed;
+        or a version resolved already.
     out_dir : Path
         The screening folder; must not exist yet (or be empty), unless it holds this very screening.
     id_column : str or None, default=None
@@ -267,7 +268,7 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
     bar = tqdm(desc=f"screening {path.name}", unit="rows", disable=not sys.stderr.isatty(), leave=False)
 
     def features() -> Iterator[pd.DataFrame]:
-        for chunk in iter_batches(path, batch_rows=batch_rows, id_column=schema.id_column):
+        for chunk in iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns):
             checked = validate(chunk, schema, seen_ids=seen)  # SchemaError here, before the first score
             tally.columns = tally.columns or list(chunk.columns)
             folder.add_quarantined(checked.quarantined)

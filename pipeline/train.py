@@ -99,9 +99,20 @@ def _calibrate(settings: CalibrationConfig, detector: MaskedAutoencoderDetector,
 
 def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tuple[pd.DataFrame, int]:
     """All rows of ``files``, or a uniform random sample of ``data.max_rows`` of them when there are
-    more (read as a stream, so the files never have to fit in memory); and how many rows there were."""
-    chunks = (chunk for f in files for chunk in iter_batches(f, data.format, SAMPLE_CHUNK, id_column=data.id_column))
-    frame, rows = reservoir_sample(chunks, data.max_rows, seed)
+    more (read as a stream, so the files never have to fit in memory); and how many rows there were.
+
+    CSV ids and categories are read as text. A column that some chunks read as numbers and others as
+    text (a chunk of digit-only codes reads "01234" as 1234) is read again as text, as screening will."""
+    def sample(text_columns: list[str]) -> tuple[pd.DataFrame, int]:
+        chunks = (c for f in files for c in iter_batches(f, data.format, SAMPLE_CHUNK, text_columns=text_columns))
+        return reservoir_sample(chunks, data.max_rows, seed)
+
+    text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
+    frame, rows = sample(text)
+    mixed = [c for c in frame.columns
+             if c not in text and pd.api.types.infer_dtype(frame[c], skipna=True).startswith("mixed")]
+    if mixed:
+        frame, rows = sample([*text, *mixed])
     if rows > len(frame):
         warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "
                       f"(data.max_rows)", stacklevel=3)

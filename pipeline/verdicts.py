@@ -132,7 +132,7 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
                            f"({sorted(id_columns)}): collect runs of one use case")
     parts, (id_column,) = [], id_columns
     for _, run_dir, _ in sorted(runs):
-        flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
+        flagged = pd.read_csv(run_dir / FLAGGED, dtype=str)  # as a batch is read: validation parses the numbers
         labelled = flagged.merge(stored_verdicts(run_dir)[[id_column, "outcome"]], on=id_column, how="inner")
         labelled[VERDICT_LABEL] = (labelled.pop("outcome") == "fraud").astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))

@@ -40,9 +40,9 @@ def test_module_example_runs():
 @pytest.mark.parametrize("name", ["batch.csv", "batch.parquet"])
 def test_round_trip_and_batches_concatenate_to_the_file(tmp_path, table, name):
     path = write(table, tmp_path / name)
-    whole = read_table(path, id_column="txn_id")
+    whole = read_table(path, text_columns=["txn_id"])
     pd.testing.assert_frame_equal(whole, table, check_dtype=False)
-    chunks = list(iter_batches(path, batch_rows=10, id_column="txn_id"))
+    chunks = list(iter_batches(path, batch_rows=10, text_columns=["txn_id"]))
     assert [len(c) for c in chunks] == [10, 10, 5]
     assert chunks[1].index[0] == 10  # indexed by row number in the file
     pd.testing.assert_frame_equal(pd.concat(chunks), whole)
@@ -50,7 +50,19 @@ def test_round_trip_and_batches_concatenate_to_the_file(tmp_path, table, name):
 
 def test_csv_ids_stay_text(tmp_path):
     path = write(pd.DataFrame({"txn_id": ["007", "010"], "x": [1, 2]}), tmp_path / "ids.csv")
-    assert read_table(path, id_column="txn_id")["txn_id"].tolist() == ["007", "010"]
+    assert read_table(path, text_columns=["txn_id"])["txn_id"].tolist() == ["007", "010"]
+
+
+def test_csv_categories_are_read_as_text_in_every_chunk(tmp_path, table):
+    # Read as numbers, a chunk of digit-only codes would turn "01234" into 1234, and another chunk
+    # holding a letter would keep it: two categories for one value.
+    zips = table.assign(zip=["01234", "02115", "SW1A", "01234", "90210"] * 5)
+    path = write(zips, tmp_path / "zips.csv")
+    schema = Schema.infer(zips, "txn_id")
+    assert schema.text_columns == ["txn_id", "mcc", "card_present", "zip"]
+    chunks = list(iter_batches(path, batch_rows=2, text_columns=schema.text_columns))
+    assert pd.concat(c["zip"] for c in chunks).tolist() == zips["zip"].tolist()
+    assert validate(chunks[0], schema).clean["zip"].tolist() == ["01234", "02115"]
 
 
 def test_header_only_csv_is_an_empty_frame(tmp_path):

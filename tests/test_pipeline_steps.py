@@ -115,6 +115,18 @@ def test_training_data_over_max_rows_are_sampled_and_the_run_says_so(env, first)
     assert (tags["data.rows"], tags["data.rows_sampled"]) == (str(rows), "400")
 
 
+def test_codes_some_training_chunks_read_as_numbers_are_read_again_as_text(tmp_path, monkeypatch):
+    import pipeline.train
+
+    monkeypatch.setattr(pipeline.train, "SAMPLE_CHUNK", 2)  # chunk 1 holds digits only, chunk 2 a letter
+    zips = ["01234", "02115", "SW1A", "01234"]
+    pd.DataFrame({"transaction_id": list("abcd"), "zip": zips, "amount": [1.5, 2, 3, 4]}).to_csv(tmp_path / "z.csv",
+                                                                                                  index=False)
+    data = config(tmp_path / "z.csv", data={"columns": ["zip", "amount"], "label_column": None}).data
+    frame, rows = pipeline.train._training_rows([tmp_path / "z.csv"], data, seed=0)
+    assert rows == 4 and frame["zip"].tolist() == zips and frame["amount"].dtype.kind == "f"
+
+
 def test_settings_for_clean_training_data_reach_the_registered_model(env):
     settings = {"neighbour_sample_sizes": [256, 1024], "contamination": 0.01}  # the README's recipe, from TOML
     trained = train(config(env["root"] / "train.csv", model=settings, mlflow={"model_name": "vetted"}))
