@@ -37,18 +37,19 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
+from pipeline.screening_output import read_summary
 from pipeline.config import IMAGES
-from pipeline.tracking import data_kind, resolve_model, use_tracking
+from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
 
 TOP_FLAGGED = 20
 INCOMING_SUFFIXES = (".csv", ".parquet", ".pq", ".gz")
 
 
 @task(name="resolve-model", retries=3, retry_delay_seconds=5)
-def resolve(model_ref: str) -> str:
-    # Pin the version once, so an alias moving mid-run cannot change the model half-way.
-    model = resolve_model(model_ref)
-    return f"{model.name}/{model.version}"
+def resolve(model_ref: str) -> ResolvedModel:
+    # Pin the version once, so an alias moving mid-run cannot change the model half-way; the
+    # alias it was reached by stays in the summary.
+    return resolve_model(model_ref)
 
 
 IN_FLIGHT_PER_WORKER = 2  # chunks queued per Dask worker: keeps workers busy, memory bounded
@@ -84,11 +85,12 @@ def dask_scorer(model_ref: str, in_flight: int) -> Any:
 
 
 @task(name="score-flag-report", retries=1, retry_delay_seconds=5)
-def screen_file(data_path: str, model_ref: str, out_dir: str, id_column: str | None, batch_rows: int) -> dict[str, Any]:
+def screen_file(data_path: str, model: ResolvedModel, out_dir: str, id_column: str | None, batch_rows: int
+                ) -> dict[str, Any]:
     # A retry after a crash is safe: the output folder appears only once complete.
     if Path(data_path).is_dir():  # a folder of images
-        return _result(screen_images(data_path, model_ref, Path(out_dir)))
-    return _result(screen(data_path, model_ref, Path(out_dir), id_column=id_column, batch_rows=batch_rows))
+        return _result(screen_images(data_path, model, Path(out_dir)))
+    return _result(screen(data_path, model, Path(out_dir), id_column=id_column, batch_rows=batch_rows))
 
 
 def _result(screened: Any) -> dict[str, Any]:
@@ -96,11 +98,11 @@ def _result(screened: Any) -> dict[str, Any]:
 
 
 @flow(name="maskae-screen-distributed")
-def screen_distributed(data_path: str, model_ref: str, out_dir: str, id_column: str | None, batch_rows: int,
+def screen_distributed(data_path: str, model: ResolvedModel, out_dir: str, id_column: str | None, batch_rows: int,
                        in_flight: int) -> dict[str, Any]:
     """The screening with its chunks scored on the Dask cluster this flow's task runner points at."""
-    return _result(screen(data_path, model_ref, Path(out_dir), id_column=id_column, batch_rows=batch_rows,
-                          scorer=dask_scorer(model_ref, in_flight)))
+    return _result(screen(data_path, model, Path(out_dir), id_column=id_column, batch_rows=batch_rows,
+                          scorer=dask_scorer(model.uri, in_flight)))
 
 
 @task(name="publish-artifacts")
@@ -156,18 +158,41 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
     """Screen each file of ``incoming`` that has no completed output folder under ``out_root``
     (on the Dask scheduler at ``dask_address`` when given); for an image model, each folder in it
     instead, as a batch of images (in this process). Move a batch in once it is complete: a rename
-    is atomic, a copy is not."""
+    is atomic, a copy is not.
+
+    The output folder is named after the batch, less its format's suffix (``cards.2026-01-08.csv``
+    -> ``cards.2026-01-08``). A batch that cannot be screened does not stop the others: the flow
+    screens the rest, then fails naming each batch that failed and why."""
     use_tracking(Path(workdir or Path.cwd()))
-    images, done = data_kind(resolve_model(model)) == IMAGES, []
+    images, done, failed = data_kind(resolve_model(model)) == IMAGES, [], []
     for path in sorted(Path(incoming).iterdir()):
-        if images:  # a folder of images, named as it is
-            batch, out_dir = path.is_dir() and not path.name.startswith("."), Path(out_root) / path.name
-        else:
-            batch, out_dir = path.is_file() and path.suffix in INCOMING_SUFFIXES, Path(out_root) / path.name.split(".")[0]
-        if not batch or (out_dir / "summary.json").exists():
+        batch = (path.is_dir() if images else path.is_file() and path.suffix in INCOMING_SUFFIXES)
+        if not batch or path.name.startswith("."):
             continue
-        screen_flow(str(path), model, str(out_dir), None if images else id_column, workdir,
-                    dask_address=None if images else dask_address)
-        done.append(str(out_dir))
+        out_dir = Path(out_root) / _batch_name(path)
+        earlier = read_summary(out_dir)
+        if earlier is not None and Path(earlier["input"]["path"]).name == path.name:
+            continue  # screened on an earlier night
+        try:
+            if earlier is not None:
+                raise FileExistsError(f"{str(out_dir)!r} holds the screening of {Path(earlier['input']['path']).name}: "
+                                      f"rename {path.name}")
+            screen_flow(str(path), model, str(out_dir), None if images else id_column, workdir,
+                        dask_address=None if images else dask_address)
+            done.append(str(out_dir))
+        except Exception as error:  # noqa: BLE001 (one bad batch must not hold back the night's others)
+            failed.append(f"{path.name}: {error}")
+            print(f"could not screen {path.name}: {error}")
     print(f"screened {len(done)} new batch(es) from {incoming}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} batch(es) in {incoming} could not be screened: " + "; ".join(failed))
     return done
+
+
+def _batch_name(path: Path) -> str:
+    """An incoming file's name less its format's suffix (``.csv``, ``.csv.gz``, ``.parquet``, ...); a
+    folder's name as it is."""
+    if path.is_dir():
+        return path.name
+    stem, _, suffix = path.name.removesuffix(".gz").rpartition(".")
+    return stem if stem and f".{suffix}" in INCOMING_SUFFIXES else path.name

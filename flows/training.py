@@ -26,7 +26,8 @@ from pipeline.train import TrainResult, train
 
 @task(name="train-calibrate-register", retries=2, retry_delay_seconds=5)
 def train_and_register(config: PipelineConfig, workdir: Path) -> TrainResult:
-    # Retries cover MLflow or the file store being briefly unavailable; the fit itself is seeded.
+    # Retries cover MLflow or the file store being briefly unavailable. A failure after the version
+    # was registered (while tagging it) leaves that version, and the retry registers another.
     return (train_images if config.data.format == "images" else train)(config, workdir)
 
 

@@ -81,7 +81,8 @@ def _explain_flagged(folder: ScreeningFolder, detector: MaskedAutoencoderDetecto
     return top, pictures
 
 
-def screen_images(folder_path: str | Path, model_ref: str, out_dir: Path, *, top_images: int = 8) -> ScreenResult:
+def screen_images(folder_path: str | Path, model_ref: str | tracking.ResolvedModel, out_dir: Path, *,
+                  top_images: int = 8) -> ScreenResult:
     """Screen the image folder ``folder_path`` and write the screening folder ``out_dir``.
 
     ``model_ref`` as for :func:`pipeline.screen.screen`; ``top_images``: how many flagged images

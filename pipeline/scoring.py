@@ -70,7 +70,7 @@ def load_scoring_model(ref: str | tracking.ResolvedModel, images: bool = False) 
         The version carries no data schema (it was not logged by ``pipeline.train``), or it was
         trained on the other kind of data.
     """
-    resolved = ref if isinstance(ref, tracking.ResolvedModel) else tracking.resolve_model(ref)
+    resolved = tracking.resolve_model(ref)
     pyfunc = tracking.load_model(resolved.uri)
     inner = pyfunc.unwrap_python_model()
     schema, which = getattr(inner, "schema", None), f"model {resolved.name!r} version {resolved.version}"

@@ -267,7 +267,9 @@ class ScreeningFolder:
             raise ValueError("no chunk was read: quarantine.csv has no columns")
         (self.tmp / REPORT).write_text(report, encoding="utf-8")
         (self.tmp / SUMMARY).write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-        (self.tmp / _LOCK).unlink()  # still held through the open file until the rename is done
         os.replace(self.tmp, self.out_dir)  # atomic on one file system; refuses a non-empty out_dir
         self._published = True
+        # The lock goes only now: without it, another screening into out_dir could take the folder
+        # for a killed one's and remove it before the rename.
+        (self.out_dir / _LOCK).unlink()
         return self.out_dir

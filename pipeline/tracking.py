@@ -223,12 +223,15 @@ def _registered(client: MlflowClient, name: str, version: str | None = None):
     return model
 
 
-def resolve_model(ref: str) -> ResolvedModel:
-    """Resolve ``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (a ``models:/`` prefix is allowed).
+def resolve_model(ref: str | ResolvedModel) -> ResolvedModel:
+    """Resolve ``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (a ``models:/`` prefix is allowed); a
+    ``ResolvedModel`` is returned as it is (a flow pins the version once, and keeps its alias).
 
     ``NAME`` alone means ``NAME@champion``. Raises :class:`ModelNotFoundError`, naming the model
     and alias or version, when either does not exist.
     """
+    if isinstance(ref, ResolvedModel):
+        return ref
     name, alias, version = ref.removeprefix("models:/"), CHAMPION, None
     if "@" in name:
         name, alias = name.split("@", 1)

@@ -126,6 +126,14 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     (incoming / ".partial").mkdir()
     (workdir / "cards.csv").rename(incoming / "cards.csv")
     assert screen_incoming(str(incoming), "bottles", str(workdir / "nightly")) == [str(workdir / "nightly" / "line.3")]
-    assert json.loads((workdir / "nightly" / "line.3" / "summary.json").read_text())["rows_flagged"] == len(flagged)
-    assert screen_incoming(str(incoming), "cards", str(workdir / "nightly")) == [str(workdir / "nightly" / "cards")]
+    night = json.loads((workdir / "nightly" / "line.3" / "summary.json").read_text())
+    assert night["rows_flagged"] == len(flagged) and night["model"]["alias"] == "champion"  # the flow pins the version
+    # Files named alike get folders of their own; one that fails holds back none of the others.
+    (incoming / "cards.2026-01-09.csv").write_bytes((incoming / "cards.csv").read_bytes())
+    (incoming / "cards.2026-01-10.csv").write_text("id,amount\n1,2\n")  # lacks the model's columns
+    with pytest.raises(RuntimeError, match=r"1 batch\(es\) .*cards\.2026-01-10\.csv: .*lacks column"):
+        screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
+    assert (workdir / "nightly" / "cards" / "summary.json").is_file()
+    assert (workdir / "nightly" / "cards.2026-01-09" / "summary.json").is_file()
+    assert not (workdir / "nightly" / "cards.2026-01-10").exists()
 
