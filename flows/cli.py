@@ -86,15 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _preflight(data: str | None = None, model: str | None = None) -> None:
-    """Catch the usual mistakes (no such file, no such model) before a flow starts, so they read
-    as one line rather than a failed flow run's log."""
+def _preflight(data: str | None = None, model: str | None = None, fmt: str | None = None) -> None:
+    """Catch the usual mistakes (no such file, an empty one, no such model) before a flow starts,
+    so they read as one line at once rather than a failed flow run's log after Prefect's start."""
+    from pipeline.ingest import iter_batches
     from pipeline.sources import source_files
     from pipeline.tracking import resolve_model, use_tracking
 
     use_tracking(Path.cwd())
     if data is not None and not Path(data).is_dir():  # a folder is read as images
-        source_files(data)
+        for file in source_files(data):
+            iter_batches(file, fmt)  # checks the file before reading a byte of it
     if model is not None:
         resolve_model(model)
 
@@ -111,7 +113,7 @@ def _train(args: argparse.Namespace) -> None:
         "model.random_state": args.seed, "calibration.strategy": args.strategy, "calibration.level": args.level,
     }
     config = load_config(args.config, overrides)
-    _preflight(data=config.data.path)
+    _preflight(data=config.data.path, fmt=config.data.format)
     train_flow(config.model_dump(mode="json"), workdir=str(Path.cwd()))
 
 

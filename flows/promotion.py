@@ -16,11 +16,12 @@ import flows  # noqa: F401  (sets the no-telemetry environment before prefect lo
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.retries import transient
 from pipeline.promote import PromotionDecision, promote
 from pipeline.tracking import use_tracking
 
 
-@task(name="evaluate-and-decide", retries=2, retry_delay_seconds=5)
+@task(name="evaluate-and-decide", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def evaluate_and_decide(model_name: str, data_path: str | None, label_column: str | None, verdicts_from: str | None,
                         metric: str, margin: float, max_fpr: float | None) -> PromotionDecision:
     return promote(model_name, data_path, label_column, verdicts_from=verdicts_from, metric=metric, margin=margin,

@@ -34,6 +34,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.retries import transient
 from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
@@ -45,7 +46,7 @@ TOP_FLAGGED = 20
 INCOMING_SUFFIXES = (".csv", ".parquet", ".pq", ".gz")
 
 
-@task(name="resolve-model", retries=3, retry_delay_seconds=5)
+@task(name="resolve-model", retries=3, retry_delay_seconds=5, retry_condition_fn=transient)
 def resolve(model_ref: str) -> ResolvedModel:
     # Pin the version once, so an alias moving mid-run cannot change the model half-way; the
     # alias it was reached by stays in the summary.
@@ -60,7 +61,7 @@ def _worker_model(model_ref: str) -> ScoringModel:
     return load_scoring_model(model_ref)
 
 
-@task(name="score-chunk", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="score-chunk", retries=2, retry_delay_seconds=2, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def score_chunk(model_ref: str, features: pd.DataFrame) -> np.ndarray:
     # Runs on a Dask worker: the model is loaded once per worker process, then reused. The tracking
     # URI comes from the worker's MLFLOW_TRACKING_URI (inherited by a local cluster), never from a
@@ -84,7 +85,7 @@ def dask_scorer(model_ref: str, in_flight: int) -> Any:
     return scorer
 
 
-@task(name="score-flag-report", retries=1, retry_delay_seconds=5)
+@task(name="score-flag-report", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
 def screen_file(data_path: str, model: ResolvedModel, out_dir: str, id_column: str | None, batch_rows: int
                 ) -> dict[str, Any]:
     # A retry after a crash is safe: the output folder appears only once complete.

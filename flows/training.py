@@ -18,13 +18,14 @@ import flows  # noqa: F401  (sets the no-telemetry environment before prefect lo
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.retries import transient
 from pipeline.config import PipelineConfig
 from pipeline.image_train import train_images
 from pipeline.tracking import use_tracking
 from pipeline.train import TrainResult, train
 
 
-@task(name="train-calibrate-register", retries=2, retry_delay_seconds=5)
+@task(name="train-calibrate-register", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def train_and_register(config: PipelineConfig, workdir: Path) -> TrainResult:
     # Retries cover MLflow or the file store being briefly unavailable. A failure after the version
     # was registered (while tagging it) leaves that version, and the retry registers another.

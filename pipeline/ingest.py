@@ -70,6 +70,13 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
         raise IngestError(f"cannot read {str(path)!r}: it is a folder; point at a file, or a glob like '{path}/*.{fmt}'")
     if path.stat().st_size == 0:
         raise IngestError(f"cannot read {str(path)!r}: the file is empty (0 bytes, not even a header); export it again")
+    if fmt == "csv":  # pandas would rename a repeated name ("V1" -> "V1.1") and read on
+        with _reading(path, fmt):
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0]
+        repeated = sorted(set(header[header.duplicated()].astype(str)))
+        if repeated:
+            raise IngestError(f"cannot read {str(path)!r}: column name(s) {repeated} appear more than once in its "
+                              f"header; columns are matched by name, so rename them")
     return path, fmt
 
 
@@ -91,7 +98,7 @@ def _csv_options(text_columns: Sequence[str]) -> dict[str, Any]:
 
 
 def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a whole CSV or Parquet file; a CSV with only a header gives an empty frame.
+    """Read a whole CSV or Parquet file, indexed by row number; a CSV with only a header gives an empty frame.
 
     Parameters
     ----------
@@ -112,7 +119,7 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
     with _reading(path, fmt):
         if fmt == "parquet":
             with pq.ParquetFile(path) as source:
-                return source.read().to_pandas()
+                return _to_pandas(source.read()).reset_index(drop=True)
         return pd.read_csv(path, **_csv_options(text_columns))
 
 
@@ -147,12 +154,21 @@ def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) 
         with parquet_stream(path) as source:
             start = 0
             for record_batch in source.iter_batches(batch_size=batch_rows):
-                frame = record_batch.to_pandas()
+                frame = _to_pandas(pa.Table.from_batches([record_batch]))
                 frame.index = pd.RangeIndex(start, start + len(frame))
                 start += len(frame)
                 yield frame
             if start == 0:
-                yield source.schema_arrow.empty_table().to_pandas()
+                yield _to_pandas(source.schema_arrow.empty_table())
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A Parquet table as pandas, decimal columns (a warehouse's amounts) as float64: pandas would
+    hold them as Python Decimal objects, which read as text, hence as categories."""
+    decimals = [i for i, field in enumerate(table.schema) if pa.types.is_decimal(field.type)]
+    for i in decimals:
+        table = table.set_column(i, table.schema.field(i).with_type(pa.float64()), table.column(i).cast(pa.float64()))
+    return table.to_pandas()
 
 
 def _missing_text(series: pd.Series) -> pd.Series:
@@ -162,10 +178,11 @@ def _missing_text(series: pd.Series) -> pd.Series:
 def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
     # One stray word in a CSV column of amounts makes the whole column text, hence categorical.
     given = series[~_missing_text(series)]
-    parsed = pd.to_numeric(given, errors="coerce").notna().mean() if len(given) else 0.0
-    if 0.9 <= parsed < 1:
-        warnings.warn(f"column {name!r} is text but {parsed:.0%} of it parses as numbers; it is treated as "
-                      f"categorical unless column_types sets it to 'numeric'", ColumnWarning, stacklevel=3)
+    text = given[pd.to_numeric(given, errors="coerce").isna()]
+    if len(given) and 0 < len(text) <= 0.1 * len(given):
+        warnings.warn(f"column {name!r} is text: {len(text):,} of its {len(given):,} values do not parse as numbers "
+                      f"(e.g. {_show(text.iloc[0])}); it is treated as categorical unless column_types sets it to "
+                      f"'numeric' (then rows with text in it are quarantined)", ColumnWarning, stacklevel=3)
 
 
 @dataclass

@@ -78,7 +78,6 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
               source: str) -> tuple[list[dict], int]:
     """Label metrics of each model on the labelled rows of ``frame`` (numbered 0..n-1) that every
     model can score; ``source`` names where the rows came from in errors."""
-    frame = frame.reset_index(drop=True)  # labels and scores meet by row position (a Parquet file keeps its index)
     if label_column not in frame.columns:
         raise SchemaError(f"label column {label_column!r} is not in {source}; it has {list(frame.columns)}")
     y, known = anomaly_labels(frame[label_column])
@@ -88,7 +87,7 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     rows = frame.index[known]
     for clean in cleans:
         rows = rows.intersection(clean.index)
-    y = y[rows.to_numpy()]
+    y = y[rows.to_numpy()]  # read_table and labelled_records number rows 0..n-1
     if not 0 < y.sum() < len(y):
         raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "
                          f"{source} hold {int(y.sum())} anomalies among {len(y)}")

@@ -112,6 +112,7 @@ def anomaly_labels(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     bad = ~(missing | positive | negative)
     if bad.any():
         value = series.iloc[int(np.flatnonzero(bad)[0])]
+        value = value.item() if isinstance(value, np.generic) else value  # 2, not np.int64(2)
         raise ValueError(f"label column {series.name!r}: {value!r} is not a label; use 1/0, true/false or "
                          f"yes/no (an empty cell means unknown)")
     return positive.astype(int), ~missing

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,10 +102,22 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     more (read as a stream, so the files never have to fit in memory); and how many rows there were.
 
     CSV ids and categories are read as text. A column that some chunks read as numbers and others as
-    text (a chunk of digit-only codes reads "01234" as 1234) is read again as text, as screening will."""
+    text (a chunk of digit-only codes reads "01234" as 1234) is read again as text, as screening will.
+    Files of one glob must have the same columns: a column missing from some of them would
+    otherwise train as a column missing in those rows."""
+    def chunks(text_columns: list[str]) -> Iterator[pd.DataFrame]:
+        first: tuple[Path, set[str]] | None = None
+        for file in files:
+            for chunk in iter_batches(file, data.format, SAMPLE_CHUNK, text_columns=text_columns):
+                first = first or (file, set(chunk.columns))
+                if set(chunk.columns) != first[1]:
+                    raise SchemaError(f"{file} has other columns than {first[0]}: it lacks "
+                                      f"{sorted(first[1] - set(chunk.columns))} and adds "
+                                      f"{sorted(set(chunk.columns) - first[1])}; train on files of one layout")
+                yield chunk
+
     def sample(text_columns: list[str]) -> tuple[pd.DataFrame, int]:
-        chunks = (c for f in files for c in iter_batches(f, data.format, SAMPLE_CHUNK, text_columns=text_columns))
-        return reservoir_sample(chunks, data.max_rows, seed)
+        return reservoir_sample(chunks(text_columns), data.max_rows, seed)
 
     text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
     frame, rows = sample(text)

@@ -84,7 +84,22 @@ def test_errors_are_one_clear_line(prefect_api, workdir, capfd):
     last = err.strip().splitlines()[-1]
     assert last.startswith("maskae screen: error:") and "nobody" in last and "Traceback" not in err
     assert main(["train", "--data", "missing.csv", "--model-name", "x", "--id-col", "id"]) == 2
-    assert "missing.csv" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "missing.csv" in err and "no such file" in err and "Beginning flow run" not in err  # before any flow
+
+
+def test_tasks_retry_what_a_retry_can_mend_and_nothing_else():
+    from prefect.states import Failed
+
+    from flows.retries import transient
+    from pipeline.ingest import IngestError, SchemaError
+    from pipeline.tracking import ModelNotFoundError
+
+    for permanent in (SchemaError("lacks amount"), IngestError("empty"), ModelNotFoundError("no alias"),
+                      FileExistsError("taken")):
+        assert not transient(None, None, Failed(data=permanent))
+    for passing in (ConnectionError("tracking server down"), TimeoutError(), RuntimeError("database is locked")):
+        assert transient(None, None, Failed(data=passing))
 
 
 def test_dask_screening_gives_the_single_process_output(prefect_api, workdir):

@@ -65,6 +65,22 @@ def test_csv_categories_are_read_as_text_in_every_chunk(tmp_path, table):
     assert validate(chunks[0], schema).clean["zip"].tolist() == ["01234", "02115"]
 
 
+def test_parquet_decimals_are_numbers_and_rows_are_numbered_from_0(tmp_path, table):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    amounts = pa.array([decimal.Decimal(f"{v:.2f}") for v in table["amount"]], pa.decimal128(12, 2))
+    shuffled = table.assign(amount=0.0).iloc[::-1]  # a frame saved with its (reversed) index
+    arrow = pa.Table.from_pandas(shuffled).set_column(1, "amount", amounts[::-1])
+    pq.write_table(arrow, tmp_path / "warehouse.parquet")
+    whole = read_table(tmp_path / "warehouse.parquet")
+    assert whole["amount"].dtype == np.float64 and whole.index.equals(pd.RangeIndex(25))
+    assert Schema.infer(whole, "txn_id").features["amount"] == "numeric"
+    assert next(iter_batches(tmp_path / "warehouse.parquet"))["amount"].dtype == np.float64
+
+
 def test_header_only_csv_is_an_empty_frame(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("txn_id,amount\n")
@@ -109,6 +125,12 @@ def test_missing_file_folder_and_unknown_format(tmp_path):
     assert read_table(tmp_path / "notes.txt", fmt="csv").shape == (1, 2)
 
 
+def test_a_csv_header_naming_a_column_twice_is_an_ingest_error(tmp_path):
+    (tmp_path / "twice.csv").write_text("id,V1,V2,V1\n1,2,3,4\n")
+    with pytest.raises(IngestError, match=r"twice.csv.*\['V1'\] appear more than once"):
+        iter_batches(tmp_path / "twice.csv")
+
+
 def test_not_a_table_is_an_ingest_error(tmp_path):
     path = tmp_path / "image.csv"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 20)
@@ -130,7 +152,7 @@ def test_schema_kinds_overrides_and_json_round_trip(table):
 
 
 def test_schema_warns_about_a_mostly_numeric_text_column(table):
-    with pytest.warns(UserWarning, match="'amount'.*numeric"):
+    with pytest.warns(UserWarning, match=r"'amount' is text: 1 of its 25 values do not parse as numbers \(e.g. 'n.a.'\).*'numeric'"):
         Schema.infer(table.assign(amount=table["amount"].astype(str).where(table.index > 0, "n.a.")), "txn_id")
 
 

@@ -125,6 +125,9 @@ def test_codes_some_training_chunks_read_as_numbers_are_read_again_as_text(tmp_p
     data = config(tmp_path / "z.csv", data={"columns": ["zip", "amount"], "label_column": None}).data
     frame, rows = pipeline.train._training_rows([tmp_path / "z.csv"], data, seed=0)
     assert rows == 4 and frame["zip"].tolist() == zips and frame["amount"].dtype.kind == "f"
+    pd.DataFrame({"transaction_id": ["e"], "zip": ["01234"]}).to_csv(tmp_path / "z2.csv", index=False)
+    with pytest.raises(SchemaError, match=r"z2.csv has other columns than .*z.csv: it lacks \['amount'\]"):
+        pipeline.train._training_rows([tmp_path / "z.csv", tmp_path / "z2.csv"], data, seed=0)
 
 
 def test_settings_for_clean_training_data_reach_the_registered_model(env):
