@@ -186,6 +186,14 @@ def test_rerun_returns_the_same_screening(env, screening):
         screen(env["root"] / "train.csv", NAME, screening.out_dir)
 
 
+def test_a_model_that_cannot_flag_says_so_at_each_screening(env):
+    env["history"].head(60).to_csv(env["root"] / "few.csv", index=False)  # about 10 calibration rows: 0.01 needs 99
+    with pytest.warns(UserWarning, match="threshold is \\+inf"):
+        train(config(env["root"] / "few.csv", calibration={"level": 0.01}, mlflow={"model_name": "few"}))
+    with pytest.warns(UserWarning, match=r"few v1 flags nothing: its \d calibration scores are too few for level 0.01 \(it needs 99\)"):
+        screen(env["root"] / "batch.csv", "few", env["root"] / "out" / "few")
+
+
 def test_missing_column_is_refused_before_any_output(env, first):
     env["batch"].drop(columns=["amount"]).to_csv(env["root"] / "no_amount.csv", index=False)
     out = env["root"] / "out" / "no_amount"
