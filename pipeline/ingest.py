@@ -323,7 +323,11 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     expected = [schema.id_column, *schema.feature_columns]
     missing = [c for c in expected if c not in frame.columns]
     if missing:
-        raise SchemaError(f"the batch lacks column(s) {missing}; expected id column {schema.id_column!r} and "
+        one = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+        hint = next((f" (its one column {one[:60]!r} holds {sep!r}: is the file {name}-separated? export it "
+                     f"comma-separated)" for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
+                     if sep in one), "")
+        raise SchemaError(f"the batch lacks column(s) {missing}{hint}; expected id column {schema.id_column!r} and "
                           f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
     extra = [c for c in frame.columns if c not in expected and c != schema.label_column]
     if extra:

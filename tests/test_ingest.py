@@ -235,6 +235,9 @@ def test_the_model_reads_columns_as_the_schema_says(table):
 def test_missing_column_is_refused_before_any_row(table, schema):
     with pytest.raises(SchemaError, match=r"\['mcc'\].*expected id column 'txn_id'"):
         validate(table.drop(columns="mcc"), schema)
+    semicolons = pd.DataFrame({";".join(table.columns): table.astype(str).agg(";".join, axis=1)})
+    with pytest.raises(SchemaError, match="holds ';': is the file semicolon-separated"):
+        validate(semicolons, schema)
 
 
 def test_extra_column_warns_and_is_kept(table, schema):
