@@ -96,7 +96,7 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
     use_tracking(Path.cwd())
     if data is not None and not Path(data).is_dir():  # a folder is read as images
         for file in source_files(data):
-            iter_batches(file, fmt)  # checks the file before reading a byte of it
+            iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows
     if model is not None:
         resolve_model(model)
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.ingest import FileChangedError
+
 # Every error the pipeline raises for bad input or a bad request is one of these (IngestError,
-# SchemaError, VerdictError and configuration errors are ValueErrors; ModelNotFoundError a LookupError).
+# SchemaError, VerdictError and configuration errors are ValueErrors; ModelNotFoundError a LookupError),
+# but for a file that changed while it was read: it was still being written, and may be complete now.
 PERMANENT = (ValueError, LookupError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
              NotADirectoryError, PermissionError)
 
 
-def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect's ``retry_condition_fn``: retry unless the task failed with a :data:`PERMANENT` error."""
-    return not isinstance(state.result(raise_on_failure=False), PERMANENT)
+async def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's ``retry_condition_fn`` (awaited by the sync and the async task engines alike):
+    retry unless the task failed with a :data:`PERMANENT` error."""
+    error = await state.aresult(raise_on_failure=False)
+    return isinstance(error, FileChangedError) or not isinstance(error, PERMANENT)

@@ -173,11 +173,8 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
         out_dir = Path(out_root) / _batch_name(path)
         earlier = read_summary(out_dir)
         if earlier is not None and Path(earlier["input"]["path"]).name == path.name:
-            continue  # screened on an earlier night
+            continue  # screened on an earlier night; another file's screening there is refused by screen_flow
         try:
-            if earlier is not None:
-                raise FileExistsError(f"{str(out_dir)!r} holds the screening of {Path(earlier['input']['path']).name}: "
-                                      f"rename {path.name}")
             screen_flow(str(path), model, str(out_dir), None if images else id_column, workdir,
                         dask_address=None if images else dask_address)
             done.append(str(out_dir))

@@ -14,8 +14,9 @@ A training row is never its own neighbour, and neither is a record identical to 
 training table again gives its training scores (``fit(X)`` then ``anomaly_score(X)``, as one
 screens a batch that is also the training data), where a record would otherwise find itself in
 the samples that hold it, at distance 0. Identical training rows count as one to this rule: a
-record, training row or not, puts the first sampled training row identical to it out of reach
-(its other copies stay, at distance 0), so duplicated training rows get their training scores too.
+record, training row or not, puts the lowest-numbered of the sampled training rows identical to it
+out of reach (the other copies stay, at distance 0), so duplicated training rows get their
+training scores too.
 
 The samples overlap, so the training rows they hold are kept once (the *pool*) and each sample is
 a set of positions in it: distances to the pool are computed once per record, and a saved model

@@ -46,7 +46,7 @@ def _decode(path: Path, size: int | None) -> Image.Image:
         image.load()  # decodes every byte: truncated or corrupt files fail here, not later
         if image.mode.startswith("I"):  # 16-bit gray (PNG): its top 8 bits; convert("L") would clip at 255
             image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8))
-        image = image.convert("RGB" if image.mode not in ("L", "1", "I", "I;16", "F") else "L")
+        image = image.convert("RGB" if image.mode not in ("L", "1", "F") else "L")
         if size is not None:
             image = image.resize((size, size), Image.Resampling.BILINEAR)
         return image

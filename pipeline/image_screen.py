@@ -31,7 +31,7 @@ from maskae import MaskedAutoencoderDetector
 from pipeline import tracking
 from pipeline.image_figures import anomaly_grid, record_pngs
 from pipeline.image_ingest import image_files, read_image_folder
-from pipeline.ingest import IngestError
+from pipeline.ingest import FileChangedError
 from pipeline.report import REPORT_ROWS
 from pipeline.screen import ScreenResult, earlier_screening, in_process_scorer, new_tally, now_utc, publish_screening
 from pipeline.scoring import load_scoring_model
@@ -96,7 +96,7 @@ def screen_images(folder_path: str | Path, model_ref: str | tracking.ResolvedMod
         It holds no readable image.
     SchemaError
         The model was trained on a table.
-    IngestError
+    FileChangedError
         The folder's files changed while it was screened.
     ModelNotFoundError, FileExistsError
         Unknown model or alias; ``out_dir`` holds something else.
@@ -125,7 +125,7 @@ def screen_images(folder_path: str | Path, model_ref: str | tracking.ResolvedMod
         hits = folder.flag_scores(rule.flags).sort_values("anomaly_score", ascending=False, kind="stable")
         top, pictures = _explain_flagged(folder, model.detector, images, read.kinds, hits, top_images)
         if fingerprint(image_files(folder_path), names_under=folder_path)["sha256"] != source["sha256"]:
-            raise IngestError(f"{str(folder_path)!r} changed while it was screened; screen it again once it is complete")
+            raise FileChangedError(f"{str(folder_path)!r} changed while it was screened; screen it again once it is complete")
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
                           source={"path": str(folder_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},
                                   "files": len(files), "image_size": model.schema["image_size"]},

@@ -53,12 +53,17 @@ class IngestError(ValueError):
     """A file could not be read as a table; the message names the file, the reason and a fix."""
 
 
+class FileChangedError(IngestError):
+    """A file (or a folder of images) changed while it was read: it was still being written. Unlike
+    the other input errors, trying again later can succeed."""
+
+
 class SchemaError(ValueError):
     """A table does not have the columns the schema needs; the message names them."""
 
 
 def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
-    """The path and its format, after the failures that can be named without parsing."""
+    """The path and its format, after the failures that can be named from its name, size and header."""
     path = Path(path)
     fmt = fmt or format_from_suffix(path)
     if fmt not in _FIXES:
@@ -72,11 +77,11 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
         raise IngestError(f"cannot read {str(path)!r}: the file is empty (0 bytes, not even a header); export it again")
     if fmt == "csv":  # pandas would rename a repeated name ("V1" -> "V1.1") and read on
         with _reading(path, fmt):
-            header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0]
-        repeated = sorted(set(header[header.duplicated()].astype(str)))
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].dropna()  # blank names: "Unnamed"
+        repeated = sorted(set(header[header.duplicated()]))
         if repeated:
             raise IngestError(f"cannot read {str(path)!r}: column name(s) {repeated} appear more than once in its "
-                              f"header; columns are matched by name, so rename them")
+                              f"header (or the file has no header row); columns are matched by name, so rename them")
     return path, fmt
 
 
@@ -295,8 +300,10 @@ def _category_text(series: pd.Series) -> pd.Series:
     def text(v: Any) -> str:
         return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
-    if isinstance(series.dtype, pd.StringDtype):
-        return series  # already text: skip the per-cell loop
+    if isinstance(series.dtype, pd.StringDtype):  # read as text: spelt as a typed read (or Parquet) has them
+        lower = series.str.lower()
+        series = series.mask(lower == "true", "True").mask(lower == "false", "False")
+        return series.str.replace(r"^(-?\d+)\.0*$", r"\1", regex=True)  # 5411.0 -> 5411; 0742 keeps its zero
     if series.dtype.kind in "bi":  # numpy booleans and integers: no gaps, str() of each in one go
         return series.astype(str).astype(object)
     return pd.Series([None if pd.isna(v) else text(v) for v in series], index=series.index, dtype=object)

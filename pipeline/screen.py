@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from maskae.calibration import Calibration, ChunkedBatch
 from maskae.table_encoding import UnknownCategoryWarning
 from pipeline import tracking
-from pipeline.ingest import IngestError, Schema, SeenIds, iter_batches, validate
+from pipeline.ingest import FileChangedError, Schema, SeenIds, iter_batches, validate
 from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
@@ -139,7 +139,7 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
     Raises
     ------
     IngestError
-        The file cannot be read, or changed while it was screened.
+        The file cannot be read, or changed while it was screened (``FileChangedError``).
     SchemaError
         The file lacks a column the model needs; raised before scoring, no folder is written.
     ModelNotFoundError, FileExistsError
@@ -161,7 +161,7 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
         columns = _explain_flagged(data_path, model, schema, hits, batch_rows, top_reasons, folder)
         top = folder.write_flagged(hits, columns, REPORT_ROWS)
         if fingerprint([data_path])["sha256"] != source["sha256"]:
-            raise IngestError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
+            raise FileChangedError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
         unseen = _unseen_categories(tally.unseen, model, tally.batch.rows, data_path.name)
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
                           source={"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},

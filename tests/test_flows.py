@@ -86,20 +86,30 @@ def test_errors_are_one_clear_line(prefect_api, workdir, capfd):
     assert main(["train", "--data", "missing.csv", "--model-name", "x", "--id-col", "id"]) == 2
     err = capfd.readouterr().err
     assert "missing.csv" in err and "no such file" in err and "Beginning flow run" not in err  # before any flow
+    (workdir / "empty.csv").write_text("")
+    assert main(["screen", "--data", "empty.csv", "--model", "nobody", "--out", "out/y"]) == 2
+    err = capfd.readouterr().err
+    assert "empty.csv" in err and "the file is empty" in err and "Beginning flow run" not in err
 
 
 def test_tasks_retry_what_a_retry_can_mend_and_nothing_else():
+    import asyncio
+
     from prefect.states import Failed
 
     from flows.retries import transient
-    from pipeline.ingest import IngestError, SchemaError
+    from pipeline.ingest import FileChangedError, IngestError, SchemaError
     from pipeline.tracking import ModelNotFoundError
+
+    def retried(error: Exception) -> bool:
+        return asyncio.run(transient(None, None, Failed(data=error)))
 
     for permanent in (SchemaError("lacks amount"), IngestError("empty"), ModelNotFoundError("no alias"),
                       FileExistsError("taken")):
-        assert not transient(None, None, Failed(data=permanent))
-    for passing in (ConnectionError("tracking server down"), TimeoutError(), RuntimeError("database is locked")):
-        assert transient(None, None, Failed(data=passing))
+        assert not retried(permanent)
+    for passing in (ConnectionError("tracking server down"), TimeoutError(), RuntimeError("database is locked"),
+                    FileChangedError("still being copied")):
+        assert retried(passing)
 
 
 def test_dask_screening_gives_the_single_process_output(prefect_api, workdir):

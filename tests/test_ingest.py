@@ -81,6 +81,22 @@ def test_parquet_decimals_are_numbers_and_rows_are_numbered_from_0(tmp_path, tab
     assert next(iter_batches(tmp_path / "warehouse.parquet"))["amount"].dtype == np.float64
 
 
+def test_categories_read_as_text_are_spelt_as_a_typed_read_spells_them(tmp_path, table):
+    # Training reads a CSV typed but for the id and the categories column_types names (so booleans
+    # are parsed), screening reads every category as text: both must give the same categories,
+    # as a Parquet file's True and 5411 do.
+    frame = table.assign(card_present=["true", "FALSE"] * 12 + ["True"],
+                         mcc=["5411.0", "0742", "", "5812.0", "0742"] * 5)
+    path = write(frame, tmp_path / "typed.csv")
+    typed = next(iter_batches(path, text_columns=["txn_id", "mcc"]))  # as pipeline.train reads it
+    schema = Schema.infer(typed, "txn_id", column_types={"mcc": "categorical"})
+    as_text = next(iter_batches(path, text_columns=schema.text_columns))  # as pipeline.screen reads it
+    trained, screened = validate(typed, schema).clean, validate(as_text, schema).clean
+    assert screened["card_present"].tolist() == trained["card_present"].tolist() == ["True", "False"] * 12 + ["True"]
+    assert screened["mcc"].tolist() == trained["mcc"].tolist()
+    assert screened["mcc"].tolist()[:2] == ["5411", "0742"] and pd.isna(screened["mcc"].iloc[2])
+
+
 def test_header_only_csv_is_an_empty_frame(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("txn_id,amount\n")
@@ -129,6 +145,8 @@ def test_a_csv_header_naming_a_column_twice_is_an_ingest_error(tmp_path):
     (tmp_path / "twice.csv").write_text("id,V1,V2,V1\n1,2,3,4\n")
     with pytest.raises(IngestError, match=r"twice.csv.*\['V1'\] appear more than once"):
         iter_batches(tmp_path / "twice.csv")
+    (tmp_path / "blanks.csv").write_text("id,V1,,\n1,2,3,4\n")  # blank names, as a spreadsheet exports them
+    assert len(read_table(tmp_path / "blanks.csv").columns) == 4
 
 
 def test_not_a_table_is_an_ingest_error(tmp_path):
