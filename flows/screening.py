@@ -39,7 +39,7 @@ from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
 from pipeline.screening_output import read_summary
-from pipeline.config import IMAGES
+from pipeline.config import IMAGES, format_from_suffix
 from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
 
 TOP_FLAGGED = 20
@@ -188,9 +188,9 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
 
 
 def _batch_name(path: Path) -> str:
-    """An incoming file's name less its format's suffix (``.csv``, ``.csv.gz``, ``.parquet``, ...); a
-    folder's name as it is."""
-    if path.is_dir():
-        return path.name
-    stem, _, suffix = path.name.removesuffix(".gz").rpartition(".")
-    return stem if stem and f".{suffix}" in INCOMING_SUFFIXES else path.name
+    """An incoming file's name less the suffixes that name its format (``.csv``, ``.csv.gz``,
+    ``.parquet``, ...); a folder's name as it is."""
+    name = path.name
+    while path.is_file() and format_from_suffix(name) is not None:
+        name = name.rsplit(".", 1)[0]
+    return name

@@ -30,7 +30,8 @@ import pandas as pd
 from maskae import MaskedAutoencoderDetector
 from pipeline import tracking
 from pipeline.image_figures import anomaly_grid, record_pngs
-from pipeline.image_ingest import image_files, read_image_folder
+from pipeline.image_ingest import image_files
+from pipeline.image_train import read_as_trained
 from pipeline.ingest import FileChangedError
 from pipeline.report import REPORT_ROWS
 from pipeline.screen import ScreenResult, earlier_screening, in_process_scorer, new_tally, now_utc, publish_screening
@@ -108,7 +109,7 @@ def screen_images(folder_path: str | Path, model_ref: str | tracking.ResolvedMod
     if previous is not None:
         return ScreenResult(out_dir, previous, reused=True)
     model = load_scoring_model(resolved, images=True)
-    read = read_image_folder(folder_path, model.schema["image_size"], mode="L" if model.schema["channels"] == 1 else "RGB")
+    read = read_as_trained(folder_path, model.schema)
     images, paths, id_column = read.images, np.asarray(read.paths, dtype=object), model.schema["id_column"]
     tally = new_tally(model.calibration)
     with ScreeningFolder(out_dir, id_column) as folder:

@@ -30,7 +30,7 @@ from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
 from pipeline import tracking
 from pipeline.config import IMAGES, PipelineConfig
-from pipeline.image_ingest import image_files, read_image_folder
+from pipeline.image_ingest import ImageFolder, image_files, read_image_folder
 from pipeline.sources import fingerprint
 from pipeline.train import TrainResult, log_training
 
@@ -39,6 +39,12 @@ def image_schema(height: int, width: int, channels: int, image_size: int, id_col
     """The schema an image model carries: what screening needs to read a folder for it."""
     return {"kind": IMAGES, "image_size": image_size, "height": height, "width": width,
             "channels": channels, "id_column": id_column}
+
+
+def read_as_trained(folder: str | Path, schema: dict) -> ImageFolder:
+    """The images under ``folder`` as the model with this schema read its training images: at its
+    size, and in its colour mode (gray as Pillow converts colour, or RGB)."""
+    return read_image_folder(folder, schema["image_size"], mode="L" if schema["channels"] == 1 else "RGB")
 
 
 def train_images(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:

@@ -33,8 +33,9 @@ import pandas as pd
 
 from pipeline import tracking
 from pipeline.config import IMAGES
-from pipeline.image_ingest import NORMAL_KIND, read_image_folder
-from pipeline.ingest import IngestError, SchemaError, read_table, validate
+from pipeline.image_ingest import NORMAL_KIND
+from pipeline.image_train import read_as_trained
+from pipeline.ingest import FileChangedError, SchemaError, read_table, validate
 from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
 from pipeline.verdicts import VERDICT_LABEL, labelled_records
 
@@ -102,9 +103,9 @@ def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dic
     """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal)."""
     results, paths = [], None
     for model in models:
-        read = read_image_folder(folder, model.schema["image_size"], mode="L" if model.schema["channels"] == 1 else "RGB")
+        read = read_as_trained(folder, model.schema)
         if paths is not None and read.paths != paths:
-            raise IngestError(f"{str(folder)!r} changed while it was read; promote again once it is complete")
+            raise FileChangedError(f"{str(folder)!r} changed while it was read; promote again once it is complete")
         paths, labels = read.paths, read.labels
         if not 0 < labels.sum() < len(labels):
             raise ValueError(f"promotion needs defective and good images: {str(folder)!r} holds {int(labels.sum())} "

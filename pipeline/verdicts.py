@@ -134,7 +134,7 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     for _, run_dir, _ in sorted(runs):
         flagged = pd.read_csv(run_dir / FLAGGED, dtype=str)  # as a batch is read: validation parses the numbers
         labelled = flagged.merge(stored_verdicts(run_dir)[[id_column, "outcome"]], on=id_column, how="inner")
-        labelled[VERDICT_LABEL] = (labelled.pop("outcome") == "fraud").astype(int)
+        labelled[VERDICT_LABEL] = (labelled.pop("outcome") == TABLE_OUTCOMES[0]).astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))
     records = pd.concat(parts, ignore_index=True)
     return records.drop_duplicates(id_column, keep="last").reset_index(drop=True)
