@@ -6,7 +6,8 @@ retries to gain from a flow.
 With nothing configured, MLflow keeps its runs and registry in ``./mlflow.db`` (artifacts in
 ``./mlartifacts``) and Prefect runs flows on its temporary local API; ``MLFLOW_TRACKING_URI`` and
 ``PREFECT_API_URL`` point them at servers instead. Errors are one clear line (``MASKAE_DEBUG=1``
-shows the traceback).
+shows the traceback). A command's result is one line on stdout, for scripts; the flow's log, with
+the same line, goes to stderr.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
 
 
 def _train(args: argparse.Namespace) -> None:
-    from flows.training import train_flow
+    from flows.training import registered_line, train_flow
     from pipeline.config import load_config
 
     overrides = {
@@ -114,29 +115,30 @@ def _train(args: argparse.Namespace) -> None:
     }
     config = load_config(args.config, overrides)
     _preflight(data=config.data.path, fmt=config.data.format)
-    train_flow(config.model_dump(mode="json"), workdir=str(Path.cwd()))
+    print(registered_line(train_flow(config.model_dump(mode="json"), workdir=str(Path.cwd()))))
 
 
 def _screen(args: argparse.Namespace) -> None:
-    from flows.screening import screen_flow
+    from flows.screening import screen_flow, screened_line
 
     if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
         raise ValueError("--batch-rows and --dask-workers must be at least 1")
     _preflight(data=args.data, model=args.model)
-    screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()), batch_rows=args.batch_rows,
-                dask_workers=args.dask_workers, dask_address=args.dask_address)
+    print(screened_line(screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()),
+                                    batch_rows=args.batch_rows, dask_workers=args.dask_workers,
+                                    dask_address=args.dask_address)))
 
 
 def _promote(args: argparse.Namespace) -> None:
-    from flows.promotion import promote_flow
+    from flows.promotion import decision_line, promote_flow
 
     if args.data is not None and args.label_col is None and not Path(args.data).is_dir():  # a folder: images, by kind
         raise ValueError("--data needs --label-col, the column that holds the labels")
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
     _preflight(data=args.data, model=args.model)
-    promote_flow(args.model, args.data, args.label_col, args.metric, args.margin, args.max_fpr,
-                 workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)
+    print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric, args.margin, args.max_fpr,
+                                     workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)))
 
 
 def _review(args: argparse.Namespace) -> None:

@@ -43,5 +43,10 @@ def promote_flow(model_name: str, data_path: str | None = None, label_column: st
         f"challenger v{decision.challenger_version}: {decision.challenger}\n\n"
         f"champion v{decision.champion_version}: {decision.champion}",
         key="maskae-promotion", description="promotion decision")
-    print(f"{decision.decision}: {decision.reason}")
+    print(decision_line(asdict(decision)))
     return asdict(decision)
+
+
+def decision_line(decision: dict[str, Any]) -> str:
+    """One line on a promotion decision (the dict :func:`promote_flow` returns)."""
+    return f"{decision['decision']}: {decision['reason']}"

@@ -147,10 +147,15 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
     else:
         result = screen_file(data_path, pinned, out_dir, id_column, batch_rows)
     publish(result)
-    summary = result["summary"]
-    print(f"{summary['rows_flagged']} of {summary['rows_in']} {'images' if Path(data_path).is_dir() else 'rows'} "
-          f"flagged; output in {result['out_dir']}")
+    print(screened_line(result))
     return result
+
+
+def screened_line(result: dict[str, Any]) -> str:
+    """One line on a screening (the dict :func:`screen_flow` returns)."""
+    summary = result["summary"]
+    records = "images" if "image_size" in summary["input"] else "rows"
+    return f"{summary['rows_flagged']} of {summary['rows_in']} {records} flagged; output in {result['out_dir']}"
 
 
 @flow(name="maskae-screen-incoming", log_prints=True)

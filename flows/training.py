@@ -44,5 +44,10 @@ def train_flow(config: dict[str, Any], workdir: str | None = None) -> dict[str, 
     lines += [f"| {k} | {v} |" for k, v in asdict(result).items() if k not in {"metrics", "aliases"}]
     lines += [f"| {k} | {v:.4g} |" for k, v in result.metrics.items()]
     create_markdown_artifact("\n".join(lines), key="maskae-training", description="training summary")
-    print(f"registered {result.model_name} version {result.version} as {', '.join(result.aliases)}")
+    print(registered_line(asdict(result)))
     return asdict(result)
+
+
+def registered_line(result: dict[str, Any]) -> str:
+    """One line on what :func:`train_flow` registered (its returned dict)."""
+    return f"registered {result['model_name']} version {result['version']} as {', '.join(result['aliases'])}"

@@ -47,12 +47,15 @@ def aliases(name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in MlflowClient().get_registered_model(name).aliases.items()}
 
 
-def test_train_screen_promote_end_to_end(prefect_api, workdir):
+def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     assert main(train_args("fraud")) == 0
     assert (workdir / "mlflow.db").exists()
     assert aliases("fraud") == {"champion": "1", "challenger": "1"}
+    # Each command's result is a line on stdout, for scripts; Prefect's log goes to stderr.
+    assert "registered fraud version 1 as challenger, champion\n" in capfd.readouterr().out
 
     assert main(["screen", "--data", "today.csv", "--model", "fraud@champion", "--out", "out/today"]) == 0
+    assert "rows flagged; output in out/today\n" in capfd.readouterr().out
     summary = json.loads((workdir / "out" / "today" / "summary.json").read_text())
     assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
     assert summary["model"]["name"] == "fraud" and str(summary["model"]["version"]) == "1"
@@ -64,6 +67,7 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir):
     assert main(["promote", "--model", "fraud", "--data", "today.csv", "--label-col", "is_fraud",
                  "--margin", "0.5"]) == 0
     assert aliases("fraud")["champion"] == "1"  # no challenger beats AUPRC by 0.5
+    assert capfd.readouterr().out.splitlines()[-1].startswith("keep")
 
 
 def test_identifier_and_timestamp_columns_can_be_left_out_by_flag(prefect_api, workdir):
