@@ -159,11 +159,20 @@ class Calibration:
             return cls(strategy, float(level), cal)
         rank = math.ceil((len(cal) + 1) * (1 - level) - _EPS)
         if rank > len(cal):
-            warnings.warn(
-                f"calibration set too small for alpha={level}: n_cal={len(cal)} < 1/alpha - 1 = "
-                f"{1 / level - 1:g}; the threshold is +inf and nothing will be flagged", stacklevel=2)
-            return cls(strategy, float(level), cal, threshold=math.inf)
+            calibration = cls(strategy, float(level), cal, threshold=math.inf)
+            warnings.warn(f"{calibration.flags_nothing_because}; the threshold is +inf and nothing will be flagged",
+                          stacklevel=2)
+            return calibration
         return cls(strategy, float(level), cal, threshold=float(cal[rank - 1]))
+
+    @property
+    def flags_nothing_because(self) -> str | None:
+        """Why an ``fpr`` calibration flags nothing (too few calibration scores for its alpha, so its
+        threshold is +inf); None when it can flag."""
+        if self.strategy != "fpr" or np.isfinite(self.threshold):
+            return None
+        return (f"calibration set too small for alpha={self.level:g}: n_cal={len(self.calibration_scores)} "
+                f"< 1/alpha - 1 = {1 / self.level - 1:g}")
 
     @classmethod
     def from_labels(cls, scores, labels, objective: str = "f1", level: float | None = None) -> "Calibration":

@@ -191,9 +191,8 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
     folder, by id, listed in the summary's ``record_images``), and the folder
     renamed into place. ``source``: the summary's ``input`` (path, sha256, bytes, ...); ``params``:
     the step's own settings, logged to the MLflow run."""
-    if cal.strategy == "fpr" and np.isinf(cal.threshold):  # training warned once; each screening says it again
-        warnings.warn(f"{model.name} v{model.version} flags nothing: its {len(cal.calibration_scores)} calibration "
-                      f"scores are too few for level {cal.level:g} (it needs {1 / cal.level - 1:g}); retrain with a "
+    if cal.flags_nothing_because is not None:  # training warned once; each screening says it again
+        warnings.warn(f"{model.name} v{model.version} flags nothing: {cal.flags_nothing_because}; retrain with a "
                       f"larger calibration.level or more training data", UserWarning, stacklevel=3)
     rows = tally.batch.rows
     summary = {

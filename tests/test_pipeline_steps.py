@@ -190,7 +190,7 @@ def test_a_model_that_cannot_flag_says_so_at_each_screening(env):
     env["history"].head(60).to_csv(env["root"] / "few.csv", index=False)  # about 10 calibration rows: 0.01 needs 99
     with pytest.warns(UserWarning, match="threshold is \\+inf"):
         train(config(env["root"] / "few.csv", calibration={"level": 0.01}, mlflow={"model_name": "few"}))
-    with pytest.warns(UserWarning, match=r"few v1 flags nothing: its \d calibration scores are too few for level 0.01 \(it needs 99\)"):
+    with pytest.warns(UserWarning, match=r"few v1 flags nothing: calibration set too small for alpha=0.01: n_cal=\d < 1/alpha - 1 = 99"):
         screen(env["root"] / "batch.csv", "few", env["root"] / "out" / "few")
 
 
