@@ -17,6 +17,7 @@ from typing import Any
 import flows  # noqa: F401  (sets the no-telemetry environment before prefect loads)
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import task_run
 
 from flows.retries import transient
 from pipeline.config import PipelineConfig
@@ -27,9 +28,11 @@ from pipeline.train import TrainResult, train
 
 @task(name="train-calibrate-register", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def train_and_register(config: PipelineConfig, workdir: Path) -> TrainResult:
-    # Retries cover MLflow or the file store being briefly unavailable. A failure after the version
-    # was registered (while tagging it) leaves that version, and the retry registers another.
-    return (train_images if config.data.format == "images" else train)(config, workdir)
+    # Retries cover MLflow or the file store being briefly unavailable. The task run's id names the
+    # request: a retry after the version was registered (naming it failed) finishes that version
+    # instead of training and registering another.
+    request_id = str(task_run.id)
+    return (train_images if config.data.format == "images" else train)(config, workdir, request_id)
 
 
 @flow(name="maskae-train", log_prints=True)

@@ -32,7 +32,7 @@ from pipeline import tracking
 from pipeline.config import IMAGES, PipelineConfig
 from pipeline.image_ingest import ImageFolder, image_files, read_image_folder
 from pipeline.sources import fingerprint
-from pipeline.train import TrainResult, log_training
+from pipeline.train import TrainResult, log_training, registered_earlier
 
 
 def image_schema(height: int, width: int, channels: int, image_size: int, id_column: str) -> dict:
@@ -47,7 +47,7 @@ def read_as_trained(folder: str | Path, schema: dict) -> ImageFolder:
     return read_image_folder(folder, schema["image_size"], mode="L" if schema["channels"] == 1 else "RGB")
 
 
-def train_images(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
+def train_images(config: PipelineConfig, workdir: Path | None = None, request_id: str | None = None) -> TrainResult:
     """Train, calibrate, log and register one model version on the image folder ``config.data.path``.
 
     Raises
@@ -59,6 +59,8 @@ def train_images(config: PipelineConfig, workdir: Path | None = None) -> TrainRe
     """
     if workdir is not None:
         mlflow.set_tracking_uri(tracking.tracking_uri(workdir))
+    if (earlier := registered_earlier(config, request_id)) is not None:  # a retry: see pipeline.train.train
+        return earlier
     started, data = time.perf_counter(), config.data
     folder = read_image_folder(data.path, data.image_size)
     model_params = config.model.detector_params(images=True)
@@ -79,5 +81,5 @@ def train_images(config: PipelineConfig, workdir: Path | None = None) -> TrainRe
         config, detector, calibration, model_params, started, counts, metrics={},
         params={"data.image_size": data.image_size, **data_tags}, tags=data_tags, quarantined=folder.quarantined,
         input_example=folder.images[:5],
-        schema=image_schema(height, width, channels, data.image_size, data.id_column),
+        schema=image_schema(height, width, channels, data.image_size, data.id_column), request_id=request_id,
     )

@@ -53,6 +53,7 @@ from pipeline.mlflow_model import (  # noqa: E402
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHAMPION, CHALLENGER = "champion", "challenger"
 DATA_KIND_TAG, TABLE = "maskae.data", "table"  # a version's tag: what it reads, "table" or "images"
+REQUEST_TAG = "maskae.request"  # a version's tag: the training request (a flow's task run) that registered it
 # Pinned from this environment, so MLflow need not load the model in a subprocess to guess them.
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "scikit-learn", "safetensors")
 
@@ -127,7 +128,7 @@ def log_trained_model(
     detector: MaskedAutoencoderDetector, calibration: Calibration, *, model_name: str, experiment: str,
     params: Mapping[str, Any], metrics: Mapping[str, float], input_example: pd.DataFrame | np.ndarray,
     artifacts: Mapping[str, Path] | None = None, schema: Mapping[str, Any] | None = None,
-    tags: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None, request_id: str | None = None,
 ) -> ModelVersionInfo:
     """Log one training run and register its model as a new version of ``model_name``.
 
@@ -152,6 +153,9 @@ def log_trained_model(
         ``unwrap_python_model().schema``) and as the run's ``schema.json``.
     tags : mapping, default=None
         Run tags (values as text), e.g. the data's fingerprint.
+    request_id : str, default=None
+        Names the request (a retried task's run id): the version is tagged with it when it is
+        created, so that a retry finds it with :func:`registered_for` instead of registering another.
 
     Returns
     -------
@@ -192,19 +196,40 @@ def log_trained_model(
                 signature=signature,
                 input_example=example,
                 pip_requirements=_requirements(),
-                registered_model_name=model_name,
             )
-    version, threshold = str(info.registered_model_version), calibration.threshold
-    for key, value in {"strategy": calibration.strategy, "level": calibration.level,
-                       "threshold": "per batch" if threshold is None else threshold}.items():
-        client.set_model_version_tag(model_name, version, f"calibration.{key}", str(value))
-    client.set_model_version_tag(model_name, version, DATA_KIND_TAG, (schema or {}).get("kind", TABLE))
+    threshold = calibration.threshold
+    version_tags = {f"calibration.{key}": str(value) for key, value in {
+        "strategy": calibration.strategy, "level": calibration.level,
+        "threshold": "per batch" if threshold is None else threshold}.items()}
+    version_tags[DATA_KIND_TAG] = (schema or {}).get("kind", TABLE)
+    if request_id is not None:
+        version_tags[REQUEST_TAG] = request_id
+    # The tags are created with the version, in one call: a version is never without them.
+    version = str(mlflow.register_model(info.model_uri, model_name, tags=version_tags).version)
+    return ModelVersionInfo(model_name, version, run.info.run_id, _name_new_version(client, model_name, version))
+
+
+def _name_new_version(client: MlflowClient, model_name: str, version: str) -> tuple[str, ...]:
+    """Point ``challenger`` at a new version, and ``champion`` too while the model has none; returns
+    the version's aliases. Repeatable: a retry after a failure part-way finishes the naming."""
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    aliases = [CHALLENGER]
-    if CHAMPION not in client.get_registered_model(model_name).aliases:
+    champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
+    if champion is None:
         move_alias(model_name, CHAMPION, version, {"decision": "first version of the model"})
-        aliases.append(CHAMPION)
-    return ModelVersionInfo(model_name, version, run.info.run_id, tuple(aliases))
+        champion = version
+    return (CHALLENGER, CHAMPION) if str(champion) == version else (CHALLENGER,)
+
+
+def registered_for(model_name: str, request_id: str) -> ModelVersionInfo | None:
+    """The version of ``model_name`` that an earlier try of request ``request_id`` registered, its
+    naming (``challenger``, ``champion``) finished now; None when no try got that far."""
+    client = MlflowClient()
+    quote = '"' if "'" in model_name else "'"  # MLflow's filter has no escapes: o'brien goes in double quotes
+    found = client.search_model_versions(f"name = {quote}{model_name}{quote} and tag.`{REQUEST_TAG}` = '{request_id}'")
+    if not found:
+        return None
+    version = str(found[0].version)
+    return ModelVersionInfo(model_name, version, found[0].run_id, _name_new_version(client, model_name, version))
 
 
 def _registered(client: MlflowClient, name: str, version: str | None = None):

@@ -30,7 +30,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,19 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     return frame, rows
 
 
-def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
+def registered_earlier(config: PipelineConfig, request_id: str | None) -> TrainResult | None:
+    """What an earlier try of request ``request_id`` registered (its naming finished now, its
+    counts and metrics as its run logged them), or None: a retried training that got as far as
+    registering returns that version rather than training and registering a second one."""
+    info = None if request_id is None else tracking.registered_for(config.mlflow.model_name, request_id)
+    if info is None:
+        return None
+    logged = mlflow.MlflowClient().get_run(info.run_id).data.metrics
+    counts = {f.name: int(logged[f.name]) for f in fields(TrainResult) if f.type == "int"}
+    return TrainResult(info.name, info.version, info.aliases, info.run_id, **counts, metrics=dict(logged))
+
+
+def train(config: PipelineConfig, workdir: Path | None = None, request_id: str | None = None) -> TrainResult:
     """Train, calibrate, evaluate, log and register one model version (see the module docstring).
 
     Parameters
@@ -143,6 +155,9 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
         Set MLflow's tracking URI to :func:`pipeline.tracking.tracking_uri` of this folder (the
         embedded SQLite store, unless ``MLFLOW_TRACKING_URI`` is set). None leaves MLflow's own
         setting alone.
+    request_id : str or None, default=None
+        Names this request, so that a retry of it returns the version it registered, if it got
+        that far (:func:`registered_earlier`), instead of registering another.
 
     Returns
     -------
@@ -157,6 +172,8 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
     """
     if workdir is not None:
         mlflow.set_tracking_uri(tracking.tracking_uri(workdir))
+    if (earlier := registered_earlier(config, request_id)) is not None:
+        return earlier
     started, data = time.perf_counter(), config.data
     files = source_files(data.path)
     frame, rows_read = _training_rows(files, data, config.model.random_state)
@@ -196,21 +213,21 @@ def train(config: PipelineConfig, workdir: Path | None = None) -> TrainResult:
         config, detector, calibration, model_params, started, counts, metrics=metrics, params=params,
         tags={**data_tags, "known_anomalies_set_aside": counts["known_anomalies_set_aside"]},
         quarantined=checked.quarantined, input_example=feature_frame(fit_rows.head(5), schema),
-        schema=schema.to_dict(), anomaly_scores=scores[y == 1], draw=draw_labelled)
+        schema=schema.to_dict(), anomaly_scores=scores[y == 1], draw=draw_labelled, request_id=request_id)
 
 
 def log_training(config: PipelineConfig, detector: MaskedAutoencoderDetector, calibration: Calibration,
                  model_params: dict[str, Any], started: float, counts: dict[str, int], *,
                  metrics: dict[str, float], params: dict[str, Any], tags: dict[str, Any],
                  quarantined: pd.DataFrame, input_example: pd.DataFrame | np.ndarray, schema: dict[str, Any],
-                 anomaly_scores: np.ndarray | None = None, draw: Callable[[Path], None] | None = None
-                 ) -> TrainResult:
+                 anomaly_scores: np.ndarray | None = None, draw: Callable[[Path], None] | None = None,
+                 request_id: str | None = None) -> TrainResult:
     """Log a training run and register its model, for tables and images alike: the settings
     (``model_params`` and the calibration's, with ``params``), the calibration scores' quantiles,
     the threshold, ``counts`` and the seconds since ``started`` (with ``metrics``), the config, the
     quarantined rows or files, and the plots: score histogram (``anomaly_scores`` beside the
-    calibration scores), loss curve, and whatever ``draw(plots folder)`` adds. Returns the run's
-    :class:`TrainResult`, ``counts`` as given."""
+    calibration scores), loss curve, and whatever ``draw(plots folder)`` adds; the version is tagged
+    with ``request_id``. Returns the run's :class:`TrainResult`, ``counts`` as given."""
     cal_scores = detector.calibration_scores_
     metrics = dict(metrics)
     metrics |= {f"calibration_score_q{q * 100:g}": float(np.quantile(cal_scores, q)) for q in QUANTILES}
@@ -236,5 +253,6 @@ def log_training(config: PipelineConfig, detector: MaskedAutoencoderDetector, ca
             artifacts["quarantine"] = Path(tmp) / "quarantine.csv"
         info = tracking.log_trained_model(
             detector, calibration, model_name=config.mlflow.model_name, experiment=config.mlflow.experiment,
-            params=params, metrics=metrics, input_example=input_example, artifacts=artifacts, schema=schema, tags=tags)
+            params=params, metrics=metrics, input_example=input_example, artifacts=artifacts, schema=schema, tags=tags,
+            request_id=request_id)
     return TrainResult(info.name, info.version, info.aliases, info.run_id, **counts, metrics=metrics)

@@ -116,6 +116,32 @@ def test_tasks_retry_what_a_retry_can_mend_and_nothing_else():
         assert retried(passing)
 
 
+def test_a_training_retried_after_registering_finishes_that_version_and_trains_no_other(
+        prefect_api, workdir, monkeypatch):
+    from mlflow import MlflowClient
+
+    from maskae import MaskedAutoencoderDetector
+
+    fits, original_fit = [], MaskedAutoencoderDetector.fit
+    monkeypatch.setattr(MaskedAutoencoderDetector, "fit", lambda self, X, y=None: fits.append(1) or original_fit(self, X))
+    calls, set_alias = [], MlflowClient.set_registered_model_alias
+
+    def flaky(self, name, alias, version):  # the tracking server drops out right after the version is created
+        calls.append(alias)
+        if len(calls) == 1:
+            raise ConnectionError("tracking server unavailable")
+        return set_alias(self, name, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", flaky)
+    assert main(train_args("fraud")) == 0
+    assert len(calls) > 1 and len(fits) == 1  # retried, and the retry did not train again
+    assert [str(v.version) for v in MlflowClient().search_model_versions("name = 'fraud'")] == ["1"]
+    assert aliases("fraud") == {"champion": "1", "challenger": "1"}
+    # Another request (a new task run) is a new version, as before.
+    assert main(train_args("fraud", "--max-steps", "1")) == 0
+    assert aliases("fraud") == {"champion": "1", "challenger": "2"} and len(fits) == 2
+
+
 def test_dask_screening_gives_the_single_process_output(prefect_api, workdir):
     assert main(train_args("fraud")) == 0
     common = ["screen", "--data", "today.csv", "--model", "fraud", "--batch-rows", "100"]

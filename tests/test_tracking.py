@@ -37,7 +37,7 @@ def registry(tmp_path_factory):
                    input_example=frame.head(5))
         first = tracking.log_trained_model(**log, artifacts={"config": config})
         second = tracking.log_trained_model(**log)
-        yield dict(workdir=workdir, uri=uri, frame=frame, detector=detector, first=first, second=second)
+        yield dict(workdir=workdir, uri=uri, frame=frame, detector=detector, first=first, second=second, log=log)
 
 
 def test_tracking_uri_default_and_override(tmp_path, monkeypatch):
@@ -65,6 +65,14 @@ def test_second_version_moves_only_challenger(registry):
     assert tracking.resolve_model(f"{NAME}/2") == (NAME, "2", None)
 
 
+def test_a_request_finds_the_version_it_registered(registry):
+    log = {**registry["log"], "model_name": "o'brien", "experiment": "requests"}  # a quote, which MLflow's search filter cannot escape
+    info = tracking.log_trained_model(**log, request_id="task-run-1")
+    assert tracking.registered_for("o'brien", "task-run-1") == info
+    assert tracking.registered_for("o'brien", "task-run-2") is None
+    assert tracking.registered_for(NAME, "task-run-1") is None
+
+
 def test_run_holds_params_metrics_and_files(registry):
     run = mlflow.get_run(registry["first"].run_id)
     assert run.data.params["max_steps"] == "30" and run.data.metrics["train_seconds"] == 1.5
@@ -84,8 +92,8 @@ def test_champion_scores_like_the_detector(registry):
 
 def test_artifacts_stay_in_workdir_and_hold_no_pickle(registry):
     artifacts = registry["workdir"] / "mlartifacts"
-    mlmodels = list(artifacts.rglob("MLmodel"))
-    assert len(mlmodels) == 2  # one logged model per version, both under <workdir>/mlartifacts
+    mlmodels = list((artifacts / "fraud").rglob("MLmodel"))
+    assert len(mlmodels) == 2  # one logged model per version of the experiment, under <workdir>/mlartifacts
     assert all((m.parent / "artifacts" / "detector" / "weights.safetensors").is_file() for m in mlmodels)
     assert not [p for p in artifacts.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
     assert not (registry["workdir"] / "mlruns").exists()
