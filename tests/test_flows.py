@@ -4,8 +4,10 @@ slow tests against real servers on loopback: `mlflow server` and `prefect server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -182,13 +184,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn(args: list[str], log: Path, **options) -> subprocess.Popen:
+    """Start a server or runner writing to ``log`` (an unread pipe, once full, would block it), in
+    a process group of its own, so that :func:`stop` also stops the processes it starts (flow runs)."""
+    with log.open("w") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **options)
+    process.log = log
+    return process
+
+
+def log_of(process: subprocess.Popen) -> str:
+    """The end of what ``process`` (from :func:`spawn`) wrote."""
+    return process.log.read_text(errors="replace")[-3000:]
+
+
 def wait_for(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
     import httpx
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
+            raise RuntimeError(f"server exited early: {log_of(process)}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -199,22 +215,28 @@ def wait_for(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
 
 
 def stop(process: subprocess.Popen) -> None:
-    process.terminate()
+    """Stop ``process`` and every process of its group (a runner's flow runs, a server's workers):
+    SIGTERM to all, then SIGKILL to whatever is left once the leader has gone or after 20 s."""
     try:
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        pass
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.mark.slow
 def test_against_a_real_mlflow_server(prefect_api, workdir, monkeypatch):
     port = free_port()
-    server = subprocess.Popen(
+    server = spawn(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
          "--artifacts-destination", str(workdir / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        workdir / "mlflow-server.log", env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/health", server)
@@ -240,23 +262,22 @@ def test_scheduled_deployment_fires_on_a_real_prefect_server(prefect_api, workdi
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect-home"), "PREFECT_API_URL": api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=env)
+    server = spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                   workdir / "prefect-server.log", env=env)
     runner = None
     try:
         wait_for(f"{api}/health", server)
-        runner = subprocess.Popen(
+        runner = spawn(
             [sys.executable, "-m", "flows.cli", "serve", "--incoming", "incoming", "--model", "nightly",
-             "--out", "out", "--every", "5"], cwd=workdir, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline, completed = time.monotonic() + 150, []
+             "--out", "out", "--every", "5"], workdir / "runner.log", cwd=workdir, env=env)
+        # A bound on waiting, not a speed target: on two busy cores a flow run's start alone can take a minute.
+        deadline, completed = time.monotonic() + 300, []
         while time.monotonic() < deadline and not completed:
             time.sleep(3)
             runs = httpx.post(f"{api}/flow_runs/filter", json={
                 "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}, timeout=10).json()
             completed = [r for r in runs if r.get("deployment_id")]
-        assert completed, "no scheduled run completed"
+        assert completed, f"no scheduled run completed; the runner's log ends:\n{log_of(runner)}"
         assert (workdir / "out" / "today" / "summary.json").exists()
     finally:
         for process in (runner, server):
