@@ -35,8 +35,10 @@ BASELINES = ["iforest", "knn", "pyod-ae", "ecod"]
 ABLATIONS = {
     "maskae-reconstruction-only": ("reconstruction",),
     "maskae-neighbours-only": ("neighbours",),
+    "maskae-nearest-only": ("nearest",),
     "maskae-tails-only": ("tails",),
-    "maskae-without-reconstruction": ("neighbours", "tails"),
+    "maskae-without-reconstruction": ("neighbours", "nearest", "tails"),
+    "maskae-without-nearest": ("reconstruction", "neighbours", "tails"),
 }
 # Other settings of maskae, each its own fit: the recipe for training data vetted to be clean
 # (README): fine-grained neighbour samples, next to nothing left out as contamination.

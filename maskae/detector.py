@@ -1,7 +1,7 @@
 """``MaskedAutoencoderDetector``: a scikit-learn style outlier detector built on masked modelling.
 
 Hide part of each record, learn to rebuild it from the rest, and treat "could not be rebuilt" as
-evidence of an anomaly. Three kinds of evidence are combined:
+evidence of an anomaly. Four kinds of evidence are combined:
 
 * **reconstruction** — every cell is hidden and predicted from the others (complementary masks);
   each cell's error is divided by that feature's typical error on the training data, so one noisy
@@ -13,6 +13,10 @@ evidence of an anomaly. Three kinds of evidence are combined:
   consistent but unlike any training record; small samples keep it robust when the training data
   hold unlabelled anomalies, even dense clusters of them (see ``maskae.neighbours``). The
   ``contamination`` share of training rows that score highest is left out of the samples.
+* **nearest** — distance to the nearest of 2,048 training records (KNN's resolution, which small
+  samples lack), unless the record's 5 nearest training records are suspect: far from the small
+  samples yet in close company, as a cluster of unlabelled anomalies is. The record then counts
+  as at least as unusual as the most suspect of them (``_fit_nearest``).
 * **tails** — how rare each numeric cell's value is in its own column (its two-sided empirical
   tail probability among the training values, as in ECOD), averaged over the row as ``-log p``:
   a value far out in its column's tail, which reconstruction tends to blur (``maskae.tails``).
@@ -22,10 +26,11 @@ evidence is fitted, and the ``contamination`` share that scores highest sits out
 Unlabelled anomalies in the training data (a night's unreviewed fraud) are then not learnt, so the
 reconstruction evidence, and the reasons ``explain`` gives, keep seeing them.
 
-Each term (reconstruction, tails, and neighbours at each sample size) is put on a common scale by
-standardising its logarithm against the training records' values (errors and distances are
-positive and right-skewed, roughly log-normal), and the anomaly score is their mean: about 0 for
-a typical training record, in standard deviations above it.
+Each term (reconstruction, tails, nearest, and neighbours at each sample size) is put on a common
+scale by standardising its logarithm against the training records' values (errors and distances
+are positive and right-skewed, roughly log-normal), and the anomaly score is their mean, each kind
+of evidence weighing the same (the neighbour sample sizes share one weight): about 0 for a typical
+training record, in standard deviations above it.
 
 Images: ``backend="cnn"`` inpaints masked image patches with a small convolutional network and
 scores per pixel, plus whole-image neighbour evidence (``maskae.image_backend``); ``backend="mlp"``
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,8 +73,10 @@ from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
 ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts as "typical"
-EVIDENCE_KINDS = ("reconstruction", "neighbours", "tails")
-IMAGE_EVIDENCE_KINDS = ("reconstruction", "neighbours")  # the CNN backend has no per-cell tails
+EVIDENCE_KINDS = ("reconstruction", "neighbours", "nearest", "tails")
+IMAGE_EVIDENCE_KINDS = ("reconstruction", "neighbours")  # the CNN backend has no per-cell tails nor nearest
+NEAREST_REFERENCE = 2048  # training rows sampled for the nearest evidence
+NEAREST_K = 5  # its neighbourhood: the company a row keeps, and the rows whose suspicion a record inherits
 
 
 class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
@@ -105,7 +113,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         Complementary mask sets used for scoring: each cell is hidden this many times. A second
         set costs a third more scoring time and moved maskae's means in the tabular benchmark
         by at most 0.4 points.
-    evidence : tuple of str, default=("reconstruction", "neighbours", "tails")
+    evidence : tuple of str, default=("reconstruction", "neighbours", "nearest", "tails")
         Which evidence the anomaly score combines (ablations use one alone); ``evidence_scores``
         shows each term. The CNN backend has reconstruction and neighbours (whole-image distance).
     neighbour_sample_sizes : tuple of int, default=(16, 64, 256)
@@ -264,7 +272,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         """Draw the neighbour samples from the training rows ``space``, then standardise every
         evidence term (``local`` holds the others) on the training rows; a training row is never
         its own neighbour. Twice: unlabelled anomalies in the training data would be each other's
-        neighbours, so the second draw leaves out the `contamination` share that scored highest."""
+        neighbours, so the second draw leaves out the `contamination` share that scored highest.
+        Tables also get the ``nearest`` evidence, its reference rows drawn from every training row."""
+        reference = (np.sort(rng.choice(len(space), min(NEAREST_REFERENCE, len(space)), replace=False))
+                     if self.backend == "mlp" else None)
         candidates = np.arange(len(space))  # the first draw: from every training row
         for _ in range(2):
             self.neighbours_ = NeighbourSamples.draw(
@@ -272,11 +283,49 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             )
             # each row is found in the pool by its values, as a record scored later is
             raw = {**local, **self.neighbours_.distances(space)}
-            logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
-            self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
-            self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
-            self.training_scores_ = self._combine(raw)
+            self._fit_standardisation(raw)
+            if reference is not None:
+                raw["nearest"] = self._fit_nearest(space, reference, raw)
+                self._fit_standardisation(raw)
             candidates = self._inliers()
+
+    def _fit_standardisation(self, raw: dict[str, np.ndarray]) -> None:
+        """Centre and scale each term's logarithm on the training rows (``raw``), weigh the terms
+        and score the training rows (``training_scores_``). Each kind of evidence weighs the same,
+        its terms (neighbours at each sample size) sharing its weight; the CNN's terms weigh one each."""
+        logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
+        self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
+        self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
+        kinds = Counter(name.split("@")[0] for name in raw)
+        self.evidence_weights_ = {name: 1.0 if self.backend == "cnn" else 1.0 / kinds[name.split("@")[0]]
+                                  for name in raw}
+        self.training_scores_ = self._combine(raw)
+
+    def _fit_nearest(self, space: np.ndarray, reference: np.ndarray, raw: dict[str, np.ndarray]) -> np.ndarray:
+        """Add the training rows ``reference`` to the neighbour samples and fit the ``nearest``
+        evidence (see *How it scores* in the README); returns its raw value for the training rows.
+
+        A record's distance to its nearest reference row is KNN's evidence, blind to anomalies that
+        have company in the training data. So each reference row is scored for suspicion: how far
+        it lies from the small samples (``raw``'s neighbour terms, standardised), less how close
+        its ``NEAREST_K`` nearest reference rows are (both in standard deviations over the training
+        rows). A row far from the samples yet in close company is one of a cluster that the small
+        samples rarely hold: unlabelled anomalies. A record then counts as at least as far from
+        normal as the most suspect of its ``NEAREST_K`` nearest reference rows (suspicion turned
+        into the nearest-row distance that many standard deviations above the typical one)."""
+        samples = self.neighbours_.with_reference(space, reference)
+        k = min(NEAREST_K, len(reference) - 1)
+        distance, position = samples.nearest(space, k)
+        z = self._standardised(raw)
+        sampled = [v for name, v in z.items() if name.startswith("neighbours@")]
+        far = np.mean(sampled, axis=0) if sampled else np.zeros(len(space))
+        first, kth = np.log(distance[:, 0] + 1e-12), np.log(distance[:, -1] + 1e-12)
+        company = (kth - kth.mean()) / (kth.std() or 1.0)
+        suspicion = (far - company)[reference]
+        samples.suspect = np.exp(np.minimum(first.mean() + (first.std() or 1.0) * suspicion, 700.0))
+        samples.k = k
+        self.neighbours_ = samples
+        return np.maximum(distance[:, 0], samples.suspect[position].max(axis=1))
 
     def _inliers(self) -> np.ndarray:
         """Positions of the training rows outside the ``contamination`` share that scores highest."""
@@ -395,8 +444,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         return {n: (np.log(v + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n, v in raw.items()}
 
     def _combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
-        z = [v for name, v in self._standardised(raw).items() if name.split("@")[0] in self.evidence]
-        return np.mean(z, axis=0)
+        """The weighted mean of the standardised terms whose kind is in ``evidence``."""
+        z = {name: v for name, v in self._standardised(raw).items() if name.split("@")[0] in self.evidence}
+        return np.average(list(z.values()), axis=0, weights=[self.evidence_weights_[name] for name in z])
 
     # ------------------------------------------------------------------ scores
     def anomaly_score(self, X) -> np.ndarray:
@@ -412,8 +462,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def evidence_scores(self, X) -> pd.DataFrame:
         """(n, terms) every evidence term, standardised on the training records like the anomaly
         score (~0 typical, in standard deviations; higher = more anomalous). ``anomaly_score`` is
-        the mean of the columns whose kind (the name before ``@``) is in ``evidence``: this tells
-        *which* evidence made a record stand out."""
+        the mean of the columns whose kind (the name before ``@``) is in ``evidence``, each kind
+        weighing the same (``evidence_weights_``): this tells *which* evidence made a record stand out."""
         if self.backend == "cnn":
             raw = self._image_evidence(X)
         else:

@@ -34,7 +34,8 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -55,12 +56,18 @@ def draw_samples(n_rows: int, size: int, n_samples: int, rng: np.random.Generato
 
 @dataclass
 class NeighbourSamples:
-    """Random samples of training rows at several sizes, for :meth:`distances`."""
+    """Random samples of training rows at several sizes, for :meth:`distances`; and, once
+    :meth:`with_reference` has added it, a larger reference sample for :meth:`nearest`."""
 
     sizes: tuple[int, ...]  # the requested sizes: the names of the evidence terms
     pool: np.ndarray  # (n_pool, dim) float32, every training row some sample holds, once
     pool_ids: np.ndarray  # (n_pool,) int64, the training row number of each pool row
     samples: list[np.ndarray]  # per size, (n_samples, size) int64 positions in ``pool``
+    reference: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # positions in ``pool``
+    # Per reference row, the distance its suspicion is worth (see ``nearest`` in maskae.detector):
+    # a record among the ``k`` nearest of a suspect row is taken to be at least that far from normal.
+    suspect: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    k: int = 0
 
     @classmethod
     def draw(cls, space: np.ndarray, candidates: np.ndarray, sizes: tuple[int, ...], n_samples: int,
@@ -72,19 +79,64 @@ class NeighbourSamples:
         samples = [p.reshape(d.shape) for p, d in zip(np.split(positions, bounds), drawn)]
         return cls(tuple(sizes), np.ascontiguousarray(space[ids], dtype=np.float32), ids.astype(np.int64), samples)
 
+    def with_reference(self, space: np.ndarray, rows: np.ndarray) -> "NeighbourSamples":
+        """These samples plus the training rows ``rows`` of ``space`` as the reference sample
+        (no suspects yet); the pool takes the rows the samples do not hold already."""
+        ids = np.union1d(self.pool_ids, rows).astype(np.int64)  # sorted: pool rows stay in row-number order
+        remap = np.searchsorted(ids, self.pool_ids)
+        return NeighbourSamples(self.sizes, np.ascontiguousarray(space[ids], dtype=np.float32), ids,
+                                [remap[s] for s in self.samples], np.searchsorted(ids, rows))
+
     def distances(self, points: np.ndarray, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """``{"neighbours@<size>": (n,)}``: per size, the mean over its samples of the distance from
         each point to the sample's nearest row, that row not being the point itself (a point
-        identical to pool rows is taken to be the first of them). ``batch_size``: points per chunk
-        (default: as :data:`BLOCK_BYTES` allows)."""
+        identical to pool rows is taken to be the first of them). With suspects fitted, also
+        ``"nearest"``: the distance to the nearest reference row, or, if more, the largest suspect
+        distance of the ``k`` nearest. ``batch_size``: points per chunk (default: as
+        :data:`BLOCK_BYTES` allows)."""
         if not self.samples:  # a model without neighbour evidence (format 1 CNN models)
             return {}
+        out: list[list[torch.Tensor]] = [[] for _ in self.samples]
+        first, worst = [], []  # the nearest term's parts: nearest-row distance, largest suspect distance
+        suspect = torch.from_numpy(self.suspect)
+        picks = [*self.samples, self.reference] if len(self.suspect) else self.samples  # one pass for both
+        for chunk_sq, blocks in self._blocks(points, picks, batch_size):
+            for i, (block, sample) in enumerate(zip(blocks, self.samples)):
+                nearest = block.view(len(chunk_sq), *sample.shape).amin(dim=2).add_(chunk_sq)
+                out[i].append(nearest.clamp_min_(0).sqrt().mean(dim=1))  # clamp: rounding can dip below 0
+            if len(self.suspect):
+                values, at = torch.topk(blocks[-1], self.k, dim=1, largest=False)
+                first.append(values[:, :1].add_(chunk_sq).clamp_min_(0).sqrt().squeeze(1))
+                worst.append(suspect[at].amax(dim=1))
+        result = {f"neighbours@{size}": torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
+                  for size, parts in zip(self.sizes, out)}
+        if len(self.suspect):
+            result["nearest"] = (np.maximum(torch.cat(first).numpy(), torch.cat(worst).numpy()) if first
+                                 else np.zeros(0))
+        return result
+
+    def nearest(self, points: np.ndarray, k: int, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, positions)``, each (n, k): each point's ``k`` nearest reference rows,
+        nearest first (positions in ``reference``), a point's own row never among them."""
+        distances, positions = [], []
+        for chunk_sq, (block,) in self._blocks(points, [self.reference], batch_size):
+            values, at = torch.topk(block, k, dim=1, largest=False)
+            distances.append(values.add_(chunk_sq).clamp_min_(0).sqrt())
+            positions.append(at)
+        if not distances:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        return torch.cat(distances).numpy(), torch.cat(positions).numpy()
+
+    def _blocks(self, points: np.ndarray, picks: list[np.ndarray], batch_size: int | None
+                ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Per chunk of ``points``: (|x|^2 as a column, per pick of pool positions a block of
+        squared distances less |x|^2), each point's own row out of reach (inf)."""
         point_ids = self._identical_pool_ids(points)
         pool = torch.from_numpy(self.pool)
-        picks = [torch.from_numpy(s).reshape(-1) for s in self.samples]
-        # Fastest: one matrix product per size with that size's sample rows copied out of the
-        # pool. Wide rows (images) would make those copies large: there, one product with the
-        # pool per chunk, and each size picks its columns from it.
+        picks = [torch.from_numpy(p).reshape(-1) for p in picks]
+        # Fastest: one matrix product per pick with its rows copied out of the pool. Wide rows
+        # (images) would make those copies large: there, one product with the pool per chunk,
+        # and each pick takes its columns from it.
         copied = sum(len(p) for p in picks) * pool.shape[1] * 4 <= COPIED_BYTES
         references = ([_Reference(pool[p], self.pool_ids[p.numpy()]) for p in picks] if copied
                       else [_Reference(pool, self.pool_ids)])
@@ -98,7 +150,6 @@ class NeighbourSamples:
         rows = min(batch_size, len(points))
         buffers = [torch.empty(rows, len(ref.ids), dtype=torch.float32) for ref in references]
         picked = [] if copied else [torch.empty(rows, len(p), dtype=torch.float32) for p in picks]
-        out: list[list[torch.Tensor]] = [[] for _ in picks]
         for start in range(0, len(points), batch_size):
             chunk = torch.as_tensor(points[start : start + batch_size], dtype=torch.float32)
             with_one = torch.cat([chunk, torch.ones(len(chunk), 1, dtype=torch.float32)], dim=1)
@@ -107,15 +158,9 @@ class NeighbourSamples:
             for block, (point, column) in zip(partial, own):  # put each point's own row out of reach
                 lo, hi = np.searchsorted(point, (start, start + len(chunk)))
                 block[torch.from_numpy(point[lo:hi] - start), torch.from_numpy(column[lo:hi])] = torch.inf
-            chunk_sq = (chunk * chunk).sum(dim=1, keepdim=True)
-            for i, (pick, sample) in enumerate(zip(picks, self.samples)):
-                block = partial[i] if copied else torch.index_select(partial[0], 1, pick, out=picked[i][: len(chunk)])
-                nearest = block.view(len(chunk), *sample.shape).amin(dim=2).add_(chunk_sq)
-                out[i].append(nearest.clamp_min_(0).sqrt().mean(dim=1))  # clamp: rounding can dip below 0
-        return {
-            f"neighbours@{size}": torch.cat(parts).numpy() if parts else np.zeros(0, dtype=np.float32)
-            for size, parts in zip(self.sizes, out)
-        }
+            blocks = partial if copied else [torch.index_select(partial[0], 1, pick, out=buffer[: len(chunk)])
+                                             for pick, buffer in zip(picks, picked)]
+            yield (chunk * chunk).sum(dim=1, keepdim=True), blocks
 
     def _identical_pool_ids(self, points: np.ndarray) -> np.ndarray | None:
         """(n,) the training row number of the pool row each point equals bit for bit (of identical

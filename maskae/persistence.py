@@ -30,9 +30,11 @@ from maskae.table_encoding import TableEncoder
 
 # 2: neighbour samples as one pool of rows + positions; 3: tails as column quantiles; 4: each column's
 # tail probabilities on its own observed count (format 3: one grid over all rows, read as such);
-# 5: max_categories (earlier models kept every category, and load with max_categories=None)
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# 5: max_categories (earlier models kept every category, and load with max_categories=None);
+# 6: the nearest evidence (reference rows, their suspect distances) and weights per term (earlier
+# models weigh every term the same, and have no nearest term)
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
@@ -49,12 +51,16 @@ def save_detector_state(detector, path: Path) -> Path:
         "history": detector.history_,
         "evidence_center": detector.evidence_center_,
         "evidence_scale": detector.evidence_scale_,
+        "evidence_weights": detector.evidence_weights_,
+        "nearest_k": detector.neighbours_.k,
     }
     neighbours = detector.neighbours_
     tensors = {f"network.{k}": v.contiguous() for k, v in detector.network_.state_dict().items()}
     tensors.update({"neighbours.pool": torch.from_numpy(neighbours.pool),
                     "neighbours.pool_ids": torch.from_numpy(neighbours.pool_ids)})
     tensors.update({f"neighbours.sample.{i}": torch.from_numpy(s) for i, s in enumerate(neighbours.samples)})
+    tensors.update({"neighbours.reference": torch.from_numpy(neighbours.reference),
+                    "neighbours.suspect": torch.from_numpy(neighbours.suspect)})
     tensors.update({name: torch.from_numpy(np.ascontiguousarray(getattr(detector, name))) for name in ARRAYS})
     if detector.backend == "mlp":
         config.update(
@@ -114,6 +120,12 @@ def load_detector_state(cls, path: Path):
             detector.neighbour_sample_sizes, tensors["neighbours.pool"].numpy(), tensors["neighbours.pool_ids"].numpy(),
             [tensors[f"neighbours.sample.{i}"].numpy() for i in range(n_sizes)],
         )
+        if version >= 6:
+            detector.neighbours_.reference = tensors["neighbours.reference"].numpy()
+            detector.neighbours_.suspect = tensors["neighbours.suspect"].numpy()
+            detector.neighbours_.k = config["nearest_k"]
+    detector.evidence_weights_ = (config["evidence_weights"] if version >= 6
+                                  else dict.fromkeys(detector.evidence_center_, 1.0))
     for name in ARRAYS:
         setattr(detector, name, tensors[name].numpy())
     detector.network_ = detector._build_network()

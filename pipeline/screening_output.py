@@ -74,6 +74,7 @@ RARE_TAIL_SHARE = 0.01  # a value this far out in its own column is named, and h
 # says so first.
 EVIDENCE_WORDS = {
     "neighbours": "unlike any training record",
+    "nearest": "far from its nearest training records or near a suspect cluster of them",
     "reconstruction": "columns that do not fit together",
     "tails": "values rare in their own columns",
 }

@@ -53,7 +53,7 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     np.testing.assert_array_equal(again.anomaly_score(mixed_frame), fitted.anomaly_score(mixed_frame))
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
-    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 5
+    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 6
 
 
 def test_a_pickle_posing_as_weights_is_refused(fitted, tmp_path):
@@ -234,14 +234,36 @@ def test_tiny_tables_overflowing_values_empty_batches_and_any_index():
 def test_evidence_scores_show_each_term_and_average_to_the_anomaly_score(fitted, mixed_frame):
     rows = mixed_frame.head(5)
     terms = fitted.evidence_scores(rows)
-    assert list(terms.columns) == ["reconstruction", "tails", "neighbours@16", "neighbours@64", "neighbours@256"]
-    np.testing.assert_allclose(terms.mean(axis=1), fitted.anomaly_score(rows), rtol=1e-5, atol=1e-6)
+    samples = ["neighbours@16", "neighbours@64", "neighbours@256"]
+    assert list(terms.columns) == ["reconstruction", "tails", *samples, "nearest"]
+    # each kind of evidence weighs the same: the neighbour samples share one kind's weight
+    by_kind = (terms["reconstruction"] + terms["tails"] + terms[samples].mean(axis=1) + terms["nearest"]) / 4
+    np.testing.assert_allclose(by_kind, fitted.anomaly_score(rows), rtol=1e-5, atol=1e-6)
     default = fitted.evidence
     try:
         fitted.set_params(evidence=("tails",))
         np.testing.assert_allclose(fitted.anomaly_score(rows), terms["tails"], rtol=1e-5, atol=1e-6)
     finally:
         fitted.set_params(evidence=default)
+
+
+def test_nearest_evidence_sees_a_cluster_of_anomalies_hiding_in_the_training_data():
+    # 4 % of the training rows form one tight cluster away from the normal rows: unlabelled fraud
+    # of one kind, each other's close company. A record of that kind is near training rows (plain
+    # nearest-row distance, as KNN measures it, calls it normal), but those rows are suspect: far
+    # from the small samples, yet in close company. The nearest evidence inherits their suspicion.
+    rng = np.random.default_rng(7)
+    normal = rng.normal(size=(960, 4))
+    cluster = np.array([5.0, -5.0, 5.0, -5.0]) + 0.05 * rng.normal(size=(40, 4))
+    det = MaskedAutoencoderDetector(max_steps=60, hidden_size=16, latent_size=4, random_state=0)
+    det.fit(pd.DataFrame(np.vstack([normal, cluster]), columns=list("abcd")))
+    records = pd.DataFrame([[5.02, -4.98, 5.01, -5.0], [0.1, -0.2, 0.3, 0.0]], columns=list("abcd"))
+    space = det._neighbour_space(det._tensors(records))
+    plain, _ = det.neighbours_.nearest(space, 1)
+    assert plain[0, 0] < plain[1, 0]  # the fraud-like record has the closer company
+    nearest = det.evidence_scores(records)["nearest"]
+    assert nearest[0] > 2 and nearest[0] > nearest[1] + 2
+    assert det.anomaly_score(records)[0] > det.threshold_ > det.anomaly_score(records)[1]
 
 
 def test_unlabelled_anomalies_in_training_sit_out_the_second_half_of_it():
@@ -304,3 +326,13 @@ def test_format_3_models_keep_one_tail_grid_for_all_columns():
     np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
     # Before format 5 every category was kept: a clone refits the same way.
     assert table.encoder_.categorical_[0].n_distinct is None and clone(table).max_categories is None
+
+
+def test_format_5_models_score_as_before_without_the_nearest_evidence():
+    """Format 5 (commit 50b9164) had no nearest evidence and weighed every term the same."""
+    folder = Path(__file__).parent / "fixtures" / "format5"
+    table = MaskedAutoencoderDetector.load(folder / "table")
+    assert table.neighbours_.suspect.size == 0 and set(table.evidence_weights_.values()) == {1.0}
+    with pytest.warns(UnknownCategoryWarning):
+        scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
+    np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)

@@ -79,3 +79,23 @@ def test_distances_are_float32_whatever_torch_s_default_dtype():
         np.testing.assert_array_equal(samples.distances(train[:5])["neighbours@4"], expected)
     finally:
         torch.set_default_dtype(default)
+
+
+@pytest.mark.parametrize("copied", [True, False], ids=["rows-copied", "picked-from-pool"])
+def test_nearest_gives_the_k_nearest_reference_rows_never_a_points_own(copied, monkeypatch):
+    monkeypatch.setattr(neighbours, "COPIED_BYTES", 2**30 if copied else 0)
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(80, 3)).astype(np.float32)
+    reference = np.sort(rng.choice(80, 30, replace=False))
+    samples = NeighbourSamples.draw(train, np.arange(80), sizes=(8,), n_samples=3, rng=rng).with_reference(train, reference)
+    np.testing.assert_array_equal(samples.pool[samples.reference], train[reference])
+    before = NeighbourSamples.draw(train, np.arange(80), sizes=(8,), n_samples=3, rng=np.random.default_rng(6))
+    np.testing.assert_allclose(before.with_reference(train, reference).distances(train)["neighbours@8"],
+                               before.distances(train)["neighbours@8"], rtol=1e-5)  # the samples are kept
+    distance, position = samples.nearest(train, 4, batch_size=7)
+    for row in range(80):
+        d = np.linalg.norm(train[reference] - train[row], axis=1)
+        d[reference == row] = np.inf  # a training row is not its own neighbour
+        order = np.argsort(d)[:4]
+        np.testing.assert_array_equal(position[row], order)
+        np.testing.assert_allclose(distance[row], d[order], rtol=1e-4, atol=1e-5)
