@@ -31,7 +31,7 @@ def train_and_register(config: PipelineConfig, workdir: Path) -> TrainResult:
     # Retries cover MLflow or the file store being briefly unavailable. The task run's id names the
     # request: a retry after the version was registered (naming it failed) finishes that version
     # instead of training and registering another.
-    request_id = str(task_run.id)
+    request_id = str(task_run.id) if task_run.id else None  # None: called outside a flow run
     return (train_images if config.data.format == "images" else train)(config, workdir, request_id)
 
 

@@ -291,23 +291,23 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             # each row is found in the pool by its values, as a record scored later is
             raw = {**local, **self.neighbours_.distances(space)}
             self._fit_standardisation(raw)
-            candidates = self._inliers(self._combine(raw, weighed=False))
+            candidates = self._inliers(np.mean(list(self._standardised(raw).values()), axis=0))
         if reference is not None:
             raw["nearest"] = self._fit_nearest(space, reference, raw)
             self._fit_standardisation(raw)
+        self.training_scores_ = self._combine(raw)
         return candidates
 
     def _fit_standardisation(self, raw: dict[str, np.ndarray]) -> None:
-        """Centre and scale each term's logarithm on the training rows (``raw``), weigh the terms
-        and score the training rows (``training_scores_``). Each kind of evidence weighs the same,
-        its terms (neighbours at each sample size) sharing its weight; the CNN's terms weigh one each."""
+        """Centre and scale each term's logarithm on the training rows (``raw``) and weigh the
+        terms. Each kind of evidence weighs the same, its terms (neighbours at each sample size)
+        sharing its weight; the CNN's terms weigh one each."""
         logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
         self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
         self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
         kinds = Counter(name.split("@")[0] for name in raw)
         self.evidence_weights_ = {name: 1.0 if self.backend == "cnn" else 1.0 / kinds[name.split("@")[0]]
                                   for name in raw}
-        self.training_scores_ = self._combine(raw)
 
     def _fit_nearest(self, space: np.ndarray, reference: np.ndarray, raw: dict[str, np.ndarray]) -> np.ndarray:
         """Add the training rows ``reference`` to the neighbour samples and fit the ``nearest``
@@ -325,11 +325,15 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         k = min(NEAREST_K, len(reference) - 1)
         distance, position = samples.nearest(space, k)
         z = self._standardised(raw)
-        sampled = [v for name, v in z.items() if name.startswith("neighbours@")]
-        far = np.mean(sampled, axis=0) if sampled else np.zeros(len(space))
-        first, kth = np.log(distance[:, 0] + 1e-12), np.log(distance[:, -1] + 1e-12)
-        company = (kth - kth.mean()) / (kth.std() or 1.0)
+        far = np.mean([v for name, v in z.items() if name.startswith("neighbours@")], axis=0)
+        first = np.log(distance[:, 0].astype(np.float64) + 1e-12)
+        # Identical copies are not company: a row with k copies of itself (a repeated ordinary
+        # record) is judged by its distance from the samples alone, company counting as typical.
+        kth, copies = distance[:, -1].astype(np.float64), distance[:, -1] == 0
+        logs = np.log(kth[~copies]) if (~copies).any() else np.zeros(1)
+        company = np.where(copies, 0.0, (np.log(np.where(copies, 1.0, kth)) - logs.mean()) / (logs.std() or 1.0))
         suspicion = (far - company)[reference]
+        # in distance units; the exponent is capped where float64 overflows
         samples.suspect = np.exp(np.minimum(first.mean() + (first.std() or 1.0) * suspicion, 700.0))
         samples.k = k
         self.neighbours_ = samples
@@ -451,12 +455,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def _standardised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: (np.log(v + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n, v in raw.items()}
 
-    def _combine(self, raw: dict[str, np.ndarray], weighed: bool = True) -> np.ndarray:
-        """The mean of the standardised terms whose kind is in ``evidence``, weighed by
-        ``evidence_weights_`` (or each term weighing one)."""
+    def _combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        """The mean of the standardised terms whose kind is in ``evidence``, weighed by ``evidence_weights_``."""
         z = {name: v for name, v in self._standardised(raw).items() if name.split("@")[0] in self.evidence}
-        weights = [self.evidence_weights_[name] for name in z] if weighed else None
-        return np.average(list(z.values()), axis=0, weights=weights)
+        return np.average(list(z.values()), axis=0, weights=[self.evidence_weights_[name] for name in z])
 
     # ------------------------------------------------------------------ scores
     def anomaly_score(self, X) -> np.ndarray:
@@ -473,7 +475,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         """(n, terms) every evidence term, standardised on the training records like the anomaly
         score (~0 typical, in standard deviations; higher = more anomalous). ``anomaly_score`` is
         the mean of the columns whose kind (the name before ``@``) is in ``evidence``, each kind
-        weighing the same (``evidence_weights_``): this tells *which* evidence made a record stand out."""
+        weighing the same (``evidence_weights_``; the CNN's terms weigh one each): this tells
+        *which* evidence made a record stand out."""
         if self.backend == "cnn":
             raw = self._image_evidence(X)
         else:

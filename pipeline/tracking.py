@@ -224,12 +224,13 @@ def registered_for(model_name: str, request_id: str) -> ModelVersionInfo | None:
     """The version of ``model_name`` that an earlier try of request ``request_id`` registered, its
     naming (``challenger``, ``champion``) finished now; None when no try got that far."""
     client = MlflowClient()
-    quote = '"' if "'" in model_name else "'"  # MLflow's filter has no escapes: o'brien goes in double quotes
-    found = client.search_model_versions(f"name = {quote}{model_name}{quote} and tag.`{REQUEST_TAG}` = '{request_id}'")
+    # By the tag alone (a task run's id has no quotes; MLflow's filter cannot escape a name's), then the name.
+    found = [v for v in client.search_model_versions(f"tag.`{REQUEST_TAG}` = '{request_id}'") if v.name == model_name]
     if not found:
         return None
-    version = str(found[0].version)
-    return ModelVersionInfo(model_name, version, found[0].run_id, _name_new_version(client, model_name, version))
+    first = min(found, key=lambda v: int(v.version))
+    version = str(first.version)
+    return ModelVersionInfo(model_name, version, first.run_id, _name_new_version(client, model_name, version))
 
 
 def _registered(client: MlflowClient, name: str, version: str | None = None):

@@ -266,6 +266,20 @@ def test_nearest_evidence_sees_a_cluster_of_anomalies_hiding_in_the_training_dat
     assert det.anomaly_score(records)[0] > det.threshold_ > det.anomaly_score(records)[1]
 
 
+def test_a_repeated_ordinary_record_is_not_a_suspect_cluster():
+    # Identical copies are each other's closest company, but not a cluster of anomalies: a record
+    # like them, or one of them, must read as normal (it read +7 sd when copies counted as company).
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(1000, 4)), np.tile([0.3, -0.2, 0.1, 0.0], (8, 1))])
+    det = MaskedAutoencoderDetector(max_steps=40, random_state=0).fit(pd.DataFrame(X, columns=list("abcd")))
+    records = pd.DataFrame([[0.3, -0.2, 0.1, 0.0], [0.31, -0.21, 0.1, 0.0]], columns=list("abcd"))
+    assert (det.evidence_scores(records)["nearest"] < 0).all()
+    assert (det.anomaly_score(records) < det.threshold_).all()
+    # the nearest term alone is a valid setting to fit with, not only to score with
+    alone = MaskedAutoencoderDetector(max_steps=20, evidence=("nearest",), random_state=0).fit(X)
+    np.testing.assert_allclose(alone.anomaly_score(X[:5]), alone.evidence_scores(X[:5])["nearest"], rtol=1e-5)
+
+
 def test_unlabelled_anomalies_in_training_sit_out_the_second_half_of_it():
     # 5 % of the training rows break x1 = 2 x0 the same way (x1 = -2 x0): unlabelled fraud of one
     # kind. Left out of the second half of training (contamination 0.1), the network does not

@@ -223,6 +223,7 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         pass
     except ProcessLookupError:
+        process.wait()  # the whole group has gone: reap the leader
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
