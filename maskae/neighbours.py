@@ -16,9 +16,8 @@ screens a batch that is also the training data), where a record would otherwise 
 the samples that hold it, at distance 0. Identical training rows count as one to this rule: a
 record, training row or not, puts the lowest-numbered of the sampled training rows identical to it
 out of reach (the other copies stay, at distance 0), so duplicated training rows get their
-training scores too; except, a known defect, that the nearest term's reference rows join the pool
-after the detector has standardised the sample terms, which can change which copy is first: a
-duplicated training row scored again can then differ a little from its training score.
+training scores too (the detector measures the training rows once more after adding the nearest
+term's reference rows to the pool, since a copy among them can change which copy is first).
 
 The samples overlap, so the training rows they hold are kept once (the *pool*) and each sample is
 a set of positions in it: distances to the pool are computed once per record, and a saved model
