@@ -131,9 +131,13 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     # Files named alike get folders of their own; one that fails holds back none of the others.
     (incoming / "cards.2026-01-09.csv").write_bytes((incoming / "cards.csv").read_bytes())
     (incoming / "cards.2026-01-10.csv").write_text("id,amount\n1,2\n")  # lacks the model's columns
+    # A table's file is known by the suffix of its format in any case, compressed or not.
+    (incoming / "CARDS.2026-01-11.CSV").write_bytes((incoming / "cards.csv").read_bytes())
+    pd.read_csv(incoming / "cards.csv").to_csv(incoming / "cards.2026-01-12.csv.bz2", index=False)
+    (incoming / "notes.txt").write_text("not a batch")
     with pytest.raises(RuntimeError, match=r"1 batch\(es\) .*cards\.2026-01-10\.csv: .*lacks column"):
         screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
-    assert (workdir / "nightly" / "cards" / "summary.json").is_file()
-    assert (workdir / "nightly" / "cards.2026-01-09" / "summary.json").is_file()
-    assert not (workdir / "nightly" / "cards.2026-01-10").exists()
+    for name in ("cards", "cards.2026-01-09", "CARDS.2026-01-11", "cards.2026-01-12"):
+        assert (workdir / "nightly" / name / "summary.json").is_file(), name
+    assert not (workdir / "nightly" / "cards.2026-01-10").exists() and not (workdir / "nightly" / "notes").exists()
 
