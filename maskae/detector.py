@@ -78,6 +78,7 @@ EVIDENCE_KINDS = ("reconstruction", "neighbours", "nearest", "tails")
 IMAGE_EVIDENCE_KINDS = ("reconstruction", "neighbours")  # the CNN backend has no per-cell tails nor nearest
 NEAREST_REFERENCE = 2048  # training rows sampled for the nearest evidence
 NEAREST_K = 5  # its neighbourhood: the company a row keeps, and the rows whose suspicion a record inherits
+OVERLAP_ROWS = 4096  # scoring a batch this large, the neighbour search runs beside the network (_raw_evidence)
 
 
 class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
@@ -242,12 +243,12 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
         half = self.max_steps // 2
         first = fit_network(self.network_, data, replace(plan, max_steps=half), generator, validation)
-        inliers = self._fit_evidence(data, np.arange(len(data)), rng)
+        inliers = self._fit_evidence(data, np.arange(len(data)), rng, final=False)
         rest = replace(plan, max_steps=self.max_steps - half)
         second = fit_network(self.network_, data.rows(inliers), rest, generator, validation)
         self.history_ = {name: first[name] + second[name] for name in first}
         self.history_["trimmed_from_step"] = [len(first["train_loss"])]  # where the loss curve restarts
-        self._fit_evidence(data, inliers, rng)
+        self._fit_evidence(data, inliers, rng, final=True)
         self._set_threshold()
         held = self._tensors(frame.iloc[held_out], warn_capped=False) if len(held_out) else None
         self.calibration_scores_ = self._score(held) if held is not None else np.zeros(0)
@@ -258,23 +259,27 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.threshold_ = float(np.quantile(self.training_scores_, 1 - self.contamination))
         self.offset_ = -self.threshold_
 
-    def _fit_evidence(self, data: TableTensors, trained_on: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _fit_evidence(self, data: TableTensors, trained_on: np.ndarray, rng: np.random.Generator,
+                      final: bool) -> np.ndarray:
         """Fit the evidence that depends on the network, on the training rows ``data``: the typical
         error of each feature (over the rows the network ``trained_on``), then the neighbour samples
         and the standardisation of every term (``training_scores_``); the tails are fitted already.
-        Returns the rows not left out as contamination (``_draw_neighbours``)."""
+        Returns the rows not left out as contamination (``_draw_neighbours``), which is all that a
+        call before the ``final`` one is for."""
         passes = complementary_passes(self.network_, data, self.score_masks_)
         observed = ~data.missing.numpy()[trained_on]
         typical = (passes.errors[trained_on] * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
         self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
-        return self._draw_neighbours(self._local_evidence(passes, data), self._neighbour_space(data), rng)
+        return self._draw_neighbours(self._local_evidence(passes, data), self._neighbour_space(data), rng, final)
 
-    def _draw_neighbours(self, local: dict[str, np.ndarray], space: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _draw_neighbours(self, local: dict[str, np.ndarray], space: np.ndarray, rng: np.random.Generator,
+                         final: bool = True) -> np.ndarray:
         """Draw the neighbour samples from the training rows ``space``, then standardise every
         evidence term (``local`` holds the others) on the training rows; a training row is never
         its own neighbour. Twice: unlabelled anomalies in the training data would be each other's
         neighbours, so the second draw leaves out the `contamination` share that scored highest.
-        Tables then get the ``nearest`` evidence, its reference rows drawn from every training row.
+        Tables then get the ``nearest`` evidence, its reference rows drawn from every training row
+        (drawn on every call, so that the random stream is the same; fitted on the ``final`` one).
 
         Returns the positions of the rows not left out. They are chosen before the nearest term,
         which rests on the samples drawn from them, by the mean of the other terms, each weighing
@@ -293,6 +298,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             raw = {**local, **self.neighbours_.distances(space)}
             self._fit_standardisation(raw)
             candidates = self._inliers(np.mean(list(self._standardised(raw).values()), axis=0))
+        if not final:
+            return candidates  # a call that only chooses the rows left out from training
         if reference is not None:
             self._fit_nearest(space, reference, raw)
             # Measured again with the reference rows in the pool, as every record scored later is:
@@ -454,14 +461,22 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def _raw_evidence(self, data: TableTensors) -> dict[str, np.ndarray]:
         """Every evidence term before standardisation, ``neighbours@<size>`` and ``nearest`` included.
 
-        The neighbour search runs in a second thread while the network scores: both spend their
-        time in torch and numpy, which let go of the GIL, and the search mostly waits on memory
-        while the network computes, so the two overlap (scoring ran about a fifth faster in
-        ``benchmarks/speed.py``). The results are the same as one after the other."""
+        On a batch of ``OVERLAP_ROWS`` or more, with torch allowed more than one thread, the
+        neighbour search runs in a second thread while the network scores: both spend their time
+        in torch and numpy, which let go of the GIL, and the search mostly waits on memory while the
+        network computes, so the two overlap (scoring 15-20 % faster in ``benchmarks/speed.py`` on
+        2 cores). The scores are those of one after the other. One torch thread (a Dask worker's
+        setting, or a user's) means one core: then, and on small batches, they run in turn."""
+        space = self._neighbour_space(data)
+
+        def local() -> dict[str, np.ndarray]:
+            return self._local_evidence(complementary_passes(self.network_, data, self.score_masks_), data)
+
+        if len(data) < OVERLAP_ROWS or torch.get_num_threads() == 1:
+            return {**local(), **self.neighbours_.distances(space)}
         with ThreadPoolExecutor(max_workers=1) as search:
-            neighbours = search.submit(self.neighbours_.distances, self._neighbour_space(data))
-            local = self._local_evidence(complementary_passes(self.network_, data, self.score_masks_), data)
-            return {**local, **neighbours.result()}
+            neighbours = search.submit(self.neighbours_.distances, space)
+            return {**local(), **neighbours.result()}
 
     def _standardised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: (np.log(v + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n, v in raw.items()}

@@ -14,10 +14,11 @@ A training row is never its own neighbour, and neither is a record identical to 
 training table again gives its training scores (``fit(X)`` then ``anomaly_score(X)``, as one
 screens a batch that is also the training data), where a record would otherwise find itself in
 the samples that hold it, at distance 0. Identical training rows count as one to this rule: a
-record, training row or not, puts the lowest-numbered of the sampled training rows identical to it
+record, training row or not, puts the lowest-numbered of the pool's training rows identical to it
 out of reach (the other copies stay, at distance 0), so duplicated training rows get their
-training scores too (the detector measures the training rows once more after adding the nearest
-term's reference rows to the pool, since a copy among them can change which copy is first).
+training scores too. The pool holds the nearest term's reference rows as well as the samples' (a
+copy among the reference rows can be the first), so the detector measures its training rows once
+more after adding them.
 
 The samples overlap, so the training rows they hold are kept once (the *pool*) and each sample is
 a set of positions in it: distances to the pool are computed once per record, and a saved model

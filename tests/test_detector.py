@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
@@ -48,6 +49,34 @@ def test_duplicated_rows_get_their_training_scores_when_the_reference_adds_copie
     det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 50}).fit(doubled)
     assert len(det.neighbours_.pool) > len(np.unique(np.concatenate([s.ravel() for s in det.neighbours_.samples])))
     np.testing.assert_allclose(det.anomaly_score(doubled), det.training_scores_, rtol=1e-4, atol=1e-4)
+
+
+def test_the_neighbour_search_beside_the_network_gives_the_scores_of_one_after_the_other(fitted, monkeypatch):
+    import maskae.detector as detector
+
+    started = []
+
+    class Recorded(detector.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(detector, "ThreadPoolExecutor", Recorded)
+    batch = card_like(detector.OVERLAP_ROWS, seed=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        beside = fitted.anomaly_score(batch)
+        assert started == [1]  # the search ran in its own thread
+        monkeypatch.setattr(detector, "OVERLAP_ROWS", len(batch) + 1)
+        np.testing.assert_array_equal(fitted.anomaly_score(batch), beside)
+        assert started == [1]  # ... and now in turn
+        torch.set_num_threads(1)
+        monkeypatch.setattr(detector, "OVERLAP_ROWS", 1)
+        fitted.anomaly_score(batch[:10])
+        assert started == [1]  # one torch thread: one core, nothing to overlap
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_same_random_state_gives_same_scores(mixed_frame):
