@@ -43,6 +43,8 @@ from pipeline.config import IMAGES, format_from_suffix
 from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
 
 TOP_FLAGGED = 20
+
+
 @task(name="resolve-model", retries=3, retry_delay_seconds=5, retry_condition_fn=transient)
 def resolve(model_ref: str) -> ResolvedModel:
     # Pin the version once, so an alias moving mid-run cannot change the model half-way; the
@@ -174,7 +176,8 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
         # A batch is what the model reads: a folder of images, or a table's file by the suffix
         # that names its format in any case (CARDS.CSV, cards.csv.bz2), as screening reads it.
         if not (path.is_dir() if images else path.is_file() and format_from_suffix(path) is not None):
-            print(f"skipping {path.name}: not {'a folder of images' if images else 'a CSV or Parquet file'}")
+            what = "a folder" if path.is_dir() else "a file"
+            print(f"skipping {path.name}: {what}, and the model reads {'folders of images' if images else 'CSV or Parquet files'}")
             continue
         out_dir = Path(out_root) / _batch_name(path)
         earlier = read_summary(out_dir)

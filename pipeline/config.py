@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+CSV_COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz")  # those pandas reads without an optional package
 IMAGES = "images"  # data.format of a folder of images, and the schema kind of a model trained on one
 IMAGE_ID = "path"  # an image is identified by its path inside the folder
 # Registered model names end up in URIs such as ``models:/<name>@champion``: keep them URI-safe.
@@ -43,10 +44,12 @@ class _Section(BaseModel):
 
 
 def format_from_suffix(path: str | Path) -> str | None:
-    """``"csv"`` or ``"parquet"`` from a path's suffix (``.csv.gz`` counts as CSV), else None."""
+    """``"csv"`` or ``"parquet"`` from a path's suffixes in any case, else None. A CSV may be
+    compressed (``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``: pandas reads them as they are);
+    a Parquet file compresses inside itself, so ``.parquet.gz`` says no format that can be read."""
     suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes[-1:] in ([".gz"], [".bz2"], [".zip"], [".xz"], [".zst"]):
-        suffixes = suffixes[:-1]  # pandas reads compressed CSV transparently
+    if suffixes[-2:-1] == [".csv"] and suffixes[-1] in CSV_COMPRESSIONS:
+        return "csv"
     return SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
 
 

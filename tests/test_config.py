@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 import pipeline.config
-from pipeline.config import ConfigError, PipelineConfig, load_config, path_inside
+from pipeline.config import ConfigError, PipelineConfig, format_from_suffix, load_config, path_inside
 
 TOML = """
 [data]
@@ -124,3 +124,13 @@ def test_output_paths_cannot_escape_the_root(tmp_path):
     (tmp_path / "runs" / "link").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="escapes"):
         path_inside(tmp_path / "runs", "link", "outside.json")
+
+
+@pytest.mark.parametrize("name, fmt", [
+    ("cards.csv", "csv"), ("CARDS.CSV", "csv"), ("cards.2026-01-09.csv.gz", "csv"), ("cards.csv.BZ2", "csv"),
+    ("cards.parquet", "parquet"), ("cards.pq", "parquet"),
+    # Parquet compresses inside the file; a compressor pandas lacks, no suffix, a date as the suffix
+    ("cards.parquet.gz", None), ("cards.csv.zst", None), ("cards", None), ("cards.2026-01-09", None), ("cards.gz", None),
+])
+def test_the_format_is_read_from_the_suffixes_in_any_case(name, fmt):
+    assert format_from_suffix(name) == fmt
