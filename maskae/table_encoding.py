@@ -3,7 +3,7 @@
 Numeric columns are centred and scaled (never clipped or quantile-mapped: how extreme a value
 is *is* the evidence), heavy-tailed non-negative columns such as amounts go through a signed
 ``log1p`` first. Strings, categories and booleans become integer codes with slot 0 kept for
-categories never seen in training. A column with more than ``max_categories`` distinct values
+categories never seen in training (a boolean column also reads 1/0 and true/false as its values). A column with more than ``max_categories`` distinct values
 keeps that many of its most frequent ones seen at least twice; rarer values share slot 0
 ("other") with the never-seen ones, much as scikit-learn's encoders group infrequent categories.
 Without that bound an identifier or timestamp column (a category per row) makes the embeddings,
@@ -50,6 +50,9 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
 _ID_NAME = re.compile(r"(?i:(?:^|[\s_.-])(?:id|uuid|guid|code))$|[a-z0-9](?:Id|ID|Code)$")
 _NUMBER_NAME = re.compile(r"(?i:(?:^|[\s_.-])(?:key|no|nr|num|number))$|[a-z0-9](?:Key|No|Nr|Num|Number)$")
 MIN_DISTINCT_NUMBERS = 100
+# A column trained on booleans reads these spellings (lower-cased) as its values: a CSV export or a
+# database writes a flag as 1/0 or true/false, which would otherwise be categories never seen.
+BOOLEAN_SPELLINGS = {"true": "True", "1": "True", "1.0": "True", "false": "False", "0": "False", "0.0": "False"}
 _PACKAGE = str(Path(__file__).resolve().parent) + os.sep
 
 
@@ -115,6 +118,8 @@ class CategoricalColumn:
         """(codes, missing): each value's position among ``categories`` + 1, UNKNOWN_CODE for values
         never seen, "other" and missing ones; and which values are missing."""
         strings = _category_strings(series)
+        if self.categories and set(self.categories) <= {"False", "True"}:
+            strings = strings.str.lower().map(BOOLEAN_SPELLINGS).fillna(strings)
         return pd.Index(self.categories, dtype=object).get_indexer(strings) + 1, strings.isna().to_numpy()
 
     def unknown_message(self, count: int) -> str:

@@ -51,6 +51,18 @@ def test_categories_are_matched_as_str_writes_them_whatever_the_dtype():
     assert batch.unseen_counts == {"m": 1, "s": 1}
 
 
+def test_a_boolean_column_reads_1_0_and_true_false_spellings_as_its_values():
+    # Trained from Parquet (booleans), screened from a CSV export that writes the flag as 1/0.
+    enc = TableEncoder().fit(pd.DataFrame({"online": [True, False, True], "c": ["1", "0", "1"]}))
+    as_bools = enc.transform(pd.DataFrame({"online": [True, False, None], "c": ["1", "0", "1"]}))
+    for spelling in ([1, 0, None], [1.0, 0.0, np.nan], ["TRUE", "false", None], ["1", "0", None]):
+        batch = enc.transform(pd.DataFrame({"online": spelling, "c": ["1", "0", "1"]}))
+        assert batch.categorical.tolist() == as_bools.categorical.tolist() and batch.unseen_counts == {}
+        assert batch.missing.tolist() == as_bools.missing.tolist()
+    # only a boolean column: elsewhere "1" is its own category, and "2" is never a boolean
+    assert enc.transform(pd.DataFrame({"online": [2], "c": [True]})).unseen_counts == {"online": 1, "c": 1}
+
+
 def test_missing_column_is_named_in_the_error():
     enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "merchant": ["a", "b"]}))
     with pytest.raises(KeyError, match="merchant"):
