@@ -3,8 +3,9 @@
 Numeric columns are centred and scaled (never clipped or quantile-mapped: how extreme a value
 is *is* the evidence), heavy-tailed non-negative columns such as amounts go through a signed
 ``log1p`` first. Strings, categories and booleans become integer codes with slot 0 kept for
-categories never seen in training (a boolean column also reads 1/0 and true/false as its values). A column with more than ``max_categories`` distinct values
-keeps that many of its most frequent ones seen at least twice; rarer values share slot 0
+categories never seen in training (a boolean column also reads 1/0 and true/false as its two
+values). A column with more than ``max_categories`` distinct values keeps that many of its most
+frequent ones seen at least twice; rarer values share slot 0
 ("other") with the never-seen ones, much as scikit-learn's encoders group infrequent categories.
 Without that bound an identifier or timestamp column (a category per row) makes the embeddings,
 the output layer and the one-hot neighbour space grow with the rows, and a fit's time about with
@@ -118,9 +119,14 @@ class CategoricalColumn:
         """(codes, missing): each value's position among ``categories`` + 1, UNKNOWN_CODE for values
         never seen, "other" and missing ones; and which values are missing."""
         strings = _category_strings(series)
+        known = pd.Index(self.categories, dtype=object)
+        codes = known.get_indexer(strings)
         if self.categories and set(self.categories) <= {"False", "True"}:
-            strings = strings.str.lower().map(BOOLEAN_SPELLINGS).fillna(strings)
-        return pd.Index(self.categories, dtype=object).get_indexer(strings) + 1, strings.isna().to_numpy()
+            # only the values not spelt True/False are read again: the usual spelling costs nothing more
+            other = (codes < 0) & strings.notna().to_numpy()
+            if other.any():
+                codes[other] = known.get_indexer(strings[other].str.lower().map(BOOLEAN_SPELLINGS))
+        return codes + 1, strings.isna().to_numpy()
 
     def unknown_message(self, count: int) -> str:
         if self.capped and not self.categories:

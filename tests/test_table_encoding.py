@@ -59,7 +59,7 @@ def test_a_boolean_column_reads_1_0_and_true_false_spellings_as_its_values():
         batch = enc.transform(pd.DataFrame({"online": spelling, "c": ["1", "0", "1"]}))
         assert batch.categorical.tolist() == as_bools.categorical.tolist() and batch.unseen_counts == {}
         assert batch.missing.tolist() == as_bools.missing.tolist()
-    # only a boolean column: elsewhere "1" is its own category, and "2" is never a boolean
+    # only in a boolean column, and only these spellings: 2 is no boolean, and in column c True is not "1"
     assert enc.transform(pd.DataFrame({"online": [2], "c": [True]})).unseen_counts == {"online": 1, "c": 1}
 
 
