@@ -212,7 +212,8 @@ def main() -> None:
                     results.add([{**key, "detector": variant, **record} for variant, record in records.items()])
                     print(f"mnist digit {digit} seed {seed} {name}: AUROC {records[name]['auroc']:.3f} "
                           f"fit {records[name]['fit_s']:.0f}s score {records[name]['score_s']:.0f}s", flush=True)
-    results.write_markdown(markdown(results.records, args.detectors + ABLATIONS))
+    # every detector on record, not only this run's: a run of some detectors keeps the others' rows
+    results.write_markdown(markdown(results.records, DETECTORS + ABLATIONS))
 
 
 if __name__ == "__main__":
