@@ -219,6 +219,17 @@ def test_duplicates_keep_the_first_within_and_across_chunks(table, schema):
     assert later.quarantined["txn_id"].tolist() == ["T008", "T009"]
 
 
+def test_repeated_ids_are_found_in_every_block_of_earlier_ids():
+    seen = SeenIds()
+    seen.BLOCK_HASHES = 5  # small blocks: the earlier chunks' ids spread over several
+    for start in range(0, 30, 3):
+        assert not seen.check_and_add(pd.Series([f"id{i}" for i in range(start, start + 3)])).any()
+    assert len(seen._blocks) >= 6 and max(len(block) for block in seen._blocks) <= 5
+    again = seen.check_and_add(pd.Series(["id0", "new", "id14", "id29", "new2"]))
+    assert again.tolist() == [True, False, True, True, False]
+    assert seen.check_and_add(pd.Series(["new", "new2"])).all()
+
+
 def test_several_reasons_in_one_row_and_empty_batch(table, schema):
     batch = table.astype({"amount": object})
     batch.loc[0, ["txn_id", "amount"]] = [None, "x"]
