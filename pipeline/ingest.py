@@ -266,10 +266,13 @@ class SeenIds:
     def check_and_add(self, ids: pd.Series) -> np.ndarray:
         """True where an id was seen in an earlier call; then remembers all of ``ids``."""
         hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
-        seen = np.zeros(len(hashes), dtype=bool)
+        order = np.argsort(hashes)
+        hashes = hashes[order]  # searched in order, each search starts where the last one ended
+        found = np.zeros(len(hashes), dtype=bool)
         for block in self._blocks:
-            seen |= block[np.searchsorted(block, hashes).clip(max=len(block) - 1)] == hashes
-        hashes = np.sort(hashes)
+            found |= block[np.searchsorted(block, hashes).clip(max=len(block) - 1)] == hashes
+        seen = np.empty_like(found)
+        seen[order] = found
         if self._blocks and len(self._blocks[-1]) + len(hashes) <= self.BLOCK_HASHES:
             merged = np.concatenate([self._blocks.pop(), hashes])
             merged.sort(kind="stable")  # two sorted runs: the stable sort merges them in linear time
