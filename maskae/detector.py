@@ -463,10 +463,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
 
         On a batch of ``OVERLAP_ROWS`` or more, with torch allowed more than one thread, the
         neighbour search runs in a second thread while the network scores: both spend their time
-        in torch and numpy, which let go of the GIL, and the search mostly waits on memory while the
-        network computes, so the two overlap (``benchmarks/speed.py`` on 2 cores: 42,300 rows/s
-        before, 48,800-54,000 in three runs after). The scores are those of one after the other. One torch thread (a Dask worker's
-        setting, or a user's) means one core: then, and on small batches, they run in turn."""
+        in torch and numpy, which let go of the GIL, so the two overlap (``benchmarks/speed.py`` on
+        2 cores: 42,300 rows/s before, 48,800-54,000 in three runs after). The scores are those of
+        one after the other. One torch thread (a Dask worker's setting, or a user's) means one
+        core: then, and on small batches, they run in turn."""
         space = self._neighbour_space(data)
 
         def local() -> dict[str, np.ndarray]:

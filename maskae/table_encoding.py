@@ -5,8 +5,8 @@ is *is* the evidence), heavy-tailed non-negative columns such as amounts go thro
 ``log1p`` first. Strings, categories and booleans become integer codes with slot 0 kept for
 categories never seen in training (a boolean column also reads 1/0 and true/false as its two
 values). A column with more than ``max_categories`` distinct values keeps that many of its most
-frequent ones seen at least twice; rarer values share slot 0
-("other") with the never-seen ones, much as scikit-learn's encoders group infrequent categories.
+frequent ones seen at least twice; rarer values share slot 0 ("other") with the never-seen ones,
+much as scikit-learn's encoders group infrequent categories.
 Without that bound an identifier or timestamp column (a category per row) makes the embeddings,
 the output layer and the one-hot neighbour space grow with the rows, and a fit's time about with
 their square (``benchmarks/identifier_column.py``). Missing values are reported as a mask so
