@@ -69,15 +69,50 @@ def save_detector_state(detector, path: Path) -> Path:
         )
         tensors.update({"tails.probabilities": torch.from_numpy(detector.tails_.probabilities),
                         "tails.quantiles": torch.from_numpy(detector.tails_.quantiles)})
+    _check_target(path)
     # Write beside the target, then swap in: a reader never sees a half-written model.
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    save_file(tensors, staging / WEIGHTS_FILE)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(staging, path)
+    earlier = staging.with_name(staging.name + ".old")  # an earlier save, kept until the new one is in
+    try:
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        save_file(tensors, staging / WEIGHTS_FILE)
+        _permit_as_umask(staging)
+        if path.exists():
+            os.replace(path, earlier)
+        try:
+            os.replace(staging, path)
+        except OSError:
+            if earlier.exists():
+                os.replace(earlier, path)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(earlier, ignore_errors=True)
     return path
+
+
+def _check_target(path: Path) -> None:
+    """Refuse a target that is a file or a folder holding anything but a saved detector: saving
+    replaces the folder, and must never delete a user's other files with it."""
+    if path.is_file():
+        raise ValueError(f"cannot save to {str(path)!r}: it is a file; a saved detector is a folder, name a new one")
+    if path.is_dir():
+        other = sorted(p.name for p in path.iterdir() if p.name not in (CONFIG_FILE, WEIGHTS_FILE))
+        if other:
+            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            raise ValueError(f"cannot save to {str(path)!r}: it holds other files ({shown}), which saving would "
+                             f"replace; save into a folder of its own, e.g. {str(path / 'detector')!r}")
+
+
+def _permit_as_umask(folder: Path) -> None:
+    """Give the staged folder and its files the permissions the user's umask gives new ones
+    (``mkdtemp`` makes the folder private to its owner; a scoring service may run as another user)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
+    folder.chmod(0o777 & ~umask)
 
 
 def load_detector_state(cls, path: Path):

@@ -1,6 +1,7 @@
 """The estimator contract of DESIGN.md, on a small mixed-type table."""
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -94,6 +95,31 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
     assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 6
+
+
+def test_save_never_deletes_other_files_and_replaces_an_earlier_save(fitted, tmp_path):
+    shared = tmp_path / "models"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"holds other files \(notes.txt\).*folder of its own"):
+        fitted.save(shared)
+    with pytest.raises(ValueError, match="it is a file"):
+        fitted.save(shared / "notes.txt")
+    assert (shared / "notes.txt").read_text() == "keep me" and sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
+    fitted.save(shared / "fraud")
+    fitted.save(shared / "fraud")  # again: the earlier save is replaced, nothing left beside it
+    assert sorted(p.name for p in shared.iterdir()) == ["fraud", "notes.txt"]
+    assert sorted(p.name for p in (shared / "fraud").iterdir()) == ["maskae.json", "weights.safetensors"]
+
+
+def test_a_saved_detector_is_readable_as_the_umask_allows(fitted, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        fitted.save(tmp_path / "model")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755  # not mkdtemp's owner-only 0o700
+    assert (tmp_path / "model" / "weights.safetensors").stat().st_mode & 0o777 == 0o644
 
 
 def test_a_pickle_posing_as_weights_is_refused(fitted, tmp_path):
