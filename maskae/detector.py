@@ -69,7 +69,8 @@ from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
-from maskae.table_encoding import TableEncoder, UnknownCategoryWarning, as_frame, outside_stacklevel
+from maskae.table_encoding import (EmptyRowWarning, TableEncoder, UnknownCategoryWarning, as_frame,
+                                   outside_stacklevel)
 from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
@@ -297,7 +298,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             # each row is found in the pool by its values, as a record scored later is
             raw = {**local, **self.neighbours_.distances(space)}
             self._fit_standardisation(raw)
-            candidates = self._inliers(np.mean(list(self._standardised(raw).values()), axis=0))
+            candidates = self._inliers(_weighted_mean(self._standardised(raw), dict.fromkeys(raw, 1.0)))
         if not final:
             return candidates  # a call that only chooses the rows left out from training
         if reference is not None:
@@ -313,9 +314,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         """Centre and scale each term's logarithm on the training rows (``raw``) and weigh the
         terms. Each kind of evidence weighs the same, its terms (neighbours at each sample size)
         sharing its weight; the CNN's terms weigh one each."""
-        logs = {name: np.log(value + 1e-12) for name, value in raw.items()}
-        self.evidence_center_ = {name: float(v.mean()) for name, v in logs.items()}
-        self.evidence_scale_ = {name: float(v.std()) or 1.0 for name, v in logs.items()}
+        logs = {name: np.log(value[~np.isnan(value)] + 1e-12) for name, value in raw.items()}  # NaN: no evidence
+        self.evidence_center_ = {name: float(v.mean()) if len(v) else 0.0 for name, v in logs.items()}
+        self.evidence_scale_ = {name: float(v.std()) or 1.0 if len(v) else 1.0 for name, v in logs.items()}
         kinds = Counter(name.split("@")[0] for name in raw)
         self.evidence_weights_ = {name: 1.0 if self.backend == "cnn" else 1.0 / kinds[name.split("@")[0]]
                                   for name in raw}
@@ -449,13 +450,22 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         return np.where(missing, 0.0, passes.errors / self.error_scale_)
 
     def _local_evidence(self, passes: PassResult, data: TableTensors) -> dict[str, np.ndarray]:
-        """The evidence terms of each row alone, before standardisation: ``reconstruction``, ``tails``."""
+        """The evidence terms of each row alone, before standardisation: ``reconstruction``, ``tails``;
+        NaN where a row has no observed cell to judge (no cell at all; no numeric cell), which
+        leaves the term out of that row's score rather than reading it as a perfect fit."""
         missing = data.missing.numpy()
-        observed = np.maximum((~missing).sum(axis=1), 1)
+        observed = (~missing).sum(axis=1)
         n_numeric = len(self.encoder_.numeric_)
+        if empty := int((observed == 0).sum()):
+            warnings.warn(f"{empty:,} row(s) have no observed value: nothing in them can be rebuilt or be rare, so "
+                          f"they are scored by their distance to the training rows alone", EmptyRowWarning, stacklevel=outside_stacklevel())
+        tails = self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric])
+        no_numbers = (~missing[:, :n_numeric]).sum(axis=1) == 0
         return {
-            "reconstruction": self._normalised_cell_errors(passes, missing).sum(axis=1) / observed,
-            "tails": self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric]),
+            "reconstruction": np.where(observed > 0, self._normalised_cell_errors(passes, missing).sum(axis=1)
+                                       / np.maximum(observed, 1), np.nan),
+            # a table without numeric columns keeps its constant tails term, as its saved models had it
+            "tails": np.where(no_numbers, np.nan, tails) if n_numeric else tails,
         }
 
     def _raw_evidence(self, data: TableTensors) -> dict[str, np.ndarray]:
@@ -484,7 +494,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def _combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         """The mean of the standardised terms whose kind is in ``evidence``, weighed by ``evidence_weights_``."""
         z = {name: v for name, v in self._standardised(raw).items() if name.split("@")[0] in self.evidence}
-        return np.average(list(z.values()), axis=0, weights=[self.evidence_weights_[name] for name in z])
+        return _weighted_mean(z, self.evidence_weights_)
 
     # ------------------------------------------------------------------ scores
     def anomaly_score(self, X) -> np.ndarray:
@@ -610,3 +620,12 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def load(cls, path: str | Path) -> "MaskedAutoencoderDetector":
         """Read a detector written by :meth:`save`."""
         return load_detector_state(cls, Path(path))
+
+
+def _weighted_mean(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Per row, the mean of the terms ``z`` weighed by ``weights``, leaving out a row's NaN terms
+    (no evidence: see ``_local_evidence``)."""
+    values = np.stack(list(z.values()))
+    w = np.array([weights[name] for name in z])[:, None]
+    present = ~np.isnan(values)
+    return (np.where(present, values, 0.0) * w).sum(axis=0) / (w * present).sum(axis=0)

@@ -76,6 +76,10 @@ class UnknownCategoryWarning(UserWarning):
     than its ``max_categories`` kept values)."""
 
 
+class EmptyRowWarning(UserWarning):
+    """Rows without a single observed value: they are scored by distance alone."""
+
+
 @dataclass
 class NumericColumn:
     name: str

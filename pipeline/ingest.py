@@ -353,9 +353,12 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     repeated = has_id & ids.duplicated(keep="first").to_numpy()
     if seen_ids is not None:
         repeated[has_id] |= seen_ids.check_and_add(ids[has_id])
+    # A record without a single value would be scored on nothing (a blank line, a broken export).
+    empty = np.logical_and.reduce([_missing_text(frame[name]).to_numpy() for name in schema.feature_columns])
     notes = [
         np.where(has_id, "", f"missing id ({schema.id_column!r} is empty)"),
         _notes(repeated, ids, "duplicate id {}: an earlier row has the same id"),
+        np.where(empty, "no feature values: every feature column is empty", ""),
     ]
     clean = frame.copy()
     for name in schema.columns_of_kind("numeric"):

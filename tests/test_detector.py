@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from maskae import MaskedAutoencoderDetector
-from maskae.table_encoding import UnknownCategoryWarning
+from maskae.table_encoding import EmptyRowWarning, UnknownCategoryWarning
 from tests.conftest import FAST, card_like
 
 
@@ -129,6 +129,22 @@ def test_a_pickle_posing_as_weights_is_refused(fitted, tmp_path):
     (tmp_path / "model" / "weights.safetensors").write_bytes(pickle.dumps({"evil": print}))
     with pytest.raises(ValueError, match="refusing to load"):
         MaskedAutoencoderDetector.load(tmp_path / "model")
+
+
+def test_a_term_with_no_observed_cell_is_left_out_not_read_as_a_perfect_fit(fitted, mixed_frame):
+    numeric = [c for c in mixed_frame.columns if pd.api.types.is_float_dtype(mixed_frame[c])]
+    rows = mixed_frame.head(3).astype(object)
+    rows.loc[rows.index[0], :] = np.nan  # nothing observed
+    rows.loc[rows.index[1], numeric] = np.nan  # categories only: no number can be rare
+    with pytest.warns(EmptyRowWarning, match="1 row"):
+        z = fitted.evidence_scores(rows)
+    assert z.loc[0, ["reconstruction", "tails"]].isna().all() and pd.isna(z.loc[1, "tails"])
+    assert z.drop(columns=["reconstruction", "tails"]).notna().all().all() and z.loc[2].notna().all()
+    weights = pd.Series(fitted.evidence_weights_)[z.columns]
+    present = z.notna()
+    expected = (z.fillna(0) * weights).sum(axis=1) / (present * weights).sum(axis=1)
+    with pytest.warns(EmptyRowWarning):
+        np.testing.assert_allclose(fitted.anomaly_score(rows), expected, rtol=1e-9)  # once -51 sd read as very normal
 
 
 def test_clone_and_params():

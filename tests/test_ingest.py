@@ -208,6 +208,19 @@ def test_missing_cells_and_unseen_categories_are_not_quarantined(table, schema):
     assert result.clean["amount"].iloc[1:4].isna().all() and result.clean["mcc"].iloc[4] == "never-seen"
 
 
+def test_a_row_without_any_feature_value_is_quarantined(tmp_path, table, schema):
+    batch = table.astype({"amount": object, "card_present": object})
+    batch.loc[3, ["amount", "mcc", "card_present"]] = [None, None, None]  # as a blank record reads
+    batch.loc[4, ["amount", "mcc", "card_present"]] = ["", None, None]
+    batch.loc[5, ["amount", "mcc"]] = [None, None]  # one value left: scored
+    write(batch, tmp_path / "b.csv").write_text((tmp_path / "b.csv").read_text() + "T100,,,\n")
+    for frame in (batch, read_table(tmp_path / "b.csv", text_columns=schema.text_columns)):
+        result = validate(frame, schema)
+        check_invariant(frame, result)
+        assert sorted(result.quarantined["txn_id"]) == sorted({"T003", "T004", "T100"} & set(frame["txn_id"]))
+        assert (result.quarantined[REASON_COLUMN] == "no feature values: every feature column is empty").all()
+
+
 def test_duplicates_keep_the_first_within_and_across_chunks(table, schema):
     batch = pd.concat([table.iloc[:3], table.iloc[[1, 1]]], ignore_index=True)
     result = validate(batch, schema)
