@@ -24,6 +24,8 @@ Example
 
 from __future__ import annotations
 
+import gzip
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,9 +92,32 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
     """Turn the readers' many exception types into one IngestError that says what to do."""
     try:
         yield
+    except UnicodeDecodeError as error:
+        line = _first_line_not_utf8(path)
+        where = f"line {line:,}" if line else "it"
+        raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "
+                          f"0x{error.object[error.start]:02x}); export the file as UTF-8") from error
     except (OSError, ValueError, pa.ArrowException) as error:
+        if fields := _FIELD_COUNT.search(str(error)):  # pandas: "Expected 7 fields in line 12, saw 8"
+            expected, line, seen = fields.groups()
+            raise IngestError(f"cannot read {str(path)!r} as {fmt}: line {line} has {seen} fields where the header "
+                              f"has {expected}; quote the values that hold a comma, or export the file again") from error
         reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {reason}; {_FIXES[fmt]}") from error
+
+
+_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _first_line_not_utf8(path: Path) -> int | None:
+    """The number of the first line of ``path`` that is not UTF-8 (read only once reading failed)."""
+    with gzip.open(path) if path.name.endswith(".gz") else open(path, "rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _csv_options(text_columns: Sequence[str]) -> dict[str, Any]:
