@@ -76,6 +76,26 @@ class UnknownCategoryWarning(UserWarning):
     than its ``max_categories`` kept values)."""
 
 
+MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}  # the CSV reader's usual NA spellings
+
+
+class UnusableValueWarning(UserWarning):
+    """Cells of a numeric column that hold text or an infinity: read as missing."""
+
+
+def _warn_if_unusable(name: str, given: pd.Series, bad: np.ndarray) -> None:
+    """Warn of the cells of numeric column ``name`` that hold something (``given``) but not a finite
+    number (``bad``): read as missing, they would pass unnoticed (the pipeline quarantines them)."""
+    if not bad.any():
+        return
+    held = given[bad & given.notna().to_numpy()]
+    held = held[~held.astype(str).str.strip().str.lower().isin(MISSING_TEXT)]  # text that spells "missing"
+    if len(held):
+        example = held.iloc[0].item() if isinstance(held.iloc[0], np.generic) else held.iloc[0]
+        warnings.warn(f"column {name!r}: {len(held):,} value(s) are not finite numbers (e.g. {example!r}); they "
+                      f"are read as missing", UnusableValueWarning, stacklevel=outside_stacklevel())
+
+
 class EmptyRowWarning(UserWarning):
     """Rows without a single observed value: they are scored by distance alone."""
 
@@ -336,6 +356,7 @@ class TableEncoder:
             bad = ~np.isfinite(values)  # a finite value whose code overflows is extreme, not missing
             numeric[:, j] = np.where(bad, 0.0, np.clip(encoded, -MAX_CODE, MAX_CODE))
             missing[:, j] = bad
+            _warn_if_unusable(col.name, frame[col.name], bad)
         offset, encoded = len(self.numeric_), {}
         for j, col in enumerate(self.categorical_):
             encoded[col.name] = col.encode(frame[col.name])

@@ -38,13 +38,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskae.table_encoding import ColumnWarning, is_numeric_column
+from maskae.table_encoding import MISSING_TEXT, ColumnWarning, is_numeric_column
 from pipeline.config import format_from_suffix
 
 KINDS = ("numeric", "categorical")
 REASON_COLUMN = "quarantine_reason"
 PARQUET_BUFFER = 8 << 20  # bytes read at a time from a Parquet file when streaming it
-MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}  # the CSV reader's usual NA spellings
 _FIXES = {
     "csv": "check that it is comma-separated text with a header row, or pass fmt='parquet'",
     "parquet": "it may be truncated or still being written: copy or export it again, or pass fmt='csv'",

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from maskae import MaskedAutoencoderDetector
-from maskae.table_encoding import EmptyRowWarning, UnknownCategoryWarning
+from maskae.table_encoding import EmptyRowWarning, UnknownCategoryWarning, UnusableValueWarning
 from tests.conftest import FAST, card_like
 
 
@@ -145,6 +145,18 @@ def test_a_term_with_no_observed_cell_is_left_out_not_read_as_a_perfect_fit(fitt
     expected = (z.fillna(0) * weights).sum(axis=1) / (present * weights).sum(axis=1)
     with pytest.warns(EmptyRowWarning):
         np.testing.assert_allclose(fitted.anomaly_score(rows), expected, rtol=1e-9)  # once -51 sd read as very normal
+
+
+def test_text_or_infinity_in_a_numeric_column_warns_and_reads_as_missing(fitted, mixed_frame):
+    rows = mixed_frame.head(4).astype({"amount": object})
+    as_missing = fitted.anomaly_score(rows.assign(amount=np.nan))
+    for value, shown in ((np.inf, "inf"), (-np.inf, "-inf"), ("abc", "'abc'")):
+        with pytest.warns(UnusableValueWarning, match=rf"column 'amount': 4 value\(s\) are not finite numbers \(e.g. {shown}\)"):
+            np.testing.assert_array_equal(fitted.anomaly_score(rows.assign(amount=value)), as_missing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusableValueWarning)
+        rows.loc[rows.index[:3], "amount"] = ["", "NA", None]  # how files spell a missing amount: no warning
+        fitted.anomaly_score(rows)
 
 
 def test_clone_and_params():
