@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskae.table_encoding import UNKNOWN_CODE, ColumnWarning, TableEncoder
+from maskae.table_encoding import UNKNOWN_CODE, ColumnWarning, TableEncoder, UnusableValueWarning
 
 
 def test_kinds_scaling_and_round_trip(mixed_frame):
@@ -28,7 +28,8 @@ def test_skewed_amounts_get_a_log_and_extremes_are_kept():
 
 def test_missing_unseen_and_bad_cells_are_reported_not_crashed():
     enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}))
-    batch = enc.transform(pd.DataFrame({"x": [np.nan, np.inf, "oops"], "c": ["zz", None, "b"]}))
+    with pytest.warns(UnusableValueWarning, match=r"column 'x': 2 value\(s\)"):  # inf and "oops"; NaN is missing
+        batch = enc.transform(pd.DataFrame({"x": [np.nan, np.inf, "oops"], "c": ["zz", None, "b"]}))
     assert batch.missing[:, 0].all()  # NaN, inf and text in a numeric column are hidden cells
     assert batch.missing[:, 1].tolist() == [False, True, False]
     assert batch.categorical[0, 0] == UNKNOWN_CODE and batch.unseen_counts == {"c": 1}
