@@ -410,6 +410,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             frame = as_frame(X)
             self.n_features_in_ = frame.shape[1]
         else:
+            if self.feature_names_in_ is not None and not isinstance(X, pd.DataFrame):
+                raise ValueError(f"this detector was fitted on a DataFrame and matches columns by name: pass a "
+                                 f"DataFrame with columns {list(self.encoder_.columns_)}, not {type(X).__name__}")
             names = self.encoder_.columns_ if self.feature_names_in_ is None else None
             frame = as_frame(X, names)
         frame = frame.copy(deep=False)

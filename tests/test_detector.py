@@ -188,6 +188,11 @@ def test_missing_column_names_it(fitted, mixed_frame):
         fitted.anomaly_score(mixed_frame.drop(columns="channel"))
 
 
+def test_an_array_for_a_model_fitted_on_a_frame_asks_for_a_frame(fitted, mixed_frame):
+    with pytest.raises(ValueError, match=r"fitted on a DataFrame .* pass a DataFrame with columns \['amount', 'hour'"):
+        fitted.anomaly_score(mixed_frame.to_numpy())
+
+
 def test_injected_extreme_value_scores_high_and_is_explained(fitted, mixed_frame):
     odd = mixed_frame.iloc[[0]].copy()
     odd["hour"] = 60.0  # far outside the 5..23 seen in training

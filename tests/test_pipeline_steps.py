@@ -151,6 +151,13 @@ def test_a_column_typed_numeric_in_the_config_is_not_named_as_an_identifier(env)
     assert not [w for w in caught if "terminal_number" in str(w.message)]  # told it is a number: not second-guessed
 
 
+def test_training_with_every_row_labelled_anomalous_says_where_the_rows_went(env):
+    env["history"].head(40).assign(is_fraud=1).to_csv(env["root"] / "all_fraud.csv", index=False)
+    with pytest.raises(ValueError, match=r"0 of the 40 rows read from .*all_fraud.csv' are left to train on \(0 "
+                                         r"quarantined, 40 set aside as known anomalies by 'is_fraud'"):
+        train(config(env["root"] / "all_fraud.csv", mlflow={"model_name": "nothing-left"}))
+
+
 def test_screen_writes_the_output_folder(env, screening):
     out, summary = screening.out_dir, screening.summary
     assert {p.name for p in out.iterdir()} == {"scores.parquet", "flagged.csv", "quarantine.csv", "report.html",
