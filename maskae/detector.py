@@ -557,7 +557,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         codes = np.stack([p[:, 1:].argmax(axis=1) + 1 if p.shape[1] > 1 else np.zeros(len(p), dtype=np.int64)
                           for p in passes.category_probs], axis=1) if passes.category_probs \
             else np.zeros((len(passes.numeric), 0), dtype=np.int64)
-        return self.encoder_.decode(passes.numeric, codes)
+        # Within each column's training range: beside an anomalous row the network extrapolates (a
+        # negative amount), which an analyst reads as a bug; the scores use the errors, not these.
+        return self.encoder_.decode(self.tails_.clip(passes.numeric), codes)
 
     def impute(self, X) -> pd.DataFrame:
         """``X`` with its missing (or unparseable) cells filled by the model's predictions (tables)."""

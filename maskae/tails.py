@@ -66,6 +66,11 @@ class ColumnTails:
         observed = np.ones(values.shape, dtype=bool) if missing is None else ~missing
         return np.exp((surprise * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1))
 
+    def clip(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (n, n_columns) within each column's training range (its first and last quantile
+        are its smallest and largest observed training values)."""
+        return np.clip(values, self.quantiles[0], self.quantiles[-1])
+
     def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """(n, n_columns) each cell's two-sided tail probability: the share of its column's training
         values at least as far out on its side, ``min(P(X <= x), P(X >= x))``; ``1 / (n + 1)``
@@ -100,6 +105,10 @@ class RobustZTails:
         z2 = ((values - self.center) / self.scale) ** 2
         observed = np.ones_like(z2, dtype=bool) if missing is None else ~missing
         return (z2 * observed).sum(axis=1) / np.maximum(observed.sum(axis=1), 1)
+
+    def clip(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as they are: these models kept no training range."""
+        return values
 
     def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """All NaN: these models kept no column distributions to read a tail probability from."""

@@ -188,6 +188,18 @@ def test_missing_column_names_it(fitted, mixed_frame):
         fitted.anomaly_score(mixed_frame.drop(columns="channel"))
 
 
+def test_expected_values_stay_within_the_training_range(fitted, mixed_frame):
+    odd = mixed_frame.head(20).copy()
+    odd["amount"] = np.geomspace(1e-3, 1e7, 20)  # far below and above anything trained on
+    odd["hour"] = np.linspace(-200, 200, 20)
+    expected = fitted.explain(odd).pivot(index="row", columns="feature", values="expected")
+    for name in ("amount", "hour"):
+        low, high = mixed_frame[name].min(), mixed_frame[name].max()
+        values = expected[name].astype(float)
+        assert values.between(low - 1e-4 * (high - low), high + 1e-4 * (high - low)).all(), name
+        assert fitted.reconstruct(odd)[name].between(low - 1e-4 * (high - low), high + 1e-4 * (high - low)).all()
+
+
 def test_an_array_for_a_model_fitted_on_a_frame_asks_for_a_frame(fitted, mixed_frame):
     with pytest.raises(ValueError, match=r"fitted on a DataFrame .* pass a DataFrame with columns \['amount', 'hour'"):
         fitted.anomaly_score(mixed_frame.to_numpy())
