@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="CSV or Parquet file, or a glob of them; or a folder of good images")
     train.add_argument("--config", help="TOML config file; flags override its values")
     train.add_argument("--model-name", help="registered model name (one per use case)")
-    train.add_argument("--id-col", help="record id column")
+    train.add_argument("--id-col", help="record id column (required for tables)")
     train.add_argument("--label-col", help="label column (1 = known anomaly): such rows never train")
     train.add_argument("--columns", type=_names, help="feature columns, comma-separated (default: all but id and label)")
     train.add_argument("--exclude-columns", type=_names, help="columns that are not features, comma-separated "

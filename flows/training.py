@@ -52,5 +52,9 @@ def train_flow(config: dict[str, Any], workdir: str | None = None) -> dict[str, 
 
 
 def registered_line(result: dict[str, Any]) -> str:
-    """One line on what :func:`train_flow` registered (its returned dict)."""
-    return f"registered {result['model_name']} version {result['version']} as {', '.join(result['aliases'])}"
+    """One line on what :func:`train_flow` registered (its returned dict), and how many rows (or
+    images) it quarantined: they are in the run's ``quarantine`` artifact, with their reasons."""
+    line = f"registered {result['model_name']} version {result['version']} as {', '.join(result['aliases'])}"
+    if quarantined := result.get("rows_quarantined"):
+        line += f"; {quarantined:,} of {result['rows_read']:,} rows quarantined (the run's quarantine/ artifact)"
+    return line

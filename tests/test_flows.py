@@ -284,3 +284,12 @@ def test_scheduled_deployment_fires_on_a_real_prefect_server(prefect_api, workdi
         for process in (runner, server):
             if process is not None:
                 stop(process)
+
+
+def test_the_training_line_counts_quarantined_rows():
+    from flows.training import registered_line
+
+    result = {"model_name": "fraud", "version": "2", "aliases": ["challenger"], "rows_read": 1200, "rows_quarantined": 3}
+    assert registered_line(result) == ("registered fraud version 2 as challenger; 3 of 1,200 rows quarantined "
+                                       "(the run's quarantine/ artifact)")
+    assert registered_line({**result, "rows_quarantined": 0}) == "registered fraud version 2 as challenger"
