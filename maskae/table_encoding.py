@@ -76,6 +76,14 @@ class UnknownCategoryWarning(UserWarning):
     than its ``max_categories`` kept values)."""
 
 
+def _skewness(values: np.ndarray) -> float:
+    """Skewness, also of values whose squares overflow (1e300): it does not depend on the scale, so
+    those are measured in units of the largest one."""
+    with np.errstate(all="ignore"):
+        measured = skew(values)
+        return float(measured if np.isfinite(measured) else skew(values / np.abs(values).max()))
+
+
 MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}  # the CSV reader's usual NA spellings
 
 
@@ -314,7 +322,7 @@ class TableEncoder:
             self.log_transform
             and finite.min() >= 0
             and np.unique(finite).size > 10
-            and skew(finite) > SKEW_FOR_LOG
+            and _skewness(finite) > SKEW_FOR_LOG
         ):
             log_scale = float(np.median(positive))
             finite = np.log1p(finite / log_scale)

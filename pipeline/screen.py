@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from maskae.calibration import Calibration, ChunkedBatch
 from maskae.table_encoding import UnknownCategoryWarning
 from pipeline import tracking
-from pipeline.ingest import FileChangedError, Schema, SeenIds, iter_batches, validate
+from pipeline.ingest import FileChangedError, Schema, SchemaError, SeenIds, iter_batches, validate
 from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
@@ -152,6 +152,9 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
     if previous is not None:
         return ScreenResult(out_dir, previous, reused=True)
     model = load_scoring_model(resolved)
+    if id_column in model.schema.features:  # its values would be read as ids: repeats quarantined as duplicates
+        raise SchemaError(f"id column {id_column!r} is a feature of {resolved.name} version {resolved.version}; "
+                          f"name the batch's record id column (the model was trained with {model.schema.id_column!r})")
     schema = model.schema if id_column is None else Schema(id_column, model.schema.features, model.schema.label_column)
     with ScreeningFolder(out_dir, schema.id_column) as folder:
         tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))

@@ -209,6 +209,14 @@ def test_missing_column_is_refused_before_any_output(env, first):
     assert not out.exists() and not list(out.parent.glob(".no_amount*"))
 
 
+def test_an_id_column_that_is_a_feature_is_refused_before_any_output(env, first):
+    out = env["root"] / "out" / "id_is_a_feature"
+    with pytest.raises(SchemaError, match="id column 'merchant_category' is a feature of fraud version 1; name the "
+                                          "batch's record id column .*'transaction_id'"):
+        screen(env["root"] / "batch.csv", f"{NAME}/1", out, id_column="merchant_category")
+    assert not out.exists()
+
+
 def test_header_only_file_gives_an_empty_screening(env, first):
     (env["root"] / "empty.csv").write_text(",".join(env["batch"].columns) + "\n")
     summary = screen(env["root"] / "empty.csv", NAME, env["root"] / "out" / "empty").summary

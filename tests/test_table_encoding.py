@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +26,15 @@ def test_skewed_amounts_get_a_log_and_extremes_are_kept():
     assert enc.numeric_[0].log_scale is not None
     codes = enc.transform(pd.DataFrame({"amount": [1e3, 1e5, 1e7]})).numeric[:, 0]
     assert codes[0] < codes[1] < codes[2]  # no clipping: more extreme stays more extreme
+
+
+def test_a_skewed_column_with_values_whose_squares_overflow_is_still_logged_without_warnings():
+    x = np.abs(np.random.default_rng(0).normal(size=200))
+    x[3] = 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's and scipy's overflow warnings reached the user
+        column = TableEncoder().fit(pd.DataFrame({"a": x})).numeric_[0]
+    assert column.log_scale is not None and np.isfinite(column.center + column.scale)
 
 
 def test_missing_unseen_and_bad_cells_are_reported_not_crashed():
