@@ -87,11 +87,6 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     problems = [(line, ids, "the id is empty") for line in verdicts.index[verdicts[id_column] == ""] + 2]
     problems += [(i + 2, "outcome", f"{frame['outcome'][i]!r} is not one of {', '.join(outcomes)}")
                  for i in verdicts.index[~verdicts["outcome"].isin(outcomes)]]
-    # One file saying both for a record is a mistake to settle, not a choice to guess (a repeat is fine).
-    outcomes_of = verdicts[verdicts[id_column] != ""].groupby(id_column)["outcome"]
-    split = outcomes_of.transform("nunique").reindex(verdicts.index, fill_value=1) > 1
-    problems += [(i + 2, "outcome", f"{verdicts[id_column][i]!r} has another outcome on another line: keep one")
-                 for i in verdicts.index[split]]
     if known_ids is not None:
         unknown = verdicts.index[(verdicts[id_column] != "") & ~verdicts[id_column].isin(known_ids)]
         problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run")

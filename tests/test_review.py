@@ -63,18 +63,6 @@ def test_a_bad_verdict_file_changes_nothing(run, tmp_path):
     assert not (run["run"] / "verdicts.csv").exists() and (run["run"] / "report.html").read_bytes() == before
 
 
-def test_one_file_giving_a_record_two_outcomes_is_refused_a_repeat_is_not():
-    import io
-
-    from pipeline.verdicts import read_verdicts
-
-    words = ("fraud", "legitimate")
-    repeated = read_verdicts(io.StringIO("id,outcome\na,fraud\nb,legitimate\na,Fraud\n"), "id", outcomes=words)
-    assert sorted(repeated["id"]) == ["a", "b"]
-    with pytest.raises(VerdictError, match="line 2, column 'outcome': 'a' has another outcome on another line"):
-        read_verdicts(io.StringIO("id,outcome\na,fraud\nb,legitimate\na,legitimate\n"), "id", outcomes=words)
-
-
 def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(run["root"])  # where the store is, as an analyst would run it
     assert main(["review", "--run", str(run["run"]), "--verdicts", str(run["file"])]) == 0
