@@ -316,7 +316,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         sharing its weight; the CNN's terms weigh one each."""
         logs = {name: np.log(value[~np.isnan(value)] + 1e-12) for name, value in raw.items()}  # NaN: no evidence
         self.evidence_center_ = {name: float(v.mean()) if len(v) else 0.0 for name, v in logs.items()}
-        self.evidence_scale_ = {name: float(v.std()) or 1.0 if len(v) else 1.0 for name, v in logs.items()}
+        self.evidence_scale_ = {name: (float(v.std()) or 1.0) if len(v) else 1.0 for name, v in logs.items()}
         kinds = Counter(name.split("@")[0] for name in raw)
         self.evidence_weights_ = {name: 1.0 if self.backend == "cnn" else 1.0 / kinds[name.split("@")[0]]
                                   for name in raw}
@@ -461,7 +461,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         n_numeric = len(self.encoder_.numeric_)
         if empty := int((observed == 0).sum()):
             warnings.warn(f"{empty:,} row(s) have no observed value: nothing in them can be rebuilt or be rare, so "
-                          f"they are scored by their distance to the training rows alone", EmptyRowWarning, stacklevel=outside_stacklevel())
+                          f"they are scored by their distance to the training rows alone", EmptyRowWarning,
+                          stacklevel=outside_stacklevel())
         tails = self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric])
         no_numbers = (~missing[:, :n_numeric]).sum(axis=1) == 0
         return {

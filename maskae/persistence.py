@@ -77,7 +77,7 @@ def save_detector_state(detector, path: Path) -> Path:
     try:
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         save_file(tensors, staging / WEIGHTS_FILE)
-        _permit_as_umask(staging)
+        _permit_as_a_new_file(staging)
         if path.exists():
             os.replace(path, earlier)
         try:
@@ -105,14 +105,14 @@ def _check_target(path: Path) -> None:
                              f"replace; save into a folder of its own, e.g. {str(path / 'detector')!r}")
 
 
-def _permit_as_umask(folder: Path) -> None:
-    """Give the staged folder and its files the permissions the user's umask gives new ones
-    (``mkdtemp`` makes the folder private to its owner; a scoring service may run as another user)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for file in folder.iterdir():
-        file.chmod(0o666 & ~umask)
-    folder.chmod(0o777 & ~umask)
+def _permit_as_a_new_file(folder: Path) -> None:
+    """Give the staged folder and its weights the permissions the user's umask gave its config file,
+    written the ordinary way (``mkdtemp`` makes the folder private to its owner, and a scoring
+    service may run as another user); read from the file, as changing the umask to read it is not
+    safe beside other threads."""
+    mode = (folder / CONFIG_FILE).stat().st_mode & 0o666
+    (folder / WEIGHTS_FILE).chmod(mode)
+    folder.chmod(mode | (mode & 0o444) >> 2)  # a folder: searchable wherever it is readable
 
 
 def load_detector_state(cls, path: Path):
