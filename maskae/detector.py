@@ -316,7 +316,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         sharing its weight; the CNN's terms weigh one each."""
         logs = {name: np.log(value[~np.isnan(value)] + 1e-12) for name, value in raw.items()}  # NaN: no evidence
         self.evidence_center_ = {name: float(v.mean()) if len(v) else 0.0 for name, v in logs.items()}
-        self.evidence_scale_ = {name: (float(v.std()) or 1.0) if len(v) else 1.0 for name, v in logs.items()}
+        # A constant term (tails on a table without numbers) has a rounding-error spread, not a scale.
+        self.evidence_scale_ = {name: float(v.std()) if len(v) and v.std() > 1e-9 else 1.0 for name, v in logs.items()}
         kinds = Counter(name.split("@")[0] for name in raw)
         self.evidence_weights_ = {name: 1.0 if self.backend == "cnn" else 1.0 / kinds[name.split("@")[0]]
                                   for name in raw}
@@ -461,7 +462,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         n_numeric = len(self.encoder_.numeric_)
         if empty := int((observed == 0).sum()):
             warnings.warn(f"{empty:,} row(s) have no observed value: nothing in them can be rebuilt or be rare, so "
-                          f"they are scored by their distance to the training rows alone", EmptyRowWarning,
+                          f"those terms are left out of their scores (the distance terms remain)", EmptyRowWarning,
                           stacklevel=outside_stacklevel())
         tails = self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric])
         no_numbers = (~missing[:, :n_numeric]).sum(axis=1) == 0
@@ -630,8 +631,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
 
 def _weighted_mean(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """Per row, the mean of the terms ``z`` weighed by ``weights``, leaving out a row's NaN terms
-    (no evidence: see ``_local_evidence``)."""
+    (no evidence: see ``_local_evidence``); 0, a typical training row's score, where none is left
+    (``evidence`` naming only terms the row has nothing for)."""
     values = np.stack(list(z.values()))
     w = np.array([weights[name] for name in z])[:, None]
     present = ~np.isnan(values)
-    return (np.where(present, values, 0.0) * w).sum(axis=0) / (w * present).sum(axis=0)
+    total, weight = (np.where(present, values, 0.0) * w).sum(axis=0), (w * present).sum(axis=0)
+    return np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)

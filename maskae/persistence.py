@@ -69,6 +69,7 @@ def save_detector_state(detector, path: Path) -> Path:
         )
         tensors.update({"tails.probabilities": torch.from_numpy(detector.tails_.probabilities),
                         "tails.quantiles": torch.from_numpy(detector.tails_.quantiles)})
+    path = Path(os.path.realpath(path))  # a link to an earlier save: that folder is the one replaced, the link kept
     _check_target(path)
     # Write beside the target, then swap in: a reader never sees a half-written model.
     path.parent.mkdir(parents=True, exist_ok=True)

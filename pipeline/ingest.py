@@ -24,7 +24,9 @@ Example
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -99,8 +101,9 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
     except (OSError, ValueError, pa.ArrowException) as error:
         if fields := _FIELD_COUNT.search(str(error)):  # pandas: "Expected 7 fields in line 12, saw 8"
             expected, line, seen = fields.groups()
-            raise IngestError(f"cannot read {str(path)!r} as {fmt}: line {line} has {seen} fields where the header "
-                              f"has {expected}; quote the values that hold a comma, or export the file again") from error
+            raise IngestError(f"cannot read {str(path)!r} as {fmt}: line {line} (a quoted value's line breaks not "
+                              f"counted) has {seen} fields where the header has {expected}; quote the values that "
+                              f"hold a comma, or export the file again") from error
         reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {reason}; {_FIXES[fmt]}") from error
 
@@ -108,9 +111,16 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
 _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
+_OPENERS = {".csv": open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers them
+
+
 def _first_line_not_utf8(path: Path) -> int | None:
-    """The number of the first line of ``path`` that is not UTF-8 (read only once reading failed)."""
-    with gzip.open(path) if path.name.endswith(".gz") else open(path, "rb") as lines:
+    """The number of the first line of ``path`` that is not UTF-8 (read only once reading failed);
+    None for a compression whose lines cannot be read one by one here (zip, zstd)."""
+    opener = _OPENERS.get(path.suffix.lower())
+    if opener is None:
+        return None
+    with opener(path, "rb") as lines:
         for number, line in enumerate(lines, start=1):
             try:
                 line.decode("utf-8")
@@ -201,6 +211,8 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _missing_text(series: pd.Series) -> pd.Series:
+    if series.dtype.kind in "biuf":  # numbers and flags as read: only NaN is missing (as text: 20x slower)
+        return series.isna()
     return series.isna() | series.astype(str).str.strip().str.lower().isin(MISSING_TEXT)
 
 

@@ -184,11 +184,14 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     checked = validate(frame, schema)
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
-    if len(fit_rows) < 3:  # the detector's own message could not say where the rows went
+    fraction = config.calibration.calibration_fraction  # the detector holds out at least 1 row for it
+    if len(fit_rows) - (max(1, round(fraction * len(fit_rows))) if fraction > 0 else 0) < 3:
+        # the detector's own message could not say where the rows went
         labelled = f", {int(y.sum()):,} set aside as known anomalies by {data.label_column!r}" if data.label_column else ""
-        raise ValueError(f"{len(fit_rows)} of the {rows_read:,} rows read from {data.path!r} are left to train on "
-                         f"({len(checked.quarantined):,} quarantined{labelled}, {int((y == 0).sum()):,} held out to "
-                         f"validate); a model needs at least 3: check the files and the label column")
+        raise ValueError(f"{len(fit_rows)} of the {rows_read:,} rows read from {data.path!r} are left to train and "
+                         f"calibrate on ({len(checked.quarantined):,} quarantined{labelled}, {int((y == 0).sum()):,} "
+                         f"held out to validate); a model needs at least 3 besides its {fraction:.0%} held out to "
+                         f"calibrate: check the files and the label column")
     with warnings.catch_warnings():
         for name in [c for c, kind in data.column_types.items() if kind == "numeric"]:  # the user said what it is
             warnings.filterwarnings("ignore", identifier_warning(name), ColumnWarning)

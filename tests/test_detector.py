@@ -110,6 +110,9 @@ def test_save_never_deletes_other_files_and_replaces_an_earlier_save(fitted, tmp
     fitted.save(shared / "fraud")  # again: the earlier save is replaced, nothing left beside it
     assert sorted(p.name for p in shared.iterdir()) == ["fraud", "notes.txt"]
     assert sorted(p.name for p in (shared / "fraud").iterdir()) == ["maskae.json", "weights.safetensors"]
+    (shared / "current").symlink_to(shared / "fraud")
+    fitted.save(shared / "current")  # through a link: the folder it points at is replaced, the link kept
+    assert (shared / "current").is_symlink() and sorted(p.name for p in shared.iterdir()) == ["current", "fraud", "notes.txt"]
 
 
 def test_a_saved_detector_is_readable_as_the_umask_allows(fitted, tmp_path):
@@ -145,6 +148,19 @@ def test_a_term_with_no_observed_cell_is_left_out_not_read_as_a_perfect_fit(fitt
     expected = (z.fillna(0) * weights).sum(axis=1) / (present * weights).sum(axis=1)
     with pytest.warns(EmptyRowWarning):
         np.testing.assert_allclose(fitted.anomaly_score(rows), expected, rtol=1e-9)  # once -51 sd read as very normal
+
+
+def test_a_row_left_with_no_evidence_scores_as_typical_and_a_constant_term_adds_nothing():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"c": rng.choice(list("xyz"), 200), "d": rng.choice(list("ab"), 200)})
+    X.loc[:4, ["c", "d"]] = None  # nothing observed in 5 rows
+    with pytest.warns(EmptyRowWarning):
+        det = MaskedAutoencoderDetector(max_steps=10, random_state=0, evidence=("reconstruction",)).fit(X)
+        assert np.isfinite(det.threshold_) and np.isfinite(det.training_scores_).all()
+        assert (det.anomaly_score(X.head(5)) == 0).all()  # no term left: a typical training row's score, not NaN
+    # no numeric column: the tails term is constant, standardised to 0 (its rounding-error spread once blew it up)
+    z = det.evidence_scores(X.tail(50))
+    assert np.abs(z["tails"]).max() < 1e-6
 
 
 def test_text_or_infinity_in_a_numeric_column_warns_and_reads_as_missing(fitted, mixed_frame):

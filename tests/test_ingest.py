@@ -157,16 +157,20 @@ def test_not_a_table_is_an_ingest_error(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"id,amount,mcc\n1,2.5,fuel\n2,3.5,fuel,EXTRA\n", "line 3 has 4 fields where the header has 3; quote the values"),
+    (b"id,amount,mcc\n1,2.5,fuel\n2,3.5,fuel,EXTRA\n", r"line 3 \(a quoted value.s line breaks not counted\) has 4 fields where the header has 3; quote the values"),
     (b"id,amount,mcc\n1,2.5,fuel\n2,3.5,caf\xe9\n", r"line 3 is not UTF-8 text \(byte 0xe9\); export the file as UTF-8"),
 ])
 def test_a_bad_csv_line_is_named_with_its_fix(tmp_path, content, message):
-    path = tmp_path / "batch.csv"
-    path.write_bytes(content)
-    with pytest.raises(IngestError, match=message):
-        read_table(path)
-    with pytest.raises(IngestError, match=message):
-        list(iter_batches(path, batch_rows=1))
+    import bz2
+
+    plain, packed = tmp_path / "batch.csv", tmp_path / "batch.CSV.BZ2"  # compressed: its lines are counted too
+    plain.write_bytes(content)
+    packed.write_bytes(bz2.compress(content))
+    for path in (plain, packed):
+        with pytest.raises(IngestError, match=message):
+            read_table(path)
+        with pytest.raises(IngestError, match=message):
+            list(iter_batches(path, batch_rows=1))
 
 
 def test_schema_kinds_overrides_and_json_round_trip(table):

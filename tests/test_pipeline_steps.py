@@ -153,9 +153,12 @@ def test_a_column_typed_numeric_in_the_config_is_not_named_as_an_identifier(env)
 
 def test_training_with_every_row_labelled_anomalous_says_where_the_rows_went(env):
     env["history"].head(40).assign(is_fraud=1).to_csv(env["root"] / "all_fraud.csv", index=False)
-    with pytest.raises(ValueError, match=r"0 of the 40 rows read from .*all_fraud.csv' are left to train on \(0 "
+    with pytest.raises(ValueError, match=r"0 of the 40 rows read from .*all_fraud.csv' are left to train and calibrate on \(0 "
                                          r"quarantined, 40 set aside as known anomalies by 'is_fraud'"):
         train(config(env["root"] / "all_fraud.csv", mlflow={"model_name": "nothing-left"}))
+    env["history"].head(3).assign(is_fraud=0).to_csv(env["root"] / "three.csv", index=False)
+    with pytest.raises(ValueError, match="a model needs at least 3 besides its 20% held out to calibrate"):
+        train(config(env["root"] / "three.csv", data={"label_column": None}, mlflow={"model_name": "too-few"}))
 
 
 def test_screen_writes_the_output_folder(env, screening):
