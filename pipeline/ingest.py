@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskae.table_encoding import MISSING_TEXT, ColumnWarning, is_numeric_column
+from maskae.table_encoding import ColumnWarning, is_numeric_column, missing_cells
 from pipeline.config import format_from_suffix
 
 KINDS = ("numeric", "categorical")
@@ -109,8 +109,6 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
 
 
 _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-
 _OPENERS = {".csv": open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers them
 
 
@@ -210,15 +208,9 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _missing_text(series: pd.Series) -> pd.Series:
-    if series.dtype.kind in "biuf":  # numbers and flags as read: only NaN is missing (as text: 20x slower)
-        return series.isna()
-    return series.isna() | series.astype(str).str.strip().str.lower().isin(MISSING_TEXT)
-
-
 def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
     # One stray word in a CSV column of amounts makes the whole column text, hence categorical.
-    given = series[~_missing_text(series)]
+    given = series[~missing_cells(series)]
     text = given[pd.to_numeric(given, errors="coerce").isna()]
     if len(given) and 0 < len(text) <= 0.1 * len(given):
         warnings.warn(f"column {name!r} is text: {len(text):,} of its {len(given):,} values do not parse as numbers "
@@ -385,12 +377,13 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     if extra:
         warnings.warn(f"column(s) {extra} are not in the schema: they are kept but not checked or scored", stacklevel=2)
     ids = frame[schema.id_column]
-    has_id = ~_missing_text(ids).to_numpy()
+    has_id = ~missing_cells(ids).to_numpy()
     repeated = has_id & ids.duplicated(keep="first").to_numpy()
     if seen_ids is not None:
         repeated[has_id] |= seen_ids.check_and_add(ids[has_id])
+    blank = {name: missing_cells(frame[name]).to_numpy() for name in schema.feature_columns}
     # A record without a single value would be scored on nothing (a blank line, a broken export).
-    empty = np.logical_and.reduce([_missing_text(frame[name]).to_numpy() for name in schema.feature_columns])
+    empty = np.logical_and.reduce(list(blank.values()))
     notes = [
         np.where(has_id, "", f"missing id ({schema.id_column!r} is empty)"),
         _notes(repeated, ids, "duplicate id {}: an earlier row has the same id"),
@@ -401,7 +394,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         raw = frame[name]
         number = pd.to_numeric(raw, errors="coerce").astype("float64")
         if not is_numeric_column(raw):  # text that fails to parse, as opposed to an empty cell
-            notes.append(_notes((number.isna() & ~_missing_text(raw)).to_numpy(), raw, f"{name}: {{}} is not a number"))
+            notes.append(_notes(number.isna().to_numpy() & ~blank[name], raw, f"{name}: {{}} is not a number"))
         notes.append(_notes(np.isinf(number.to_numpy()), raw, f"{name}: {{}} is not a finite number"))
         clean[name] = number.to_numpy()
     for name in schema.columns_of_kind("categorical"):

@@ -28,9 +28,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
+from maskae.table_encoding import MISSING_TEXT
 from pipeline import tracking
 from pipeline.config import IMAGES
-from pipeline.ingest import MISSING_TEXT, Schema, SchemaError
+from pipeline.ingest import Schema, SchemaError
 from pipeline.mlflow_model import OUTPUT_COLUMNS
 
 _POSITIVE = {"1", "1.0", "true", "t", "yes", "y"}
