@@ -3,7 +3,8 @@
 A :class:`Schema` (id column, feature columns and their kind) is learned on the training data and
 saved with the model; :func:`validate` checks every later batch against it. A batch that lacks a
 feature column is refused outright (:class:`SchemaError`); a row that cannot be scored (missing or
-duplicate id, text or infinity in a numeric column) is quarantined with a reason, never dropped.
+duplicate id, text or infinity in a numeric column, a CSV line with more fields than the header) is
+quarantined with a reason, never dropped.
 Missing cells and unseen categories are *not* problems: the model reads them as hidden / unknown.
 Read big files with :func:`iter_batches`, whose memory depends on the chunk size, not the file.
 
@@ -29,7 +30,7 @@ import gzip
 import lzma
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ from pipeline.config import format_from_suffix
 
 KINDS = ("numeric", "categorical")
 REASON_COLUMN = "quarantine_reason"
+# ``frame.attrs`` key: the reasons of the CSV lines a read could not split into the header's columns,
+# which :func:`validate` quarantines (each is not a row of the frame: its values are unknown).
+MALFORMED_LINES = "maskae.malformed_lines"
 PARQUET_BUFFER = 8 << 20  # bytes read at a time from a Parquet file when streaming it
 _FIXES = {
     "csv": "check that it is comma-separated text with a header row, or pass fmt='parquet'",
@@ -80,7 +84,18 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
         raise IngestError(f"cannot read {str(path)!r}: the file is empty (0 bytes, not even a header); export it again")
     if fmt == "csv":  # pandas would rename a repeated name ("V1" -> "V1.1") and read on
         with _reading(path, fmt):
-            header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].dropna()  # blank names: "Unnamed"
+            try:
+                header = pd.read_csv(path, header=None, nrows=2, dtype=str).iloc[0].dropna()  # blank names: "Unnamed"
+            except pd.errors.ParserError as error:
+                if not (fields := _FIELD_COUNT.search(str(error))):
+                    raise
+                # Else pandas would read the first column as the index (or, with index_col=False, cut
+                # every line to the first row's length): values in the wrong columns, or lost.
+                expected, line, seen = fields.groups()
+                raise IngestError(f"cannot read {str(path)!r} as csv: its first row (line {line}) has {seen} fields "
+                                  f"where the header has {expected}; if every line ends with a comma, name that last "
+                                  f"column in the header or export the file without it, else quote the values that "
+                                  f"hold a comma") from error
         repeated = sorted(set(header[header.duplicated()]))
         if repeated:
             raise IngestError(f"cannot read {str(path)!r}: column name(s) {repeated} appear more than once in its "
@@ -93,22 +108,23 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
     """Turn the readers' many exception types into one IngestError that says what to do."""
     try:
         yield
+    except IngestError:  # said already
+        raise
     except UnicodeDecodeError as error:
         line = _first_line_not_utf8(path)
         where = f"line {line:,}" if line else "it"
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "
                           f"0x{error.object[error.start]:02x}); export the file as UTF-8") from error
     except (OSError, ValueError, pa.ArrowException) as error:
-        if fields := _FIELD_COUNT.search(str(error)):  # pandas: "Expected 7 fields in line 12, saw 8"
-            expected, line, seen = fields.groups()
-            raise IngestError(f"cannot read {str(path)!r} as {fmt}: line {line} (a quoted value's line breaks not "
-                              f"counted) has {seen} fields where the header has {expected}; quote the values that "
-                              f"hold a comma, or export the file again") from error
         reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {reason}; {_FIXES[fmt]}") from error
 
 
-_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+# pandas' reader, told to warn, skips a line with more fields than the header and says so, several
+# lines to a warning: "Skipping line 12: expected 7 fields, saw 8" (lines counted as records).
+_SKIPPED = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+_PASSED_ON: dict = {}  # as a module's warning registry: a warning passed on for each chunk shows once
+_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")  # the error of a read that does not skip
 _OPENERS = {".csv": open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers them
 
 
@@ -130,8 +146,28 @@ def _first_line_not_utf8(path: Path) -> int | None:
 def _csv_options(text_columns: Sequence[str]) -> dict[str, Any]:
     # Ids and categories stay text: "000123" keeps its zeros, and a column cannot turn from text
     # into numbers in a chunk where every value happens to be digits (columns not in the file are
-    # no error here: validation names those).
-    return {"dtype": dict.fromkeys(text_columns, str)} if text_columns else {}
+    # no error here: validation names those). A line with more fields than the header (an unquoted
+    # comma) is skipped with a warning, which :func:`_noting_malformed` turns into its reason (the
+    # first row may not be such a line: :func:`_checked_source`).
+    return {"on_bad_lines": "warn", **({"dtype": dict.fromkeys(text_columns, str)} if text_columns else {})}
+
+
+def _noting_malformed(read: Callable[[], pd.DataFrame | None]) -> tuple[pd.DataFrame | None, list[str]]:
+    """``read()``'s frame, and the reasons of the CSV lines it skipped, from pandas' warnings (any
+    other warning is passed on)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = read()
+    reasons = []
+    for warning in caught:
+        skipped = _SKIPPED.findall(str(warning.message)) if warning.category is pd.errors.ParserWarning else []
+        if not skipped:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                   registry=_PASSED_ON)
+        reasons += [f"line {line} (a quoted value's line breaks not counted) has {seen} fields where the header "
+                    f"has {expected}, so its values are not read: quote the values that hold a comma, or export "
+                    f"the file again" for line, expected, seen in skipped]
+    return frame, reasons
 
 
 def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -147,6 +183,9 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         Read these CSV columns as text: ids and categories are labels, not numbers
         (:meth:`Schema.text_columns`).
 
+    A CSV line with more fields than the header is not a row of the frame: its reason is in
+    ``frame.attrs[MALFORMED_LINES]``, and :func:`validate` quarantines it.
+
     Raises
     ------
     IngestError
@@ -157,7 +196,9 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         if fmt == "parquet":
             with pq.ParquetFile(path) as source:
                 return _to_pandas(source.read()).reset_index(drop=True)
-        return pd.read_csv(path, **_csv_options(text_columns))
+        frame, malformed = _noting_malformed(lambda: pd.read_csv(path, **_csv_options(text_columns)))
+        frame.attrs[MALFORMED_LINES] = malformed
+        return frame
 
 
 def iter_batches(
@@ -165,8 +206,9 @@ def iter_batches(
 ) -> Iterator[pd.DataFrame]:
     """Yield the file as frames of at most ``batch_rows`` rows, indexed by row number in the file.
 
-    Same parameters and errors as :func:`read_table`; a file without rows yields one empty frame
-    (so its columns can still be checked). Errors found before parsing are raised by the call,
+    Same parameters and errors as :func:`read_table` (each frame holds the malformed CSV lines met
+    while it was read); a file without rows yields one empty frame (so its columns can still be
+    checked), as does one whose last lines are all malformed (to hold them). Errors found before parsing are raised by the call,
     parsing errors during iteration, possibly after earlier chunks were yielded.
     """
     if batch_rows < 1:
@@ -186,8 +228,15 @@ def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) 
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
             with pd.read_csv(path, chunksize=batch_rows, **_csv_options(text_columns)) as reader:
-                yield from reader
-            return
+                last = None
+                while True:
+                    frame, malformed = _noting_malformed(lambda: next(reader, None))
+                    if frame is None and not malformed:
+                        return
+                    # lines after the last row read (a first row was read: it cannot be malformed)
+                    frame = last = last.iloc[:0].copy() if frame is None else frame
+                    frame.attrs[MALFORMED_LINES] = malformed
+                    yield frame
         with parquet_stream(path) as source:
             start = 0
             for record_batch in source.iter_batches(batch_size=batch_rows):
@@ -352,7 +401,9 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     Parameters
     ----------
     frame : DataFrame
-        One batch (or one chunk of it), as read.
+        One batch (or one chunk of it), as read. The CSV lines that its read could not split
+        (``frame.attrs[MALFORMED_LINES]``) are quarantined too, after its own rows, every value
+        empty (index -1).
     schema : Schema
         What the model expects.
     seen_ids : SeenIds or None, default=None
@@ -390,6 +441,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         np.where(empty, "no feature values: every feature column is empty", ""),
     ]
     clean = frame.copy()
+    clean.attrs.pop(MALFORMED_LINES, None)  # quarantined below
     for name in schema.columns_of_kind("numeric"):
         raw = frame[name]
         number = pd.to_numeric(raw, errors="coerce").astype("float64")
@@ -403,4 +455,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     bad = (table != "").any(axis=1)
     quarantined = frame.iloc[np.flatnonzero(bad)].copy()
     quarantined[REASON_COLUMN] = np.array(["; ".join(n for n in row if n) for row in table[bad]], dtype=object)
+    if malformed := frame.attrs.get(MALFORMED_LINES):
+        lines = pd.DataFrame({REASON_COLUMN: malformed}, columns=quarantined.columns, index=[-1] * len(malformed))
+        quarantined = pd.concat([quarantined, lines])
     return ValidatedBatch(clean.iloc[np.flatnonzero(~bad)], quarantined)

@@ -44,7 +44,7 @@ from maskae.calibration import Calibration
 from maskae.table_encoding import ColumnWarning, identifier_warning
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
-from pipeline.ingest import Schema, SchemaError, iter_batches, validate
+from pipeline.ingest import MALFORMED_LINES, Schema, SchemaError, iter_batches, validate
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.screening_output import CSV_LINE_END
@@ -104,11 +104,18 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     CSV ids and categories are read as text. A column that some chunks read as numbers and others as
     text (a chunk of digit-only codes reads "01234" as 1234) is read again as text, as screening will.
     Files of one glob must have the same columns: a column missing from some of them would
-    otherwise train as a column missing in those rows."""
+    otherwise train as a column missing in those rows. The CSV lines that could not be read, all of
+    them, are in the sample's ``attrs[MALFORMED_LINES]`` (named by file when there are several),
+    for :func:`validate` to quarantine, and count as rows."""
+    malformed: list[str] = []
+
     def chunks(text_columns: list[str]) -> Iterator[pd.DataFrame]:
         first: tuple[Path, set[str]] | None = None
+        malformed.clear()
         for file in files:
             for chunk in iter_batches(file, data.format, SAMPLE_CHUNK, text_columns=text_columns):
+                malformed.extend(f"{file.name}: {reason}" if len(files) > 1 else reason
+                                 for reason in chunk.attrs.get(MALFORMED_LINES, ()))
                 first = first or (file, set(chunk.columns))
                 if set(chunk.columns) != first[1]:
                     raise SchemaError(f"{file} has other columns than {first[0]}: it lacks "
@@ -125,7 +132,9 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
              if c not in text and pd.api.types.infer_dtype(frame[c], skipna=True).startswith("mixed")]
     if mixed:
         frame, rows = sample([*text, *mixed])
-    if rows > len(frame):
+    frame.attrs[MALFORMED_LINES] = list(malformed)
+    rows += len(malformed)
+    if rows > len(frame) + len(malformed):
         warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "
                       f"(data.max_rows)", stacklevel=3)
     return frame, rows

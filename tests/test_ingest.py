@@ -157,10 +157,13 @@ def test_not_a_table_is_an_ingest_error(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"id,amount,mcc\n1,2.5,fuel\n2,3.5,fuel,EXTRA\n", r"line 3 \(a quoted value.s line breaks not counted\) has 4 fields where the header has 3; quote the values"),
     (b"id,amount,mcc\n1,2.5,fuel\n2,3.5,caf\xe9\n", r"line 3 is not UTF-8 text \(byte 0xe9\); export the file as UTF-8"),
+    # pandas would read the ids as the index and every value one column to the left
+    (b"id,amount,mcc\n1,2.5,fuel,\n2,3.5,fuel,\n", r"its first row \(line 2\) has 4 fields where the header has 3; if "
+                                                    r"every line ends with a comma, name that last column"),
+    (b"id,amount,mcc\n\n1,2.5,fuel,X\n2,3.5,fuel\n", r"its first row \(line 3\) has 4 fields"),
 ])
-def test_a_bad_csv_line_is_named_with_its_fix(tmp_path, content, message):
+def test_a_bad_csv_file_is_named_with_its_fix(tmp_path, content, message):
     import bz2
 
     plain, packed = tmp_path / "batch.csv", tmp_path / "batch.CSV.BZ2"  # compressed: its lines are counted too
@@ -171,6 +174,33 @@ def test_a_bad_csv_line_is_named_with_its_fix(tmp_path, content, message):
             read_table(path)
         with pytest.raises(IngestError, match=message):
             list(iter_batches(path, batch_rows=1))
+
+
+MALFORMED = (b'txn_id,amount,mcc\nT1,2.5,fuel\n\nT2,3.5,fuel,EXTRA\nT3,4.5,"two\nlines"\nT4,5.5,travel,X\nT5,6.5\n'
+             b'T6,7.5,fuel\nT7,1,2,3\nT8,1,2,3\n')
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz"])
+def test_lines_with_more_fields_than_the_header_are_quarantined_with_their_line(tmp_path, name):
+    import gzip
+
+    schema = Schema.infer(pd.DataFrame({"txn_id": ["T0"], "amount": [1.0], "mcc": ["fuel"]}), id_column="txn_id")
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(MALFORMED) if name.endswith(".gz") else MALFORMED)
+    # lines as pandas counts them: the blank line counts, the quoted value's line break does not
+    expected = [f"line {n} (a quoted value's line breaks not counted) has 4 fields where the header has 3, so its "
+                f"values are not read: quote the values that hold a comma, or export the file again" for n in (4, 6, 9, 10)]
+    for batch_rows in (1, 2, 100):  # the last two lines are met after the last row is read when chunks hold 2
+        chunks = list(iter_batches(path, batch_rows=batch_rows, text_columns=["txn_id", "mcc"]))
+        rows = pd.concat(chunks)
+        assert rows["txn_id"].tolist() == ["T1", "T3", "T5", "T6"] and rows.index.tolist() == [0, 1, 2, 3]
+        checked = [validate(chunk, schema) for chunk in chunks]
+        quarantined = pd.concat([c.quarantined for c in checked])
+        assert quarantined[REASON_COLUMN].tolist() == expected
+        assert quarantined[["txn_id", "amount", "mcc"]].isna().all().all()  # not read: nothing made up
+        assert sum(len(c.clean) for c in checked) == 4
+        assert not any(pipeline.ingest.MALFORMED_LINES in c.clean.attrs for c in checked)
+    assert validate(read_table(path), schema).quarantined[REASON_COLUMN].tolist() == expected
 
 
 def test_schema_kinds_overrides_and_json_round_trip(table):

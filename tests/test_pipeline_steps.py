@@ -130,6 +130,18 @@ def test_codes_some_training_chunks_read_as_numbers_are_read_again_as_text(tmp_p
         pipeline.train._training_rows([tmp_path / "z.csv", tmp_path / "z2.csv"], data, seed=0)
 
 
+def test_training_quarantines_the_csv_lines_it_cannot_split_and_counts_them(env):
+    lines = env["history"].head(80).to_csv(index=False).splitlines()
+    lines.insert(11, lines[10] + ",EXTRA")  # an unquoted comma: 10 rows, then line 12
+    (env["root"] / "part-1.csv").write_text("\n".join(lines) + "\n")
+    more = env["history"].iloc[100:102].to_csv(index=False).splitlines()
+    (env["root"] / "part-2.csv").write_text("\n".join([*more, more[-1] + ",X"]) + "\n")  # after its last row
+    trained = train(config(env["root"] / "part-*.csv", data={"label_column": None}, mlflow={"model_name": "split"}))
+    assert (trained.rows_read, trained.rows_quarantined) == (80 + 1 + 2 + 1, 2)
+    quarantine = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{trained.run_id}/quarantine/quarantine.csv"))
+    assert [r.split(" (")[0] for r in quarantine["quarantine_reason"]] == ["part-1.csv: line 12", "part-2.csv: line 4"]
+
+
 def test_settings_for_clean_training_data_reach_the_registered_model(env):
     settings = {"neighbour_sample_sizes": [256, 1024], "contamination": 0.01}  # the README's recipe, from TOML
     trained = train(config(env["root"] / "train.csv", model=settings, mlflow={"model_name": "vetted"}))

@@ -102,6 +102,21 @@ def test_bad_rows_are_quarantined_and_every_row_accounted_for(screened, tmp_path
     assert summary["rows_quarantined"] == expected
 
 
+def test_csv_lines_with_more_fields_than_the_header_are_quarantined_and_the_rest_scored(screened, tmp_path):
+    frame = batch(screened)
+    lines = frame.to_csv(index=False).splitlines()
+    lines.insert(51, lines[50] + ",EXTRA")  # record 51 (line 52, after the header) with an unquoted comma
+    lines.append(lines[-1] + ",EXTRA")  # after the last row: met after the last chunk of 64 was read
+    path = tmp_path / "batch.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir
+    summary = read_summary(out)
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_quarantined"]) == (202, 200, 2)
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
+    assert [r.split(" (")[0] for r in quarantine["quarantine_reason"]] == ["line 52", "line 203"]
+    assert pd.read_parquet(out / "scores.parquet")[ID].tolist() == frame[ID].astype(str).tolist()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_header_only_file_is_an_empty_screening(screened, tmp_path, fmt):
     frame = batch(screened).head(0)
