@@ -26,9 +26,12 @@ Example
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
+import itertools
 import lzma
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +52,8 @@ REASON_COLUMN = "quarantine_reason"
 # ``frame.attrs`` key: the reasons of the CSV lines a read could not split into the header's columns,
 # which :func:`validate` quarantines (each is not a row of the frame: its values are unknown).
 MALFORMED_LINES = "maskae.malformed_lines"
+MAX_MALFORMED_LINES = 10_000  # in one file: more, and its layout is wrong, not a few of its lines
+HEAD_RECORDS = 1_000  # a CSV's first records, checked for lines longer than the header before it is read
 PARQUET_BUFFER = 8 << 20  # bytes read at a time from a Parquet file when streaming it
 _FIXES = {
     "csv": "check that it is comma-separated text with a header row, or pass fmt='parquet'",
@@ -96,11 +101,28 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
                                   f"where the header has {expected}; if every line ends with a comma, name that last "
                                   f"column in the header or export the file without it, else quote the values that "
                                   f"hold a comma") from error
+            _check_head(path)
         repeated = sorted(set(header[header.duplicated()]))
         if repeated:
             raise IngestError(f"cannot read {str(path)!r}: column name(s) {repeated} appear more than once in its "
                               f"header (or the file has no header row); columns are matched by name, so rename them")
     return path, fmt
+
+
+def _check_head(path: Path) -> None:
+    """Refuse a CSV whose first records are often longer than its header before pandas reads it:
+    its layout is not the header's, and pandas' time to skip such lines grows with their square."""
+    opener = _OPENERS.get(path.suffix.lower())
+    if opener is None:  # zip, zstd: reading them stops at MAX_MALFORMED_LINES
+        return
+    with opener(path, "rt", encoding="utf-8", newline="") as text:
+        records = (record for record in csv.reader(text) if record)  # as pandas, blank lines skipped
+        width = len(next(records, []))
+        longer = sum(len(record) > width for record in itertools.islice(records, HEAD_RECORDS))
+    if longer > HEAD_RECORDS // 10:
+        raise IngestError(f"cannot read {str(path)!r} as csv: {longer:,} of its first {HEAD_RECORDS:,} rows have more "
+                          f"fields than its header's {width}: its layout is not the header's; quote the values that "
+                          f"hold a comma, or export the file again")
 
 
 @contextmanager
@@ -123,7 +145,6 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
 # pandas' reader, told to warn, skips a line with more fields than the header and says so, several
 # lines to a warning: "Skipping line 12: expected 7 fields, saw 8" (lines counted as records).
 _SKIPPED = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
-_PASSED_ON: dict = {}  # as a module's warning registry: a warning passed on for each chunk shows once
 _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")  # the error of a read that does not skip
 _OPENERS = {".csv": open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers them
 
@@ -152,10 +173,30 @@ def _csv_options(text_columns: Sequence[str]) -> dict[str, Any]:
     return {"on_bad_lines": "warn", **({"dtype": dict.fromkeys(text_columns, str)} if text_columns else {})}
 
 
-def _noting_malformed(read: Callable[[], pd.DataFrame | None]) -> tuple[pd.DataFrame | None, list[str]]:
-    """``read()``'s frame, and the reasons of the CSV lines it skipped, from pandas' warnings (any
-    other warning is passed on)."""
-    with warnings.catch_warnings(record=True) as caught:
+class MalformedLines(tuple):
+    """The reasons of the CSV lines a read skipped, as ``frame.attrs[MALFORMED_LINES]`` holds them:
+    pandas deep-copies ``attrs`` in every operation on a frame, which text that never changes can skip."""
+
+    def __deepcopy__(self, memo: dict) -> MalformedLines:
+        return self
+
+
+# Python 3.11's warning filters belong to the process: two reads capturing them at once would
+# restore each other's filters and take each other's skipped lines.
+_CAPTURING = threading.Lock()
+
+
+def _noting_malformed(path: Path, read: Callable[[], pd.DataFrame | None], before: int = 0
+                      ) -> tuple[pd.DataFrame | None, MalformedLines]:
+    """``read()``'s frame, and the reasons of the CSV lines of ``path`` it skipped, from pandas'
+    warnings (any other warning is passed on); ``before``: how many the file had so far.
+
+    Raises
+    ------
+    IngestError
+        The file has more than :data:`MAX_MALFORMED_LINES`.
+    """
+    with _CAPTURING, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frame = read()
     reasons = []
@@ -163,11 +204,14 @@ def _noting_malformed(read: Callable[[], pd.DataFrame | None]) -> tuple[pd.DataF
         skipped = _SKIPPED.findall(str(warning.message)) if warning.category is pd.errors.ParserWarning else []
         if not skipped:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
-                                   registry=_PASSED_ON)
+                                   module=__name__ if warning.filename == __file__ else None)
         reasons += [f"line {line} (a quoted value's line breaks not counted) has {seen} fields where the header "
                     f"has {expected}, so its values are not read: quote the values that hold a comma, or export "
                     f"the file again" for line, expected, seen in skipped]
-    return frame, reasons
+    if before + len(reasons) > MAX_MALFORMED_LINES:
+        raise IngestError(f"cannot read {str(path)!r} as csv: more than {MAX_MALFORMED_LINES:,} of its lines have more "
+                          f"fields than its header (the latest: {reasons[-1]}); its layout is not the header's")
+    return frame, MalformedLines(reasons)
 
 
 def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -184,7 +228,9 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         (:meth:`Schema.text_columns`).
 
     A CSV line with more fields than the header is not a row of the frame: its reason is in
-    ``frame.attrs[MALFORMED_LINES]``, and :func:`validate` quarantines it.
+    ``frame.attrs[MALFORMED_LINES]``, and :func:`validate` quarantines it. Many of them (more than
+    a tenth of the first :data:`HEAD_RECORDS`, or more than :data:`MAX_MALFORMED_LINES`) are an
+    ``IngestError``.
 
     Raises
     ------
@@ -196,7 +242,7 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         if fmt == "parquet":
             with pq.ParquetFile(path) as source:
                 return _to_pandas(source.read()).reset_index(drop=True)
-        frame, malformed = _noting_malformed(lambda: pd.read_csv(path, **_csv_options(text_columns)))
+        frame, malformed = _noting_malformed(path, lambda: pd.read_csv(path, **_csv_options(text_columns)))
         frame.attrs[MALFORMED_LINES] = malformed
         return frame
 
@@ -228,14 +274,14 @@ def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) 
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
             with pd.read_csv(path, chunksize=batch_rows, **_csv_options(text_columns)) as reader:
-                last = None
+                last, so_far = None, 0
                 while True:
-                    frame, malformed = _noting_malformed(lambda: next(reader, None))
+                    frame, malformed = _noting_malformed(path, lambda: next(reader, None), so_far)
                     if frame is None and not malformed:
                         return
                     # lines after the last row read (a first row was read: it cannot be malformed)
                     frame = last = last.iloc[:0].copy() if frame is None else frame
-                    frame.attrs[MALFORMED_LINES] = malformed
+                    frame.attrs[MALFORMED_LINES], so_far = malformed, so_far + len(malformed)
                     yield frame
         with parquet_stream(path) as source:
             start = 0
@@ -362,7 +408,8 @@ class SeenIds:
 @dataclass
 class ValidatedBatch:
     """``clean``: scoreable rows, features coerced (numbers as float, categories as text).
-    ``quarantined``: the other rows as read, plus ``quarantine_reason``. Row order is kept in each."""
+    ``quarantined``: the other rows as read, plus ``quarantine_reason``. Row order is kept in each
+    (the CSV lines that could not be read come last in ``quarantined``)."""
 
     clean: pd.DataFrame
     quarantined: pd.DataFrame

@@ -44,7 +44,7 @@ from maskae.calibration import Calibration
 from maskae.table_encoding import ColumnWarning, identifier_warning
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
-from pipeline.ingest import MALFORMED_LINES, Schema, SchemaError, iter_batches, validate
+from pipeline.ingest import MALFORMED_LINES, MalformedLines, Schema, SchemaError, iter_batches, validate
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.screening_output import CSV_LINE_END
@@ -132,7 +132,7 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
              if c not in text and pd.api.types.infer_dtype(frame[c], skipna=True).startswith("mixed")]
     if mixed:
         frame, rows = sample([*text, *mixed])
-    frame.attrs[MALFORMED_LINES] = list(malformed)
+    frame.attrs[MALFORMED_LINES] = MalformedLines(malformed)
     rows += len(malformed)
     if rows > len(frame) + len(malformed):
         warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "

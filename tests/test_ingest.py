@@ -203,6 +203,38 @@ def test_lines_with_more_fields_than_the_header_are_quarantined_with_their_line(
     assert validate(read_table(path), schema).quarantined[REASON_COLUMN].tolist() == expected
 
 
+def test_a_file_with_many_lines_longer_than_its_header_is_refused(tmp_path, monkeypatch):
+    rows = [f"T{i},{i}.5,fuel" + (",EXTRA" if i % 5 == 1 else "") for i in range(2_000)]
+    path = tmp_path / "batch.csv"
+    path.write_text("\n".join(["txn_id,amount,mcc", *rows]) + "\n")  # a fifth of the rows: not a few stray commas
+    with pytest.raises(IngestError, match=r"200 of its first 1,000 rows have more fields than its header's 3"):
+        iter_batches(path)
+    path.write_text("\n".join(["txn_id,amount,mcc", *rows[:500], *(r.replace(",EXTRA", "") for r in rows[500:])]))
+    assert len(read_table(path).attrs[pipeline.ingest.MALFORMED_LINES]) == 100  # the head passes: 100 of 1,000
+    monkeypatch.setattr(pipeline.ingest, "MAX_MALFORMED_LINES", 50)
+    for read in (lambda: read_table(path), lambda: list(iter_batches(path, batch_rows=100))):
+        with pytest.raises(IngestError, match=r"more than 50 of its lines have more fields than its header \(the latest: "
+                                              r"line \d+ \(a quoted"):
+            read()
+
+
+def test_reads_in_threads_keep_each_files_malformed_lines(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = {}
+    for name, every in (("a", 13), ("b", 17)):
+        rows = [f"{name}{i},{i}.5,fuel" + (",EXTRA" if i % every == 1 else "") for i in range(3_000)]
+        paths[name] = tmp_path / f"{name}.csv"
+        paths[name].write_text("\n".join(["txn_id,amount,mcc", *rows]) + "\n")
+
+    def malformed(path) -> int:
+        return sum(len(chunk.attrs[pipeline.ingest.MALFORMED_LINES]) for chunk in iter_batches(path, batch_rows=20))
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(malformed, [paths["a"], paths["b"]] * 4))
+    assert counts == [231, 177] * 4
+
+
 def test_schema_kinds_overrides_and_json_round_trip(table):
     schema = Schema.infer(table.assign(is_fraud=0), "txn_id", label_column="is_fraud",
                           column_types={"amount": "categorical"})
