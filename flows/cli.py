@@ -131,12 +131,14 @@ def _screen(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
+    from pipeline.promote import registered_name
+    from pipeline.tracking import CHALLENGER
 
     if args.data is not None and args.label_col is None and not Path(args.data).is_dir():  # a folder: images, by kind
         raise ValueError("--data needs --label-col, the column that holds the labels")
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
-    _preflight(data=args.data, model=args.model)
+    _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}")
     print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric, args.margin, args.max_fpr,
                                      workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)))
 

@@ -442,7 +442,8 @@ def _category_text(series: pd.Series) -> pd.Series:
     return pd.Series([None if pd.isna(v) else text(v) for v in series], index=series.index, dtype=object)
 
 
-def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = None) -> ValidatedBatch:
+def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = None,
+             warn_extra: bool = True) -> ValidatedBatch:
     """Split ``frame`` into rows that can be scored and quarantined rows with their reason.
 
     Parameters
@@ -456,6 +457,9 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     seen_ids : SeenIds or None, default=None
         Ids of earlier chunks of the same batch: repeats are quarantined as duplicates, and this
         chunk's ids are added (8 bytes a row).
+    warn_extra : bool, default=True
+        Warn about columns that are not in the schema (False at training: the schema was chosen
+        from these very columns).
 
     Raises
     ------
@@ -472,7 +476,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         raise SchemaError(f"the batch lacks column(s) {missing}{hint}; expected id column {schema.id_column!r} and "
                           f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
     extra = [c for c in frame.columns if c not in expected and c != schema.label_column]
-    if extra:
+    if extra and warn_extra:
         warnings.warn(f"column(s) {extra} are not in the schema: they are kept but not checked or scored", stacklevel=2)
     ids = frame[schema.id_column]
     has_id = ~missing_cells(ids).to_numpy()

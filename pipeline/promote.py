@@ -5,8 +5,11 @@ an empty label, are left out), each through its own pyfunc, schema and calibrati
 and the realised precision / recall / false-positive rate of each model's own calibrated flags
 (the evaluation file taken as one batch). The policy: promote when the challenger's ``metric``
 exceeds the champion's by more than ``margin`` and, when ``max_fpr`` is set, its realised FPR is at
-most ``max_fpr``. The decision and the numbers are recorded as tags on both versions
-(``promotion.*``; a move also writes ``champion.reason`` / ``champion.previous``) and as an MLflow run.
+most ``max_fpr``. The decision and the numbers are recorded as tags on both versions (the
+challenger's ``promotion.*``, the champion's ``promotion.last_*``; a move also writes
+``champion.reason`` / ``champion.previous``) and as an MLflow run. When challenger and champion are
+one version, it is evaluated alone, so that a nightly job still learns of a bad labels file, and
+its tags keep the promotion that made it champion.
 
 The labelled records are a file, or the analysts' verdicts collected from screening run folders
 (``verdicts_from``, :func:`pipeline.verdicts.labelled_records`); for an image model, a folder of
@@ -35,13 +38,21 @@ from pipeline import tracking
 from pipeline.config import IMAGES
 from pipeline.image_ingest import NORMAL_KIND
 from pipeline.image_train import read_as_trained
-from pipeline.ingest import FileChangedError, SchemaError, read_table, validate
+from pipeline.ingest import MALFORMED_LINES, FileChangedError, SchemaError, read_table, validate
 from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
 from pipeline.verdicts import VERDICT_LABEL, labelled_records
 
 METRICS = ("auprc", "auroc")
 VERDICTS_CAVEAT = ("evaluated on analysts' verdicts, which exist only for flagged records: "
                    "biased toward the flagged population")
+
+
+def registered_name(model_name: str) -> str:
+    """``model_name``, if it names a registered model alone (promotion compares two of its aliases)."""
+    if "@" in model_name or "/" in model_name:
+        raise ValueError(f"promotion takes a registered model's name alone ({model_name.split('@')[0].split('/')[-1]!r}"
+                         f", not {model_name!r}): it compares its @{tracking.CHALLENGER} with its @{tracking.CHAMPION}")
+    return model_name
 
 
 @dataclass(frozen=True)
@@ -76,9 +87,10 @@ def _policy(metric: str, margin: float, max_fpr: float | None, new: dict, old: d
 
 
 def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str,
-              source: str) -> tuple[list[dict], int]:
+              source: str) -> tuple[list[dict], int, str]:
     """Label metrics of each model on the labelled rows of ``frame`` (numbered 0..n-1) that every
-    model can score; ``source`` names where the rows came from in errors."""
+    model can score, how many, and a note on those left out; ``source`` names where the rows came
+    from in errors."""
     if label_column not in frame.columns:
         raise SchemaError(f"label column {label_column!r} is not in {source}; it has {list(frame.columns)}")
     y, known = anomaly_labels(frame[label_column])
@@ -96,7 +108,11 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     for model, clean in zip(models, cleans):
         out = model.score(feature_frame(clean.loc[rows], model.schema))
         results.append(label_metrics(y, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
-    return results, len(y)
+    read = len(frame) + len(frame.attrs.get(MALFORMED_LINES, ()))
+    unlabelled = int((~known).sum())
+    note = (f"; {len(y):,} of the {read:,} records evaluated ({unlabelled:,} without a label, "
+            f"{read - len(y) - unlabelled:,} that a model cannot score)" if len(y) < read else "")
+    return results, len(y), note
 
 
 def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int]:
@@ -145,6 +161,7 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    registered_name(model_name)
     if (data_path is None) == (verdicts_from is None):
         raise ValueError("give labelled data (data_path) or verdicts_from, not both")
     new = tracking.resolve_model(f"{model_name}@{tracking.CHALLENGER}")
@@ -162,35 +179,38 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         source, origin = repr(str(data_path)), {"data.path": str(Path(data_path).resolve())}
     params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, **origin,
               "label_column": label_column, "challenger_version": new.version, "champion_version": old.version}
-    if new.version == old.version:
-        decision, reason = "no change", f"challenger and champion are the same version (v{new.version})"
-        results, rows = [{}, {}], 0
+    same = new.version == old.version
+    models = [load_scoring_model(version, images=images) for version in ([new] if same else [new, old])]
+    if images:
+        (results, rows), note = _evaluate_images(models, Path(data_path)), ""
     else:
-        models = [load_scoring_model(new, images=images), load_scoring_model(old, images=images)]
-        if images:
-            results, rows = _evaluate_images(models, Path(data_path))
-        else:
-            frame = (labelled_records(verdicts_from) if verdicts_from is not None
-                     else read_table(data_path, text_columns=[c for m in models for c in m.schema.text_columns]))
-            results, rows = _evaluate(models, frame, label_column, source)
+        frame = (labelled_records(verdicts_from) if verdicts_from is not None
+                 else read_table(data_path, text_columns=[c for m in models for c in m.schema.text_columns]))
+        results, rows, note = _evaluate(models, frame, label_column, source)
+    if same:
+        results = results * 2
+        decision, reason = "no change", (f"challenger and champion are the same version (v{new.version}), "
+                                         f"{metric} {results[0][metric]:.4f}")
+    else:
         decision, reason = _policy(metric, margin, max_fpr, *results)
-        if verdicts_from is not None:
-            reason += f"; {VERDICTS_CAVEAT}"
+    reason += note + (f"; {VERDICTS_CAVEAT}" if verdicts_from is not None else "")
     metrics = {f"{who}_{k}": v for who, r in zip(("challenger", "champion"), results) for k, v in r.items()}
     metrics["rows_evaluated"] = rows
     run_id = tracking.log_run(new, "promotion", params=params, metrics=metrics,
                               tags={"decision": decision, "reason": reason})
     record = {"decision": decision, "reason": reason, "run_id": run_id, "metric": metric, "margin": margin,
               "max_fpr": max_fpr, "challenger": results[0], "champion": results[1]}
-    tracking.tag_version(model_name, new.version, {
-        "promotion.decision": decision, "promotion.reason": reason, "promotion.run_id": run_id,
-        "promotion.compared_with": old.version, "promotion.metrics": json.dumps(results[0], sort_keys=True),
-        "promotion.evaluation_data": (f"verdicts ({VERDICTS_CAVEAT})" if verdicts_from is not None
-                                      else "labelled image folder" if images else "labelled file")})
-    if new.version != old.version:
+    evaluation_data = (f"verdicts ({VERDICTS_CAVEAT})" if verdicts_from is not None
+                       else "labelled image folder" if images else "labelled file")
+    if not same:  # the champion's own promotion record stays; its side of this comparison is last_*
+        tracking.tag_version(model_name, new.version, {
+            "promotion.decision": decision, "promotion.reason": reason, "promotion.run_id": run_id,
+            "promotion.compared_with": old.version, "promotion.metrics": json.dumps(results[0], sort_keys=True),
+            "promotion.evaluation_data": evaluation_data})
         tracking.tag_version(model_name, old.version, {
             "promotion.last_challenger": new.version, "promotion.last_decision": decision,
-            "promotion.last_run_id": run_id, "promotion.metrics": json.dumps(results[1], sort_keys=True)})
+            "promotion.last_run_id": run_id, "promotion.last_metrics": json.dumps(results[1], sort_keys=True),
+            "promotion.last_evaluation_data": evaluation_data})
     if decision == "promote":
         tracking.move_alias(model_name, tracking.CHAMPION, new.version, record)
     return PromotionDecision(model_name, decision, reason, new.version, old.version, metric,

@@ -65,7 +65,7 @@ class TrainResult:
     run_id: str
     rows_read: int
     rows_quarantined: int
-    rows_fit: int  # given to the detector: training rows plus its held-out calibration rows
+    rows_fit: int  # trained on; with the calibration, validation and quarantined rows, the rows read
     rows_calibration: int
     rows_validation: int  # the label metrics' rows (strategy "labels": the half that did not set the threshold)
     known_anomalies_set_aside: int  # labelled anomalous: validation only, never fit nor calibrate
@@ -190,7 +190,7 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
         raise SchemaError(f"label column {data.label_column!r} is not in the training data; it has {list(frame.columns)}")
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
                           exclude_columns=data.exclude_columns, column_types=data.column_types)
-    checked = validate(frame, schema)
+    checked = validate(frame, schema, warn_extra=False)  # the columns left out were the user's choice
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
     fraction = config.calibration.calibration_fraction  # the detector holds out at least 1 row for it
@@ -212,8 +212,8 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     calibration, evaluate = _calibrate(config.calibration, detector, scores, y, seed)
     flags = calibration.apply(scores[evaluate]).flagged  # fdr / budget: the evaluation rows as one batch
     metrics = {f"validation_{k}": v for k, v in label_metrics(y[evaluate], scores[evaluate], flags).items()}
-    counts = {"rows_read": rows_read, "rows_quarantined": len(checked.quarantined), "rows_fit": len(fit_rows),
-              "rows_calibration": len(detector.calibration_scores_), "rows_validation": len(evaluate),
+    counts = {"rows_read": rows_read, "rows_quarantined": len(checked.quarantined),
+              "rows_fit": len(fit_rows) - len(detector.calibration_scores_), "rows_calibration": len(detector.calibration_scores_), "rows_validation": len(evaluate),
               "known_anomalies_set_aside": int(y.sum())}
     source = fingerprint(files)
     data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns),

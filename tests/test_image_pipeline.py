@@ -63,7 +63,8 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
                  "--model-name", "bottles", "--seed", "0", "--level", "0.1"]) == 0
     run = MlflowClient().get_run(MlflowClient().get_model_version("bottles", "1").run_id).data
     assert run.params["model.backend"] == "cnn" and run.params["model.batch_size"] == "16"  # the image defaults
-    assert (run.metrics["rows_fit"], run.metrics["rows_quarantined"]) == (60, 1)
+    assert (run.metrics["rows_fit"] + run.metrics["rows_calibration"], run.metrics["rows_quarantined"]) == (60, 1)
+    assert run.metrics["rows_calibration"] > 0
 
     assert main(["screen", "--data", "new", "--model", "bottles", "--out", "out/new"]) == 0
     out = workdir / "out" / "new"

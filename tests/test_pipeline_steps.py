@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -90,7 +91,7 @@ def test_train_registers_first_version_and_sets_known_frauds_aside(env, first):
     assert first.known_anomalies_set_aside == frauds > 0 and first.rows_quarantined == 0
     normals = first.rows_read - frauds
     assert first.rows_validation == frauds + round(0.2 * normals)  # frauds only ever validate
-    assert first.rows_fit + first.rows_validation == first.rows_read
+    assert first.rows_fit + first.rows_calibration + first.rows_validation == first.rows_read
     assert 0.5 < first.metrics["validation_auroc"] <= 1 and "validation_auprc" in first.metrics
     run = mlflow.get_run(first.run_id)
     sha = hashlib.sha256((env["root"] / "train.csv").read_bytes()).hexdigest()
@@ -110,7 +111,7 @@ def test_training_data_over_max_rows_are_sampled_and_the_run_says_so(env, first)
     rows = len(env["history"])
     with pytest.warns(UserWarning, match=f"{rows:,} rows; training on a uniform random sample of 400"):
         sampled = train(config(env["root"] / "train.csv", data={"max_rows": 400}, mlflow={"model_name": "sampled"}))
-    assert sampled.rows_read == rows and sampled.rows_fit + sampled.rows_validation == 400
+    assert sampled.rows_read == rows and sampled.rows_fit + sampled.rows_calibration + sampled.rows_validation == 400
     tags = mlflow.get_run(sampled.run_id).data.tags
     assert (tags["data.rows"], tags["data.rows_sampled"]) == (str(rows), "400")
 
@@ -150,9 +151,16 @@ def test_settings_for_clean_training_data_reach_the_registered_model(env):
     assert mlflow.get_run(trained.run_id).data.params["model.neighbour_sample_sizes"] == "(256, 1024)"
 
 
-def test_a_column_typed_numeric_in_the_config_is_not_named_as_an_identifier(env):
-    import warnings
+def test_training_does_not_warn_about_the_columns_it_was_told_to_leave_out(env):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config(env["root"] / "train.csv", data={"columns": None, "exclude_columns": ["customer_id", "timestamp",
+                                                                                           "merchant", "fraud_pattern"]},
+                     model={"max_steps": 5}, mlflow={"model_name": "excluded"}))
+    assert not [w for w in caught if "not in the schema" in str(w.message)]
 
+
+def test_a_column_typed_numeric_in_the_config_is_not_named_as_an_identifier(env):
     frame = env["history"].assign(terminal_number=np.random.default_rng(0).integers(10**5, 10**6, len(env["history"])))
     frame.to_csv(env["root"] / "terminals.csv", index=False)
     with warnings.catch_warnings(record=True) as caught:
@@ -242,7 +250,8 @@ def test_header_only_file_gives_an_empty_screening(env, first):
 
 def test_batch_strategy_flags_do_not_depend_on_the_chunk_size(env, weak):
     assert weak.version == "2" and weak.aliases == ("challenger",)
-    assert (weak.known_anomalies_set_aside, weak.rows_validation, weak.rows_fit) == (0, 0, weak.rows_read)
+    assert (weak.known_anomalies_set_aside, weak.rows_validation, weak.rows_fit + weak.rows_calibration) == (
+        0, 0, weak.rows_read)
     assert "calibration_score_q99" in weak.metrics and not [k for k in weak.metrics if k.startswith("validation_")]
     runs = [screen(env["root"] / "batch.csv", f"{NAME}/2", env["root"] / "out" / f"v2-{n}", batch_rows=n)
             for n in (97, 100_000)]
@@ -260,6 +269,16 @@ def test_promotion_keeps_champion_when_challenger_is_worse(env, weak):
     tags = mlflow.MlflowClient().get_model_version(NAME, "2").tags
     assert tags["promotion.decision"] == "keep" and tags["promotion.compared_with"] == "1"
     assert mlflow.get_run(decision.run_id).data.tags["maskae.run_type"] == "promotion"
+    rows = len(env["batch"])  # its broken rows (BAD_ROWS) are left out, and the reason says so
+    assert decision.rows_evaluated == rows - len(BAD_ROWS)
+    assert decision.reason.endswith(f"; {rows - 3:,} of the {rows:,} records evaluated (0 without a label, 3 that a "
+                                    f"model cannot score)")
+    champion = mlflow.MlflowClient().get_model_version(NAME, "1").tags  # its side, apart from its own record
+    assert (champion["promotion.last_decision"], champion["promotion.last_evaluation_data"]) == ("keep", "labelled file")
+    assert json.loads(champion["promotion.last_metrics"]) == decision.champion
+    with pytest.raises(ValueError, match=r"promotion takes a registered model's name alone \('fraud', not "
+                                         r"'fraud@challenger'\)"):
+        promote(f"{NAME}@challenger", env["root"] / "batch.csv", "is_fraud")
 
 
 def test_promotion_moves_champion_to_a_better_challenger(env, weak):
@@ -276,6 +295,11 @@ def test_promotion_moves_champion_to_a_better_challenger(env, weak):
     assert json.loads(tags["champion.reason"])["run_id"] == decision.run_id
     same = promote(NAME, env["root"] / "batch.csv", "is_fraud")
     assert same.decision == "no change" and "same version" in same.reason
+    assert same.challenger == same.champion and same.challenger["auprc"] == pytest.approx(decision.challenger["auprc"])
+    tags = mlflow.MlflowClient().get_model_version(NAME, "1").tags  # still the record of its promotion
+    assert (tags["promotion.decision"], tags["promotion.run_id"]) == ("promote", decision.run_id)
+    with pytest.raises(SchemaError, match="label column 'fraud' is not in"):  # checked even with nothing to compare
+        promote(NAME, env["root"] / "batch.csv", "fraud")
 
 
 def test_labels_strategy_never_evaluates_its_threshold_on_the_rows_it_chose_it_on(env, first):
