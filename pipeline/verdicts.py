@@ -58,7 +58,9 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     -------
     DataFrame
         ``id_column``, ``outcome`` (lower case), ``note`` (empty when none), as text, in file order;
-        a repeated id keeps its last verdict.
+        a repeated id keeps its last verdict. Surrounding spaces do not count: an id is spelt as
+        the run spells it (a CHAR column's export pads its ids with spaces), and a spreadsheet's
+        empty rows and empty unnamed columns are left out.
 
     Raises
     ------
@@ -68,14 +70,22 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     name = str(source) if isinstance(source, (str, Path)) else "<verdicts>"
     try:
         frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise VerdictError(f"{name}: cannot read the verdicts: the file is not UTF-8 text (a spreadsheet's "
+                           f"'Unicode text' is UTF-16); save it as 'CSV UTF-8'") from None
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as error:
         raise VerdictError(f"{name}: cannot read the verdicts: {error}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    blank = frame.apply(lambda column: column.str.strip() == "")
+    frame = frame.loc[~blank.all(axis=1), ~(blank.all() & frame.columns.str.startswith("Unnamed: "))]
     ids = id_column if id_column in frame.columns else "id"
     wanted = {ids, "outcome"}
     if not wanted <= set(frame.columns):
+        one = str(frame.columns[0]) if len(frame.columns) == 1 else ""
+        hint = next((f" (its one column holds {sep!r}: save the file comma-separated)" for sep in (";", "\t")
+                     if sep in one), "")
         raise VerdictError(f"{name}: needs columns {id_column!r} (or 'id') and 'outcome' (and optionally 'note'); "
-                           f"it has {list(frame.columns)}")
+                           f"it has {list(frame.columns)}{hint}")
     extra = [c for c in frame.columns if c not in wanted | {"note"}]
     if extra:
         raise VerdictError(f"{name}: unexpected column(s) {extra}: a verdict file holds {id_column!r} (or 'id'), "
@@ -84,6 +94,11 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         raise VerdictError(f"{name}: holds no verdicts")
     verdicts = pd.DataFrame({id_column: frame[ids].str.strip(), "outcome": frame["outcome"].str.strip().str.lower(),
                              "note": frame["note"].str.strip() if "note" in frame else ""})
+    if known_ids is not None:  # spelt as the run spells it: the id itself, else the one it is with spaces
+        as_run = pd.Series(known_ids, index=known_ids.str.strip())
+        as_run = as_run[~as_run.index.duplicated()]
+        exact = frame[ids].isin(known_ids)
+        verdicts[id_column] = frame[ids].where(exact, verdicts[id_column].map(as_run)).fillna(verdicts[id_column])
     problems = [(line, ids, "the id is empty") for line in verdicts.index[verdicts[id_column] == ""] + 2]
     problems += [(i + 2, "outcome", f"{frame['outcome'][i]!r} is not one of {', '.join(outcomes)}")
                  for i in verdicts.index[~verdicts["outcome"].isin(outcomes)]]

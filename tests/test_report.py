@@ -194,10 +194,23 @@ def test_histogram_counts_of_chunks_add_up():
     ("id,outcome\ntx1,fraud\n,legitimate\ntx2,frod\n",
      "line 3, column 'id': the id is empty; line 4, column 'outcome': 'frod'"),
     ("id,outcome\ntx1,fraud\ntx404,fraud\n", "line 3, column 'id': 'tx404' is not a record of this screening run"),
+    ("transaction_id;outcome\ntx1;fraud\n", "it has ['transaction_id;outcome'] (its one column holds ';': save the "
+                                            "file comma-separated)"),
+    ("id,outcome\n,,\n", "holds no verdicts"),  # a spreadsheet's empty rows are no verdicts
 ])
 def test_bad_verdict_files_name_the_line_and_column(text, message):
     with pytest.raises(VerdictError, match=re.escape(message)):
         read_verdicts(io.StringIO(text), "transaction_id", known_ids=pd.Index(["tx1", "tx2"]))
+
+
+def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
+    sheet = "transaction_id,outcome,note,,\ntx1 ,fraud,a,,\n ,,,,\ntx2,legitimate,,,\n,,,,\n"  # ids padded, empty rows
+    read = read_verdicts(io.StringIO(sheet), "transaction_id", known_ids=pd.Index(["tx1", "tx2 "]))
+    assert read.to_dict("list") == {"transaction_id": ["tx1", "tx2 "], "outcome": ["fraud", "legitimate"],
+                                    "note": ["a", ""]}  # each id as the run spells it (a CHAR column pads it)
+    (tmp_path / "unicode.csv").write_text("id,outcome\ntx1,fraud\n", encoding="utf-16")
+    with pytest.raises(VerdictError, match="not UTF-8 text .* save it as 'CSV UTF-8'"):
+        read_verdicts(tmp_path / "unicode.csv", "transaction_id")
 
 
 def test_a_repeated_id_keeps_its_last_verdict():
