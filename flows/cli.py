@@ -13,6 +13,7 @@ the same line, goes to stderr.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -177,7 +178,8 @@ COMMANDS = {"train": _train, "screen": _screen, "promote": _promote, "review": _
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = tuple(f"{ROOT / name}{os.sep}" for name in ("maskae", "pipeline", "flows", "data"))  # not ROOT/.venv
+OURS = ("maskae", "pipeline", "flows", "data")
+PACKAGES = tuple(f"{ROOT / name}{os.sep}" for name in OURS)  # not ROOT/.venv
 
 
 @contextmanager
@@ -188,7 +190,8 @@ def _warnings_as_lines(command: str):
     original = warnings.formatwarning
 
     def one_line(message, category, filename, lineno, line=None) -> str:
-        if str(Path(filename).resolve()).startswith(PACKAGES):
+        # by where it was raised, or by its kind (a model's pyfunc raises from its copy in MLflow's store)
+        if str(Path(filename).resolve()).startswith(PACKAGES) or category.__module__.split(".")[0] in OURS:
             return f"maskae {command}: warning: {message}\n"
         return original(message, category, filename, lineno, line)
 
@@ -200,12 +203,34 @@ def _warnings_as_lines(command: str):
         warnings.formatwarning = original
 
 
+class _WithoutTraceback(logging.Filter):
+    """A failed flow run's log line without its traceback: the line names the exception, and the
+    command ends with the error as one line (MASKAE_DEBUG=1 keeps both)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = None
+        return True
+
+
+@contextmanager
+def _flow_failures_as_lines(command: str):
+    """Prefect's flow-run log without tracebacks while a one-shot command runs (``serve`` keeps
+    them: its log is where a night's failures are read)."""
+    logger, quiet = logging.getLogger("prefect.flow_runs"), _WithoutTraceback()
+    if command != "serve" and not os.environ.get("MASKAE_DEBUG"):
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import flows  # noqa: F401  (no-telemetry environment, before any prefect or mlflow import)
 
     try:
-        with _warnings_as_lines(args.command):
+        with _warnings_as_lines(args.command), _flow_failures_as_lines(args.command):
             COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from data.transactions import generate_transactions
@@ -62,6 +63,11 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
     assert summary["model"]["name"] == "fraud" and str(summary["model"]["version"]) == "1"
     assert {"flagged.csv", "report.html", "summary.json"} <= {p.name for p in (workdir / "out" / "today").iterdir()}
+    # An error found inside the flow is one line too, without Prefect's traceback
+    pd.read_csv(workdir / "today.csv").drop(columns="country").to_csv(workdir / "no_country.csv", index=False)
+    assert main(["screen", "--data", "no_country.csv", "--model", "fraud", "--out", "out/no_country"]) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "maskae screen: error: the batch lacks column(s) ['country']" in err
 
     # A second version becomes challenger; promotion on labelled data moves champion only if better.
     assert main(train_args("fraud", "--max-steps", "1", "--seed", "1")) == 0
@@ -70,6 +76,9 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
                  "--margin", "0.5"]) == 0
     assert aliases("fraud")["champion"] == "1"  # no challenger beats AUPRC by 0.5
     assert capfd.readouterr().out.splitlines()[-1].startswith("keep")
+    assert main(["promote", "--model", "fraud@challenger", "--data", "today.csv", "--label-col", "is_fraud"]) == 2
+    err = capfd.readouterr().err
+    assert "takes a registered model's name alone" in err and "Beginning flow run" not in err  # before any flow
 
 
 def test_identifier_and_timestamp_columns_can_be_left_out_by_flag(prefect_api, workdir):
