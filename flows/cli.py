@@ -204,8 +204,8 @@ def _warnings_as_lines(command: str):
 
 
 class _WithoutTraceback(logging.Filter):
-    """A failed flow run's log line without its traceback: the line names the exception, and the
-    command ends with the error as one line (MASKAE_DEBUG=1 keeps both)."""
+    """A failed flow or task run's log line without its traceback: the line names the exception,
+    and the command ends with the error as one line (MASKAE_DEBUG=1 keeps both)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.exc_info = record.exc_text = None
@@ -214,15 +214,16 @@ class _WithoutTraceback(logging.Filter):
 
 @contextmanager
 def _flow_failures_as_lines(command: str):
-    """Prefect's flow-run log without tracebacks while a one-shot command runs (``serve`` keeps
-    them: its log is where a night's failures are read)."""
-    logger, quiet = logging.getLogger("prefect.flow_runs"), _WithoutTraceback()
-    if command != "serve" and not os.environ.get("MASKAE_DEBUG"):
+    """Prefect's flow- and task-run logs without tracebacks while a one-shot command runs (``serve``
+    keeps them: its log is where a night's failures are read)."""
+    loggers, quiet = [logging.getLogger(f"prefect.{kind}_runs") for kind in ("flow", "task")], _WithoutTraceback()
+    for logger in loggers if command != "serve" and not os.environ.get("MASKAE_DEBUG") else ():
         logger.addFilter(quiet)
     try:
         yield
     finally:
-        logger.removeFilter(quiet)
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def main(argv: list[str] | None = None) -> int:

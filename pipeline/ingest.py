@@ -115,12 +115,15 @@ def _check_head(path: Path) -> None:
     opener = _OPENERS.get(path.suffix.lower())
     if opener is None:  # zip, zstd: reading them stops at MAX_MALFORMED_LINES
         return
-    with opener(path, "rt", encoding="utf-8", newline="") as text:
-        records = (record for record in csv.reader(text) if record)  # as pandas, blank lines skipped
-        width = len(next(records, []))
-        longer = sum(len(record) > width for record in itertools.islice(records, HEAD_RECORDS))
-    if longer > HEAD_RECORDS // 10:
-        raise IngestError(f"cannot read {str(path)!r} as csv: {longer:,} of its first {HEAD_RECORDS:,} rows have more "
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as text:
+            records = (record for record in csv.reader(text) if record)  # as pandas, blank lines skipped
+            width = len(next(records, []))
+            lengths = [len(record) for record in itertools.islice(records, HEAD_RECORDS)]
+    except csv.Error:  # a field over the csv module's limit (128 KiB), which pandas reads: pandas decides
+        return
+    if (longer := sum(n > width for n in lengths)) > HEAD_RECORDS // 10:
+        raise IngestError(f"cannot read {str(path)!r} as csv: {longer:,} of its first {len(lengths):,} rows have more "
                           f"fields than its header's {width}: its layout is not the header's; quote the values that "
                           f"hold a comma, or export the file again")
 
@@ -203,8 +206,9 @@ def _noting_malformed(path: Path, read: Callable[[], pd.DataFrame | None], befor
     for warning in caught:
         skipped = _SKIPPED.findall(str(warning.message)) if warning.category is pd.errors.ParserWarning else []
         if not skipped:
+            # module=None would show nothing (Python's shutdown case): only ours is named
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
-                                   module=__name__ if warning.filename == __file__ else None)
+                                   **({"module": __name__} if warning.filename == __file__ else {}))
         reasons += [f"line {line} (a quoted value's line breaks not counted) has {seen} fields where the header "
                     f"has {expected}, so its values are not read: quote the values that hold a comma, or export "
                     f"the file again" for line, expected, seen in skipped]

@@ -115,20 +115,22 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     return results, len(y), note
 
 
-def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int]:
-    """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal)."""
-    results, paths = [], None
+def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int, str]:
+    """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal), how many
+    images, and a note on those left out (quarantined)."""
+    results, paths, unreadable = [], None, 0
     for model in models:
         read = read_as_trained(folder, model.schema)
         if paths is not None and read.paths != paths:
             raise FileChangedError(f"{str(folder)!r} changed while it was read; promote again once it is complete")
-        paths, labels = read.paths, read.labels
+        paths, labels, unreadable = read.paths, read.labels, max(unreadable, len(read.quarantined))
         if not 0 < labels.sum() < len(labels):
             raise ValueError(f"promotion needs defective and good images: {str(folder)!r} holds {int(labels.sum())} "
                              f"defective among {len(labels)} (a subfolder named {NORMAL_KIND!r} holds the good ones)")
         out = model.score(read.images)
         results.append(label_metrics(labels, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
-    return results, len(labels)
+    note = f"; {len(labels):,} of the {len(labels) + unreadable:,} images evaluated ({unreadable:,} quarantined by the image ingest)"
+    return results, len(labels), note if unreadable else ""
 
 
 def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,
@@ -182,7 +184,7 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     same = new.version == old.version
     models = [load_scoring_model(version, images=images) for version in ([new] if same else [new, old])]
     if images:
-        (results, rows), note = _evaluate_images(models, Path(data_path)), ""
+        results, rows, note = _evaluate_images(models, Path(data_path))
     else:
         frame = (labelled_records(verdicts_from) if verdicts_from is not None
                  else read_table(data_path, text_columns=[c for m in models for c in m.schema.text_columns]))

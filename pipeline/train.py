@@ -65,7 +65,7 @@ class TrainResult:
     run_id: str
     rows_read: int
     rows_quarantined: int
-    rows_fit: int  # trained on; with the calibration, validation and quarantined rows, the rows read
+    rows_fit: int  # trained on: the rows given to the detector less its calibration hold-out
     rows_calibration: int
     rows_validation: int  # the label metrics' rows (strategy "labels": the half that did not set the threshold)
     known_anomalies_set_aside: int  # labelled anomalous: validation only, never fit nor calibrate

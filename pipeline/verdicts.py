@@ -69,7 +69,9 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     """
     name = str(source) if isinstance(source, (str, Path)) else "<verdicts>"
     try:
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+        # blank lines kept (then left out below), so that line numbers count them; index_col=False, as
+        # a first row longer than the header would make its ids the index
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, skip_blank_lines=False, index_col=False)
     except UnicodeDecodeError:
         raise VerdictError(f"{name}: cannot read the verdicts: the file is not UTF-8 text (a spreadsheet's "
                            f"'Unicode text' is UTF-16); save it as 'CSV UTF-8'") from None
@@ -94,16 +96,20 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         raise VerdictError(f"{name}: holds no verdicts")
     verdicts = pd.DataFrame({id_column: frame[ids].str.strip(), "outcome": frame["outcome"].str.strip().str.lower(),
                              "note": frame["note"].str.strip() if "note" in frame else ""})
+    ambiguous = pd.Series(False, index=verdicts.index)
     if known_ids is not None:  # spelt as the run spells it: the id itself, else the one it is with spaces
         as_run = pd.Series(known_ids, index=known_ids.str.strip())
-        as_run = as_run[~as_run.index.duplicated()]
         exact = frame[ids].isin(known_ids)
+        ambiguous = ~exact & verdicts[id_column].isin(as_run.index[as_run.index.duplicated()])
+        as_run = as_run[~as_run.index.duplicated(keep=False)]
         verdicts[id_column] = frame[ids].where(exact, verdicts[id_column].map(as_run)).fillna(verdicts[id_column])
     problems = [(line, ids, "the id is empty") for line in verdicts.index[verdicts[id_column] == ""] + 2]
     problems += [(i + 2, "outcome", f"{frame['outcome'][i]!r} is not one of {', '.join(outcomes)}")
                  for i in verdicts.index[~verdicts["outcome"].isin(outcomes)]]
+    problems += [(i + 2, ids, f"{frame[ids][i]!r} is more than one record of this screening run once spaces are "
+                               f"left out: spell it as the run does") for i in verdicts.index[ambiguous]]
     if known_ids is not None:
-        unknown = verdicts.index[(verdicts[id_column] != "") & ~verdicts[id_column].isin(known_ids)]
+        unknown = verdicts.index[(verdicts[id_column] != "") & ~verdicts[id_column].isin(known_ids) & ~ambiguous]
         problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run")
                      for i in unknown]
     if problems:

@@ -1,6 +1,7 @@
 """The `maskae` command: help, argument errors, and the demo end to end on the embedded defaults."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,25 @@ def test_errors_are_one_line_not_a_traceback(capfd):
     assert main(["demo", "--customers", "0", "--out", "demo-x"]) == 2
     err = capfd.readouterr().err
     assert err.startswith("maskae demo: error:") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_prefect_logs_a_failed_run_without_its_traceback_but_serve_keeps_it(monkeypatch):
+    import logging
+
+    from flows.cli import _flow_failures_as_lines
+
+    monkeypatch.delenv("MASKAE_DEBUG", raising=False)
+    try:
+        raise ValueError("the batch lacks column(s) ['country']")
+    except ValueError:
+        failure = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "Task run failed", None,
+                                    exc_info=sys.exc_info())
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    with _flow_failures_as_lines("serve"):
+        assert all(logger.filter(failure) for logger in loggers) and failure.exc_info is not None
+    with _flow_failures_as_lines("screen"):
+        assert all(logger.filter(failure) for logger in loggers) and failure.exc_info is None
+    assert not any(logger.filters for logger in loggers)  # removed afterwards
 
 
 def test_warnings_print_as_one_line_naming_the_command(monkeypatch):

@@ -94,8 +94,10 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     # A second version is challenger; promotion scores both on the labelled folder (good = normal).
     assert main(["train", "--data", "good", "--image-size", str(READ_AT), "--max-steps", "1", "--model-name", "bottles",
                  "--seed", "1", "--level", "0.1"]) == 0
+    (workdir / "new" / "good" / "broken.png").write_bytes(b"not a png")  # left out, and the reason says so
     decision = promote("bottles", "new")
     assert (decision.challenger_version, decision.champion_version, decision.rows_evaluated) == ("2", "1", 14)
+    assert decision.reason.endswith("; 14 of the 16 images evaluated (2 quarantined by the image ingest)")
     assert decision.champion["auroc"] == 1.0 and decision.decision == "keep"  # no gain over a perfect ranking
     with pytest.raises(ValueError, match="reads images"):
         promote("bottles", verdicts_from=workdir / "out")

@@ -218,6 +218,26 @@ def test_a_file_with_many_lines_longer_than_its_header_is_refused(tmp_path, monk
             read()
 
 
+def test_a_field_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("txn_id,amount,note\nT1,2.5," + "x" * 200_000 + "\nT2,3.5,short\n")
+    assert read_table(path)["note"].str.len().tolist() == [200_000, 5]
+
+
+def test_other_warnings_met_while_reading_are_passed_on(tmp_path, monkeypatch):
+    path = write(pd.DataFrame({"txn_id": ["T1"], "amount": [2.5]}), tmp_path / "batch.csv")
+    read_csv = pd.read_csv
+
+    def warning_read(*args, **kwargs):  # as a library (or another thread) warns during the read of the rows
+        if "on_bad_lines" in kwargs:
+            warnings.warn_explicit("from elsewhere", UserWarning, "/elsewhere/module.py", 7)
+        return read_csv(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.ingest.pd, "read_csv", warning_read)
+    with pytest.warns(UserWarning, match="from elsewhere"):
+        read_table(path)
+
+
 def test_reads_in_threads_keep_each_files_malformed_lines(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 

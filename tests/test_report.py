@@ -196,11 +196,15 @@ def test_histogram_counts_of_chunks_add_up():
     ("id,outcome\ntx1,fraud\ntx404,fraud\n", "line 3, column 'id': 'tx404' is not a record of this screening run"),
     ("transaction_id;outcome\ntx1;fraud\n", "it has ['transaction_id;outcome'] (its one column holds ';': save the "
                                             "file comma-separated)"),
-    ("id,outcome\n,,\n", "holds no verdicts"),  # a spreadsheet's empty rows are no verdicts
+    ("id,outcome\n,\n\n", "holds no verdicts"),  # a spreadsheet's empty rows are no verdicts
+    ("id,outcome\ntx1,fraud\n\n,\ntx2,frod\n", "line 5, column 'outcome': 'frod'"),  # blank lines count as lines
+    ("id,outcome\ntx1,frod,\n", "line 2, column 'outcome': 'frod'"),  # a trailing comma: the ids are not the index
+    ("id,outcome\n tx3 ,fraud\n", "line 2, column 'id': ' tx3 ' is more than one record of this screening run once "
+                                  "spaces are left out"),
 ])
 def test_bad_verdict_files_name_the_line_and_column(text, message):
     with pytest.raises(VerdictError, match=re.escape(message)):
-        read_verdicts(io.StringIO(text), "transaction_id", known_ids=pd.Index(["tx1", "tx2"]))
+        read_verdicts(io.StringIO(text), "transaction_id", known_ids=pd.Index(["tx1", "tx2", "tx3", "tx3 "]))
 
 
 def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
