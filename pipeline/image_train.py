@@ -71,7 +71,8 @@ def train_images(config: PipelineConfig, workdir: Path | None = None, request_id
     cal_scores = detector.calibration_scores_
     calibration = Calibration.fit(cal_scores, config.calibration.strategy, config.calibration.level)
     counts = {"rows_read": len(folder.paths) + len(folder.quarantined), "rows_quarantined": len(folder.quarantined),
-              "rows_fit": len(folder.paths) - len(cal_scores), "rows_calibration": len(cal_scores), "rows_validation": 0,
+              "rows_fit": len(folder.paths) - len(cal_scores), "rows_calibration": len(cal_scores),
+              "rows_validation": 0,
               "known_anomalies_set_aside": 0}
     source = fingerprint(image_files(data.path), names_under=Path(data.path))
     _, height, width, channels = folder.images.shape

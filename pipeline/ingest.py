@@ -258,8 +258,9 @@ def iter_batches(
 
     Same parameters and errors as :func:`read_table` (each frame holds the malformed CSV lines met
     while it was read); a file without rows yields one empty frame (so its columns can still be
-    checked), as does one whose last lines are all malformed (to hold them). Errors found before parsing are raised by the call,
-    parsing errors during iteration, possibly after earlier chunks were yielded.
+    checked), as does one whose last lines are malformed (to hold them). Errors found before
+    parsing are raised by the call, parsing errors during iteration, possibly after earlier chunks
+    were yielded.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")

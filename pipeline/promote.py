@@ -129,8 +129,9 @@ def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dic
                              f"defective among {len(labels)} (a subfolder named {NORMAL_KIND!r} holds the good ones)")
         out = model.score(read.images)
         results.append(label_metrics(labels, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
-    note = f"; {len(labels):,} of the {len(labels) + unreadable:,} images evaluated ({unreadable:,} quarantined by the image ingest)"
-    return results, len(labels), note if unreadable else ""
+    note = (f"; {len(labels):,} of the {len(labels) + unreadable:,} images evaluated ({unreadable:,} quarantined by "
+            f"the image ingest)" if unreadable else "")
+    return results, len(labels), note
 
 
 def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,

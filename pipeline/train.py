@@ -213,7 +213,8 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     flags = calibration.apply(scores[evaluate]).flagged  # fdr / budget: the evaluation rows as one batch
     metrics = {f"validation_{k}": v for k, v in label_metrics(y[evaluate], scores[evaluate], flags).items()}
     counts = {"rows_read": rows_read, "rows_quarantined": len(checked.quarantined),
-              "rows_fit": len(fit_rows) - len(detector.calibration_scores_), "rows_calibration": len(detector.calibration_scores_), "rows_validation": len(evaluate),
+              "rows_fit": len(fit_rows) - len(detector.calibration_scores_),
+              "rows_calibration": len(detector.calibration_scores_), "rows_validation": len(evaluate),
               "known_anomalies_set_aside": int(y.sum())}
     source = fingerprint(files)
     data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns),
