@@ -48,6 +48,10 @@ OBJECTIVES = ("f1", "precision", "recall")
 _EPS = 1e-9  # absorbs float error in (n + 1) * (1 - alpha) and fraction * m before ceil
 
 
+class SmallBatchWarning(UserWarning):
+    """A ``budget`` batch too small for its fraction: its one flagged record is more than the budget's share."""
+
+
 def _scores(values, name: str, finite: bool = False) -> np.ndarray:
     """Validated 1-D float copy of ``values``: no NaN (and no infinity when ``finite``)."""
     array = np.asarray(values, dtype=float)
@@ -302,6 +306,12 @@ class ChunkedBatch:
         if cal.strategy == "fdr":
             return FlagRule(self._bh_cutoff(), fixed=False)
         k = min(cal.level if cal.level >= 1 else math.ceil(cal.level * m - _EPS), m)
+        if 0 < cal.level * m < 1 - _EPS:
+            warnings.warn(
+                f"a budget of {cal.level:.4g} of a batch of {m} record(s) rounds up to 1 flagged: the budget takes the "
+                f"top of each batch whatever its size, so a batch under {math.ceil(1 / cal.level - _EPS)} records has "
+                f"more than its share flagged, and a record scored alone is always flagged; score whole batches, "
+                f"or calibrate with strategy 'fpr' to score records one at a time", SmallBatchWarning, stacklevel=3)
         if k == 0:
             return FlagRule(math.inf, fixed=False)
         top = np.empty(0)

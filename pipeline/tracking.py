@@ -44,6 +44,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from packaging.version import Version  # noqa: E402
 
+import maskae  # noqa: E402
 from maskae import MaskedAutoencoderDetector  # noqa: E402
 from maskae.calibration import Calibration  # noqa: E402
 from maskae.table_encoding import UnknownCategoryWarning  # noqa: E402
@@ -55,7 +56,10 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 DATA_KIND_TAG, TABLE = "maskae.data", "table"  # a version's tag: what it reads, "table" or "images"
 REQUEST_TAG = "maskae.request"  # a version's tag: the training request (a flow's task run) that registered it
 # Pinned from this environment, so MLflow need not load the model in a subprocess to guess them.
-REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "scikit-learn", "safetensors")
+REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "scikit-learn", "safetensors", "tqdm")
+# PyPI's torch for Linux is the multi-GB CUDA build; with this index "torch==2.13.0" resolves to
+# 2.13.0+cpu, the build maskae trains and is tested with (PyTorch's own instructions for CPU wheels).
+TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 
 
 class ModelNotFoundError(LookupError):
@@ -120,8 +124,8 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
 
 
 def _requirements() -> list[str]:
-    # Public versions only: "torch==2.13.0+cpu" names a wheel no default index serves.
-    return [f"{name}=={Version(metadata.version(name)).public}" for name in REQUIREMENTS]
+    # Public versions: the local "+cpu" is what TORCH_CPU_INDEX's wheels carry, not a version to pin.
+    return [TORCH_CPU_INDEX, *(f"{name}=={Version(metadata.version(name)).public}" for name in REQUIREMENTS)]
 
 
 def log_trained_model(
@@ -196,6 +200,9 @@ def log_trained_model(
                 signature=signature,
                 input_example=example,
                 pip_requirements=_requirements(),
+                # The model carries the maskae library it was trained with, so it loads where maskae is
+                # not installed (a serving image built from the model's requirements alone).
+                code_paths=[str(Path(maskae.__file__).parent)],
             )
     threshold = calibration.threshold
     version_tags = {f"calibration.{key}": str(value) for key, value in {

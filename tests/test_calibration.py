@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from maskae.calibration import Calibration, ChunkedBatch, conformal_p_values
+from maskae.calibration import Calibration, ChunkedBatch, SmallBatchWarning, conformal_p_values
 
 
 def no_warning(fn, *args, **kwargs):
@@ -132,6 +132,17 @@ def test_fdr_warns_only_when_calibration_set_is_too_small_for_the_batch():
 
 
 # ---------------------------------------------------------------- budget
+def test_a_budget_fraction_warns_on_a_batch_too_small_for_it():
+    """A record scored alone (one-row pyfunc calls) is its batch's top 2 %: flagged, which the warning says."""
+    budget = Calibration.fit(np.arange(99.0), "budget", 0.02)
+    with pytest.warns(SmallBatchWarning, match="under 50 records"):
+        assert budget.apply(np.array([0.0])).flagged.all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert budget.apply(np.arange(50.0)).flagged.sum() == 1
+        Calibration.fit(np.arange(99.0), "budget", 3).apply(np.array([0.0]))  # a count, not a share
+
+
 def test_budget_flags_exactly_the_top_k_or_top_fraction():
     rng = np.random.default_rng(8)
     cal = rng.normal(size=100)

@@ -1,6 +1,11 @@
 """MLflow tracking and registry on a throwaway SQLite store: versions, aliases, loading, no pickle."""
 
+import json
 import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -88,6 +93,37 @@ def test_champion_scores_like_the_detector(registry):
     assert (out.index == batch.index).all() and out["flagged"].dtype == bool
     np.testing.assert_allclose(out["anomaly_score"], registry["detector"].anomaly_score(batch), rtol=1e-6)
     assert ((out["p_value"] > 0) & (out["p_value"] <= 1)).all()
+
+
+# Run with ``python -S``: without the site module the editable install of maskae (a .pth file in
+# site-packages) is not on the path, as on a serving machine built from the model's requirements.
+LOAD_ELSEWHERE = """
+import importlib.util, json, sys
+assert importlib.util.find_spec("maskae") is None, "maskae is importable: the check would prove nothing"
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+import maskae
+batch = pd.read_json(sys.argv[2], orient="split")
+batch = batch.astype({c: float for c in batch.select_dtypes("integer")})  # the signature's numbers are double
+print(json.dumps({"maskae": maskae.__file__, "scores": model.predict(batch)["anomaly_score"].tolist()}))
+"""
+
+
+def test_a_logged_model_loads_where_maskae_is_not_installed(registry, tmp_path):
+    """The model carries the maskae code it was trained with, and its requirements take torch's CPU build."""
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path / "model")))
+    requirements = (local / "requirements.txt").read_text().splitlines()
+    assert tracking.TORCH_CPU_INDEX in requirements and any(line.startswith("torch==") for line in requirements)
+    assert "+" not in " ".join(requirements)  # no local version such as +cpu: the index supplies the build
+    batch = registry["frame"].iloc[:8]
+    (tmp_path / "batch.json").write_text(batch.to_json(orient="split"))
+    done = subprocess.run([sys.executable, "-S", "-c", LOAD_ELSEWHERE, str(local), str(tmp_path / "batch.json")],
+                          env={**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(out["maskae"]).is_relative_to(local / "code")
+    np.testing.assert_allclose(out["scores"], registry["detector"].anomaly_score(batch), rtol=1e-6)
 
 
 def test_artifacts_stay_in_workdir_and_hold_no_pickle(registry):
