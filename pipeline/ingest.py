@@ -299,13 +299,38 @@ def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) 
                 yield _to_pandas(source.schema_arrow.empty_table())
 
 
+NULLABLE_INTEGERS = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                     pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                     pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
+
+
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """A Parquet table as pandas, decimal columns (a warehouse's amounts) as float64: pandas would
-    hold them as Python Decimal objects, which read as text, hence as categories."""
-    decimals = [i for i, field in enumerate(table.schema) if pa.types.is_decimal(field.type)]
-    for i in decimals:
-        table = table.set_column(i, table.schema.field(i).with_type(pa.float64()), table.column(i).cast(pa.float64()))
-    return table.to_pandas()
+    """A Parquet table as pandas, each value exact where pandas' defaults would change it:
+
+    * decimals, which pandas holds as Python Decimal objects (read as text, hence as categories):
+      whole ones (an Oracle NUMBER(19) id) as int64, or as text beyond its range; others (a
+      warehouse's amounts) as float64;
+    * integers with a gap as pandas' nullable integers: NumPy's float64 rounds an id above 2**53
+      (so that distinct ids read as duplicates) and writes 12 as 12.0."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type):
+            target = pa.float64()
+            if field.type.scale == 0:
+                target = pa.int64() if _fits_int64(table.column(i)) else pa.string()
+            table = table.set_column(i, field.with_type(target), table.column(i).cast(target))
+    frame = table.to_pandas()
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_integer(field.type) and column.null_count:
+            frame[field.name] = column.to_pandas(types_mapper=NULLABLE_INTEGERS.get)
+    return frame
+
+
+def _fits_int64(column: pa.ChunkedArray) -> bool:
+    try:
+        column.cast(pa.int64())
+    except pa.ArrowInvalid:  # out of int64's range
+        return False
+    return True
 
 
 def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
@@ -442,7 +467,7 @@ def _category_text(series: pd.Series) -> pd.Series:
         lower = series.str.lower()
         series = series.mask(lower == "true", "True").mask(lower == "false", "False")
         return series.str.replace(r"^(-?\d+)\.0*$", r"\1", regex=True)  # 5411.0 -> 5411; 0742 keeps its zero
-    if series.dtype.kind in "bi":  # numpy booleans and integers: no gaps, str() of each in one go
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "bi":  # no gaps: str() of each in one go
         return series.astype(str).astype(object)
     return pd.Series([None if pd.isna(v) else text(v) for v in series], index=series.index, dtype=object)
 

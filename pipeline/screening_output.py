@@ -54,6 +54,21 @@ ROW = "_row"  # a scored row's number in the input file, in the folder's working
 _UNFLAGGED, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", ".lock", ".flagged-part-"
 FLAGGED_BLOCK = 50_000  # flagged records ordered at a time
 SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
+EXACT_INTEGERS = 2**53  # float64 holds every whole number up to here
+
+
+def whole_numbers_as_integers(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``frame`` with each float column (but those in ``keep``) whose values are all whole as
+    integers, for the CSV files people read: scoring holds numbers as floats, and pandas reads a CSV
+    column of integers with a gap in it as floats, which ``to_csv`` would write as 12.0 where the
+    input said 12."""
+    whole = {}
+    for name in frame.columns[[dtype == np.float64 and name not in keep for name, dtype in frame.dtypes.items()]]:
+        values = frame[name].to_numpy()
+        given = values[~np.isnan(values)]
+        if len(given) and (np.abs(given) < EXACT_INTEGERS).all() and (given == np.round(given)).all():
+            whole[name] = "Int64"
+    return frame.astype(whole) if whole else frame
 
 
 def _text(value: Any) -> str:
@@ -200,7 +215,7 @@ class ScreeningFolder:
     def add_quarantined(self, rows: pd.DataFrame) -> None:
         """Append one chunk's quarantined rows (as read, plus their reason) to ``quarantine.csv``."""
         first = self.quarantine_head is None
-        rows.to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False,
+        whole_numbers_as_integers(rows).to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False,
                     lineterminator=CSV_LINE_END)
         head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_ROWS)])
         self.quarantine_head = head.head(QUARANTINE_ROWS)
@@ -256,7 +271,8 @@ class ScreeningFolder:
                 block = order[(order >= start) & (order < start + FLAGGED_BLOCK)]
                 rows = pd.concat([part[part[ROW].isin(block.index)] for part in map(pd.read_parquet, parts)])
                 rows = rows.iloc[np.argsort(block.loc[rows[ROW]].to_numpy(), kind="stable")]
-                rows[columns].to_csv(out, index=False, header=False, lineterminator=CSV_LINE_END)
+                whole_numbers_as_integers(rows[columns], keep=("anomaly_score", "p_value")).to_csv(
+                    out, index=False, header=False, lineterminator=CSV_LINE_END)
         for part in parts:
             part.unlink()
         return pd.read_csv(self.tmp / FLAGGED, nrows=head_rows, dtype={self.id_column: str})

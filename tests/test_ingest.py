@@ -81,6 +81,36 @@ def test_parquet_decimals_are_numbers_and_rows_are_numbered_from_0(tmp_path, tab
     assert next(iter_batches(tmp_path / "warehouse.parquet"))["amount"].dtype == np.float64
 
 
+def test_parquet_ids_stay_exact_with_gaps_and_as_whole_decimals(tmp_path, table):
+    """An int64 id column with one null, or ids exported as NUMBER(19) decimals: NumPy's float64
+    would round ids above 2**53 into duplicates of each other and write 12 as 12.0."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = [2**60 + i for i in range(25)]
+    arrow = pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata().set_column(
+        0, "txn_id", pa.array([None if i == 20 else v for i, v in enumerate(big)], pa.int64()))
+    arrow = arrow.append_column("order_no", pa.array([decimal.Decimal(10**17 + i) for i in range(25)], pa.decimal128(19, 0)))
+    arrow = arrow.append_column("qty", pa.array([None if i == 3 else i for i in range(25)], pa.int32()))
+    arrow = arrow.append_column("ref", pa.array([decimal.Decimal(10**30 + i) for i in range(25)], pa.decimal128(38, 0)))
+    pq.write_table(arrow, tmp_path / "ids.parquet", row_group_size=10)
+    schema = Schema.infer(read_table(tmp_path / "ids.parquet"), "txn_id", column_types={"order_no": "categorical"})
+    seen, clean, quarantined = SeenIds(), [], []
+    for chunk in iter_batches(tmp_path / "ids.parquet", batch_rows=10):  # the null id is in the last chunk
+        result = validate(chunk, schema, seen_ids=seen)
+        clean.append(result.clean)
+        quarantined.append(result.quarantined)
+    clean = pd.concat(clean)
+    assert clean["txn_id"].tolist() == big[:20] + big[21:]  # none read as a duplicate of another
+    assert pd.concat(quarantined)[REASON_COLUMN].tolist() == ["missing id ('txn_id' is empty)"]
+    assert clean["order_no"].tolist() == [str(10**17 + i) for i in range(25) if i != 20]
+    whole = read_table(tmp_path / "ids.parquet")
+    assert whole["qty"].tolist()[2:5] == [2, pd.NA, 4] and whole["ref"].iloc[1] == str(10**30 + 1)
+    assert Schema.infer(whole, "txn_id").features["qty"] == "numeric"
+
+
 def test_categories_read_as_text_are_spelt_as_a_typed_read_spells_them(tmp_path, table):
     # Training reads a CSV typed but for the id and the categories column_types names (so booleans
     # are parsed), screening reads every category as text: both must give the same categories,

@@ -57,6 +57,8 @@ def env(tmp_path_factory):
         batch.loc[20, "transaction_id"] = None  # missing id
         batch.loc[300, "transaction_id"] = batch.loc[10, "transaction_id"]  # repeats an id of an earlier chunk
         batch.loc[50, ["merchant", "amount"]] = [SCRIPT, 1_000_000.0]  # will be flagged: it reaches the report
+        batch["hour"] = batch["hour"].astype("Int64")
+        batch.loc[[7, 57], "hour"] = None  # a gap: pandas reads the first chunks' hours as floats
         batch.to_csv(root / "batch.csv", index=False)
         yield {"root": root, "history": history, "batch": batch}
 
@@ -205,6 +207,10 @@ def test_screen_writes_the_output_folder(env, screening):
     assert "unlike any training record +" in lead and "values rare in their own columns +" in lead
     report = (out / "report.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report and SCRIPT not in report
+    # whole numbers are written as the input has them (12, not 12.0), though read and scored as floats
+    for written in (pd.read_csv(out / name, dtype=str) for name in ("quarantine.csv", "flagged.csv")):
+        hours = written["hour"].dropna()
+        assert len(hours) and hours.str.fullmatch(r"\d+").all()
 
 
 def test_rerun_returns_the_same_screening(env, screening):
