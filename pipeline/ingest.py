@@ -167,13 +167,25 @@ def _first_line_not_utf8(path: Path) -> int | None:
     return None
 
 
-def _csv_options(text_columns: Sequence[str]) -> dict[str, Any]:
+# pandas' default spellings of a missing value, which a numeric column keeps (R writes NA).
+NUMBER_MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+                  "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def _csv_options(path: Path, text_columns: Sequence[str]) -> dict[str, Any]:
     # Ids and categories stay text: "000123" keeps its zeros, and a column cannot turn from text
     # into numbers in a chunk where every value happens to be digits (columns not in the file are
-    # no error here: validation names those). A line with more fields than the header (an unquoted
-    # comma) is skipped with a warning, which :func:`_noting_malformed` turns into its reason (the
-    # first row may not be such a line: :func:`_checked_source`).
-    return {"on_bad_lines": "warn", **({"dtype": dict.fromkeys(text_columns, str)} if text_columns else {})}
+    # no error here: validation names those). In them only an empty cell is missing: "NA" is
+    # Namibia's country code and "null" someone's id, not pandas' missing value. A line with more
+    # fields than the header (an unquoted comma) is skipped with a warning, which
+    # :func:`_noting_malformed` turns into its reason (the first row may not be such a line:
+    # :func:`_checked_source`).
+    if not text_columns:
+        return {"on_bad_lines": "warn"}
+    text = set(text_columns)
+    missing = {name: [""] if name in text else list(NUMBER_MISSING) for name in pd.read_csv(path, nrows=0).columns}
+    return {"on_bad_lines": "warn", "dtype": dict.fromkeys(text_columns, str), "keep_default_na": False,
+            "na_values": missing}
 
 
 class MalformedLines(tuple):
@@ -246,7 +258,7 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         if fmt == "parquet":
             with pq.ParquetFile(path) as source:
                 return _to_pandas(source.read()).reset_index(drop=True)
-        frame, malformed = _noting_malformed(path, lambda: pd.read_csv(path, **_csv_options(text_columns)))
+        frame, malformed = _noting_malformed(path, lambda: pd.read_csv(path, **_csv_options(path, text_columns)))
         frame.attrs[MALFORMED_LINES] = malformed
         return frame
 
@@ -278,7 +290,7 @@ def parquet_stream(path: str | Path) -> pq.ParquetFile:
 def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) -> Iterator[pd.DataFrame]:
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
-            with pd.read_csv(path, chunksize=batch_rows, **_csv_options(text_columns)) as reader:
+            with pd.read_csv(path, chunksize=batch_rows, **_csv_options(path, text_columns)) as reader:
                 last, so_far = None, 0
                 while True:
                     frame, malformed = _noting_malformed(path, lambda: next(reader, None), so_far)
@@ -458,6 +470,12 @@ def _notes(mask: np.ndarray, values: pd.Series, template: str) -> np.ndarray:
     return notes
 
 
+def _empty(series: pd.Series) -> pd.Series:
+    """True where an id or a category is missing: no value, or blank text. Any other text is a value,
+    whatever it spells ("NA" is Namibia's country code); numbers use ``missing_cells``."""
+    return series.isna() | series.astype(str).str.strip().eq("")
+
+
 def _category_text(series: pd.Series) -> pd.Series:
     # 5411 and 5411.0 (a CSV chunk with a gap turns ints into floats) must be the same category.
     def text(v: Any) -> str:
@@ -509,11 +527,12 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     if extra and warn_extra:
         warnings.warn(f"column(s) {extra} are not in the schema: they are kept but not checked or scored", stacklevel=2)
     ids = frame[schema.id_column]
-    has_id = ~missing_cells(ids).to_numpy()
+    has_id = ~_empty(ids).to_numpy()
     repeated = has_id & ids.duplicated(keep="first").to_numpy()
     if seen_ids is not None:
         repeated[has_id] |= seen_ids.check_and_add(ids[has_id])
-    blank = {name: missing_cells(frame[name]).to_numpy() for name in schema.feature_columns}
+    blank = {name: (missing_cells if kind == "numeric" else _empty)(frame[name]).to_numpy()
+             for name, kind in schema.features.items()}
     # A record without a single value would be scored on nothing (a blank line, a broken export).
     empty = np.logical_and.reduce(list(blank.values()))
     notes = [

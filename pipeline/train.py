@@ -30,6 +30,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from sklearn.model_selection import train_test_split
 
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
-from maskae.table_encoding import ColumnWarning, identifier_warning
+from maskae.table_encoding import ColumnWarning, identifier_warning, is_numeric_column
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
 from pipeline.ingest import MALFORMED_LINES, MalformedLines, Schema, SchemaError, iter_batches, validate
@@ -101,7 +102,8 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     """All rows of ``files``, or a uniform random sample of ``data.max_rows`` of them when there are
     more (read as a stream, so the files never have to fit in memory); and how many rows there were.
 
-    CSV ids and categories are read as text. A column that some chunks read as numbers and others as
+    CSV ids and categories, and the columns the first chunk reads as text, are read as text (an
+    empty cell is their only missing value, as in screening). A column that some chunks read as numbers and others as
     text (a chunk of digit-only codes reads "01234" as 1234) is read again as text, as screening will.
     Files of one glob must have the same columns: a column missing from some of them would
     otherwise train as a column missing in those rows. The CSV lines that could not be read, all of
@@ -127,6 +129,14 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
         return reservoir_sample(chunks(text_columns), data.max_rows, seed)
 
     text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
+    # The columns the first chunk holds as text are read as text, as screening reads the schema's
+    # categories: there only an empty cell is missing ("NA" is a country code, not pandas' NaN).
+    head = iter_batches(files[0], data.format, SAMPLE_CHUNK, text_columns=text)
+    with closing(head), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the sample's read says it all
+        first = next(head)
+    text += [c for c in first.columns if c not in text and c != data.label_column
+             and data.column_types.get(c) != "numeric" and not is_numeric_column(first[c])]
     frame, rows = sample(text)
     mixed = [c for c in frame.columns
              if c not in text and pd.api.types.infer_dtype(frame[c], skipna=True).startswith("mixed")]

@@ -111,6 +111,23 @@ def test_parquet_ids_stay_exact_with_gaps_and_as_whole_decimals(tmp_path, table)
     assert Schema.infer(whole, "txn_id").features["qty"] == "numeric"
 
 
+def test_in_ids_and_categories_only_an_empty_cell_is_missing(tmp_path, table, schema):
+    """'NA' (Namibia) and 'null' are values of a text column; an empty one is missing; numbers keep
+    pandas' missing spellings."""
+    frame = table.astype({"amount": object})
+    frame.loc[0, "txn_id"], frame.loc[1, "txn_id"] = "NA", ""
+    frame.loc[2:4, "mcc"] = ["NA", "null", ""]
+    frame.loc[5, "amount"] = "NA"
+    path = write(frame, tmp_path / "na.csv")
+    for read in (read_table(path, text_columns=schema.text_columns),
+                 next(iter_batches(path, batch_rows=10, text_columns=schema.text_columns))):
+        result = validate(read, schema)
+        assert result.quarantined[REASON_COLUMN].tolist() == ["missing id ('txn_id' is empty)"]
+        assert result.clean.loc[[0, 2, 3], ["txn_id", "mcc"]].values.tolist() == [
+            ["NA", "grocery"], ["T002", "NA"], ["T003", "null"]]
+        assert pd.isna(result.clean.loc[4, "mcc"]) and np.isnan(result.clean.loc[5, "amount"])
+
+
 def test_categories_read_as_text_are_spelt_as_a_typed_read_spells_them(tmp_path, table):
     # Training reads a CSV typed but for the id and the categories column_types names (so booleans
     # are parsed), screening reads every category as text: both must give the same categories,

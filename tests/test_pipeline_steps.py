@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 from data.transactions import generate_transactions  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline.ingest import SchemaError  # noqa: E402
+from pipeline.ingest import Schema, SchemaError, read_table, validate  # noqa: E402
 
 mlflow = pytest.importorskip("mlflow")
 from pipeline import scoring, screening_output, sources, tracking, training_plots  # noqa: E402
@@ -131,6 +131,26 @@ def test_codes_some_training_chunks_read_as_numbers_are_read_again_as_text(tmp_p
     pd.DataFrame({"transaction_id": ["e"], "zip": ["01234"]}).to_csv(tmp_path / "z2.csv", index=False)
     with pytest.raises(SchemaError, match=r"z2.csv has other columns than .*z.csv: it lacks \['amount'\]"):
         pipeline.train._training_rows([tmp_path / "z.csv", tmp_path / "z2.csv"], data, seed=0)
+
+
+def test_training_and_screening_read_na_as_a_country_and_as_a_missing_number(env, tmp_path):
+    """'NA' is Namibia's country code: a text column keeps it in training as in screening (only an
+    empty cell is missing there), while a number column still reads R's NA as missing."""
+    import pipeline.train
+
+    frame = env["history"].head(40).astype({"amount": object})
+    frame.loc[:9, "country"] = "NA"
+    frame.loc[5, "amount"] = "NA"
+    frame.loc[6, "country"] = None
+    frame.to_csv(tmp_path / "na.csv", index=False)
+    data = config(tmp_path / "na.csv", data={"label_column": None}).data
+    sample, _ = pipeline.train._training_rows([tmp_path / "na.csv"], data, seed=0)
+    sample = sample.sort_index()
+    assert sample["country"].iloc[:10].fillna("-").tolist() == ["NA"] * 6 + ["-"] + ["NA"] * 3
+    assert pd.isna(sample["amount"].iloc[5]) and sample["amount"].dtype.kind == "f"
+    schema = Schema.infer(sample, "transaction_id", columns=FEATURES)
+    screened = validate(read_table(tmp_path / "na.csv", text_columns=schema.text_columns), schema)
+    assert len(screened.quarantined) == 0 and (screened.clean["country"] == "NA").sum() == 9
 
 
 def test_training_quarantines_the_csv_lines_it_cannot_split_and_counts_them(env):
