@@ -38,7 +38,7 @@ from flows.retries import transient
 from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
-from pipeline.screening_output import read_summary
+from pipeline.screening_output import read_output_csv, read_summary
 from pipeline.config import IMAGES, format_from_suffix
 from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
 
@@ -115,7 +115,7 @@ def publish(result: dict[str, Any]) -> None:
         f"Output folder: `{out_dir}`", key="maskae-screening", description="screening summary")
     flagged = out_dir / "flagged.csv"
     if flagged.exists():
-        top = pd.read_csv(flagged, nrows=TOP_FLAGGED).astype(str)
+        top = read_output_csv(flagged, nrows=TOP_FLAGGED).astype(str)
         create_table_artifact(top.to_dict("records"), key="maskae-top-flagged", description="top flagged records")
 
 

@@ -320,29 +320,23 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """A Parquet table as pandas, each value exact where pandas' defaults would change it:
 
     * decimals, which pandas holds as Python Decimal objects (read as text, hence as categories):
-      whole ones (an Oracle NUMBER(19) id) as int64, or as text beyond its range; others (a
+      whole ones (an Oracle NUMBER(18) id) as int64, or as text beyond its 18 digits; others (a
       warehouse's amounts) as float64;
     * integers with a gap as pandas' nullable integers: NumPy's float64 rounds an id above 2**53
       (so that distinct ids read as duplicates) and writes 12 as 12.0."""
     for i, field in enumerate(table.schema):
-        if pa.types.is_decimal(field.type):
-            target = pa.float64()
-            if field.type.scale == 0:
-                target = pa.int64() if _fits_int64(table.column(i)) else pa.string()
+        if pa.types.is_decimal(field.type):  # by type, so that every chunk of a column reads alike
+            target = pa.float64() if field.type.scale else pa.int64() if field.type.precision <= 18 else pa.string()
             table = table.set_column(i, field.with_type(target), table.column(i).cast(target))
     frame = table.to_pandas()
-    for field, column in zip(table.schema, table.columns):
+    # A pandas writer's stored index (and its names: "0" for 0) are restored: the frame's columns
+    # are the table's other columns, in order, so they are set by position, values without an index.
+    stored_index = {name for name in (table.schema.pandas_metadata or {}).get("index_columns", ()) if isinstance(name, str)}
+    data = [(field, column) for field, column in zip(table.schema, table.columns) if field.name not in stored_index]
+    for position, (field, column) in enumerate(data):
         if pa.types.is_integer(field.type) and column.null_count:
-            frame[field.name] = column.to_pandas(types_mapper=NULLABLE_INTEGERS.get)
+            frame.isetitem(position, column.to_pandas(types_mapper=NULLABLE_INTEGERS.get).array)
     return frame
-
-
-def _fits_int64(column: pa.ChunkedArray) -> bool:
-    try:
-        column.cast(pa.int64())
-    except pa.ArrowInvalid:  # out of int64's range
-        return False
-    return True
 
 
 def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
@@ -556,6 +550,8 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     quarantined = frame.iloc[np.flatnonzero(bad)].copy()
     quarantined[REASON_COLUMN] = np.array(["; ".join(n for n in row if n) for row in table[bad]], dtype=object)
     if malformed := frame.attrs.get(MALFORMED_LINES):
-        lines = pd.DataFrame({REASON_COLUMN: malformed}, columns=quarantined.columns, index=[-1] * len(malformed))
+        # empty as floats, not objects, so that the chunk's number columns stay numbers in quarantine.csv
+        lines = pd.DataFrame(np.nan, columns=quarantined.columns, index=[-1] * len(malformed))
+        lines[REASON_COLUMN] = list(malformed)
         quarantined = pd.concat([quarantined, lines])
     return ValidatedBatch(clean.iloc[np.flatnonzero(~bad)], quarantined)

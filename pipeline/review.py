@@ -29,7 +29,8 @@ from pipeline.ingest import parquet_stream
 from pipeline.report import IMAGE_OUTCOMES, QUARANTINE_ROWS, FlagReview, flag_review, outcome_words, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.scoring import load_scoring_model
-from pipeline.screening_output import CSV_LINE_END, FLAGGED, QUARANTINE, REPORT, SCORES, read_summary
+from pipeline.screening_output import (CSV_LINE_END, FLAGGED, QUARANTINE, REPORT, SCORES, read_output_csv,
+                                       read_summary)
 from pipeline.verdicts import VERDICTS, read_verdicts, stored_verdicts
 
 
@@ -67,7 +68,7 @@ def _score_histogram(run_dir: Path, summary: dict, calibration_scores: np.ndarra
 
 def _quarantined_head(run_dir: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(run_dir / QUARANTINE, nrows=QUARANTINE_ROWS)
+        return read_output_csv(run_dir / QUARANTINE, nrows=QUARANTINE_ROWS)
     except pd.errors.EmptyDataError:  # nothing was quarantined
         return pd.DataFrame()
 
@@ -115,7 +116,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)  # the latest verdict wins
     _replace(run_dir / VERDICTS, verdicts.to_csv(index=False, lineterminator=CSV_LINE_END))
 
-    flagged = pd.read_csv(run_dir / FLAGGED, dtype={id_column: str})
+    flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
     page = render_report(summary, flagged, _quarantined_head(run_dir),
                          _score_histogram(run_dir, summary, calibration.calibration_scores),
                          calibration.calibration_scores, verdicts=verdicts, images=pictures)

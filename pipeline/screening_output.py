@@ -57,6 +57,12 @@ SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
 EXACT_INTEGERS = 2**53  # float64 holds every whole number up to here
 
 
+def read_output_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """Read ``flagged.csv`` or ``quarantine.csv`` back: they spell a missing value as an empty cell
+    and nothing else, so "NA" (Namibia's country code, or an id) stays a value."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], **options)
+
+
 def whole_numbers_as_integers(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """``frame`` with each float column (but those in ``keep``) whose values are all whole as
     integers, for the CSV files people read: scoring holds numbers as floats, and pandas reads a CSV
@@ -275,7 +281,7 @@ class ScreeningFolder:
                     out, index=False, header=False, lineterminator=CSV_LINE_END)
         for part in parts:
             part.unlink()
-        return pd.read_csv(self.tmp / FLAGGED, nrows=head_rows, dtype={self.id_column: str})
+        return read_output_csv(self.tmp / FLAGGED, nrows=head_rows, dtype={self.id_column: str})
 
     def publish(self, *, summary: dict[str, Any], report: str) -> Path:
         """Write the last files and rename the folder into place. ``out_dir`` must not exist, or be

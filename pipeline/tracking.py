@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -291,7 +292,14 @@ def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
     folders) go to MLflow as they are."""
     if uri.startswith("models:/") and "@" in uri:
         uri = resolve_model(uri).uri
-    return mlflow.pyfunc.load_model(uri)
+    path = list(sys.path)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    finally:
+        # MLflow puts the model's copy of maskae (code_paths) first on the path for good. This
+        # process has maskae imported already, and processes it starts (Dask's workers) must import
+        # the same one; nor should the path grow with every model a long-running process loads.
+        sys.path[:] = path
 
 
 def move_alias(model_name: str, alias: str, version: str | int, reason: Mapping[str, Any]) -> str | None:

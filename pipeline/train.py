@@ -48,7 +48,7 @@ from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
 from pipeline.ingest import MALFORMED_LINES, MalformedLines, Schema, SchemaError, iter_batches, validate
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
-from pipeline.screening_output import CSV_LINE_END
+from pipeline.screening_output import CSV_LINE_END, whole_numbers_as_integers
 from pipeline.sources import fingerprint, source_files
 
 VALIDATION_SHARE = 0.2  # of the records labelled normal, kept out for the label metrics
@@ -277,7 +277,8 @@ def log_training(config: PipelineConfig, detector: MaskedAutoencoderDetector, ca
         config_file.write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
         artifacts = {"plots": plots, "config": config_file}
         if len(quarantined):
-            quarantined.to_csv(Path(tmp) / "quarantine.csv", index=False, lineterminator=CSV_LINE_END)
+            whole_numbers_as_integers(quarantined).to_csv(Path(tmp) / "quarantine.csv", index=False,
+                                                          lineterminator=CSV_LINE_END)
             artifacts["quarantine"] = Path(tmp) / "quarantine.csv"
         info = tracking.log_trained_model(
             detector, calibration, model_name=config.mlflow.model_name, experiment=config.mlflow.experiment,

@@ -28,7 +28,7 @@ from typing import IO
 import pandas as pd
 
 from pipeline.report import TABLE_OUTCOMES
-from pipeline.screening_output import FLAGGED, read_summary
+from pipeline.screening_output import FLAGGED, read_output_csv, read_summary
 
 VERDICTS = "verdicts.csv"
 VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud
@@ -153,7 +153,7 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
                            f"({sorted(id_columns)}): collect runs of one use case")
     parts, (id_column,) = [], id_columns
     for _, run_dir, _ in sorted(runs):
-        flagged = pd.read_csv(run_dir / FLAGGED, dtype=str)  # as a batch is read: validation parses the numbers
+        flagged = read_output_csv(run_dir / FLAGGED, dtype=str)  # as a batch is read: validation parses the numbers
         labelled = flagged.merge(stored_verdicts(run_dir)[[id_column, "outcome"]], on=id_column, how="inner")
         labelled[VERDICT_LABEL] = (labelled.pop("outcome") == TABLE_OUTCOMES[0]).astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))

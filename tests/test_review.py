@@ -76,8 +76,12 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
 
 
 def test_collected_verdicts_are_promotions_labelled_data(run, tmp_path):
+    flagged = pd.read_csv(run["run"] / "flagged.csv", dtype=str, keep_default_na=False)
+    flagged.loc[0, "country"] = "NA"  # Namibia, which pandas' defaults would read back as missing
+    flagged.to_csv(run["run"] / "flagged.csv", index=False)
     review(run["run"], run["file"])
     labelled = labelled_records(tmp_path / "runs")
+    assert labelled.set_index("transaction_id").loc[flagged.loc[0, "transaction_id"], "country"] == "NA"
     assert sorted(labelled["transaction_id"]) == sorted(run["flagged"]["transaction_id"])
     expected = (run["verdicts"].set_index("id")["outcome"] == "fraud").astype(int)
     assert (labelled[VERDICT_LABEL].to_numpy() == expected[labelled["transaction_id"]].to_numpy()).all()

@@ -85,7 +85,9 @@ def test_run_holds_params_metrics_and_files(registry):
 
 
 def test_champion_scores_like_the_detector(registry):
+    path = list(sys.path)
     model = tracking.load_model(f"models:/{NAME}@champion")
+    assert sys.path == path  # the model's copy of maskae is not put before the one this process uses
     batch = registry["frame"].iloc[50:90]
     out = model.predict(batch)
     assert list(out.columns) == ["anomaly_score", "p_value", "flagged"]
