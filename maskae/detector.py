@@ -318,6 +318,12 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         self.evidence_center_ = {name: float(v.mean()) if len(v) else 0.0 for name, v in logs.items()}
         # A constant term (tails on a table without numbers) has a rounding-error spread, not a scale.
         self.evidence_scale_ = {name: float(v.std()) if len(v) and v.std() > 1e-9 else 1.0 for name, v in logs.items()}
+        # A distance term reads a record no closer to the training rows than the closest of them:
+        # a near-copy of a training row (one cast to float32, or written to a CSV and read back)
+        # finds that row at a distance of 1e-7 where the row itself, out of its own reach, found its
+        # next neighbour; the logarithm made that 50 standard deviations more normal than any
+        # training row, and pulled unlabelled fraud screened again under its training score.
+        self.evidence_floor_ = {name: float(v.min()) for name, v in logs.items() if _is_distance(name) and len(v)}
         kinds = Counter(name.split("@")[0] for name in raw)
         self.evidence_weights_ = {name: 1.0 if self.backend == "cnn" else 1.0 / kinds[name.split("@")[0]]
                                   for name in raw}
@@ -494,7 +500,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             return {**local(), **neighbours.result()}
 
     def _standardised(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: (np.log(v + 1e-12) - self.evidence_center_[n]) / self.evidence_scale_[n] for n, v in raw.items()}
+        floor = self.evidence_floor_
+        return {n: (np.maximum(np.log(v + 1e-12), floor.get(n, -np.inf)) - self.evidence_center_[n])
+                / self.evidence_scale_[n] for n, v in raw.items()}
 
     def _combine(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         """The mean of the standardised terms whose kind is in ``evidence``, weighed by ``evidence_weights_``."""
@@ -627,6 +635,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def load(cls, path: str | Path) -> "MaskedAutoencoderDetector":
         """Read a detector written by :meth:`save`."""
         return load_detector_state(cls, Path(path))
+
+
+def _is_distance(name: str) -> bool:
+    return name.startswith("neighbours@") or name == "nearest"
 
 
 def _weighted_mean(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:

@@ -32,9 +32,10 @@ from maskae.table_encoding import TableEncoder
 # tail probabilities on its own observed count (format 3: one grid over all rows, read as such);
 # 5: max_categories (earlier models kept every category, and load with max_categories=None);
 # 6: the nearest evidence (reference rows, their suspect distances) and weights per term (earlier
-# models weigh every term the same, and have no nearest term)
-FORMAT_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+# models weigh every term the same, and have no nearest term); 7: each distance term's smallest
+# training value, below which a record's is not read (earlier models read any distance as it is)
+FORMAT_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
@@ -51,6 +52,7 @@ def save_detector_state(detector, path: Path) -> Path:
         "history": detector.history_,
         "evidence_center": detector.evidence_center_,
         "evidence_scale": detector.evidence_scale_,
+        "evidence_floor": detector.evidence_floor_,
         "evidence_weights": detector.evidence_weights_,
         "nearest_k": detector.neighbours_.k,
     }
@@ -162,6 +164,7 @@ def load_detector_state(cls, path: Path):
             detector.neighbours_.k = config["nearest_k"]
     detector.evidence_weights_ = (config["evidence_weights"] if version >= 6
                                   else dict.fromkeys(detector.evidence_center_, 1.0))
+    detector.evidence_floor_ = config["evidence_floor"] if version >= 7 else {}
     for name in ARRAYS:
         setattr(detector, name, tensors[name].numpy())
     detector.network_ = detector._build_network()

@@ -94,7 +94,7 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     np.testing.assert_array_equal(again.anomaly_score(mixed_frame), fitted.anomaly_score(mixed_frame))
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
-    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 6
+    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 7
 
 
 def test_save_never_deletes_other_files_and_replaces_an_earlier_save(fitted, tmp_path):
@@ -467,6 +467,25 @@ def test_format_3_models_keep_one_tail_grid_for_all_columns():
     np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
     # Before format 5 every category was kept: a clone refits the same way.
     assert table.encoder_.categorical_[0].n_distinct is None and clone(table).max_categories is None
+
+
+def test_format_6_models_score_as_before_without_the_distance_floor():
+    """Format 6 (commit 8c9d6a8) read a distance below every training row's as it was."""
+    folder = Path(__file__).parent / "fixtures" / "format6"
+    table = MaskedAutoencoderDetector.load(folder / "table")
+    assert table.evidence_floor_ == {}
+    scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
+    np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
+
+
+def test_a_near_copy_of_a_training_row_is_no_closer_than_the_training_rows_are():
+    """A training row cast to float32 or read back from a CSV finds its own row at 1e-7, where the
+    row itself found its next neighbour: each distance term stays within its training range."""
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(300, 4)), columns=list("abcd"))
+    detector = MaskedAutoencoderDetector(**{**FAST, "max_steps": 30}).fit(X)
+    trained, again = detector.evidence_scores(X), detector.evidence_scores(X + 1e-9)
+    for term in ("neighbours@16", "neighbours@64", "neighbours@256", "nearest"):
+        assert again[term].min() >= trained[term].min() - 1e-9, term
 
 
 def test_format_5_models_score_as_before_without_the_nearest_evidence():
