@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 
 from maskae.image_backend import ImageBackendMixin
 from maskae.image_batch import ImageFormat, is_image_batch
@@ -389,8 +390,18 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         if self.max_categories is not None and (not isinstance(self.max_categories, numbers.Integral)
                                                 or isinstance(self.max_categories, bool) or self.max_categories < 1):
             raise ValueError(f"max_categories must be a positive int or None, got {self.max_categories}")
-        if not 0 < self.contamination <= 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
+        if not isinstance(self.contamination, numbers.Real) or not 0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination must be a number in (0, 0.5], got {self.contamination!r}")
+        counts = {"max_steps": self.max_steps, "batch_size": self.batch_size, "hidden_size": self.hidden_size,
+                  "latent_size": self.latent_size, "n_mask_repeats": self.n_mask_repeats,
+                  "n_neighbour_samples": self.n_neighbour_samples}
+        for name, value in counts.items():
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        sizes = self.neighbour_sample_sizes
+        if "neighbours" in self.evidence and (not sizes or not all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes)):
+            raise ValueError(f"neighbour_sample_sizes must be positive ints, at least one, got {sizes!r}")
 
     def _n_groups(self) -> int:
         return max(2, int(round(1 / self.mask_ratio)))
@@ -438,7 +449,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
-            raise RuntimeError("this detector is not fitted yet: call fit(X) first")
+            raise NotFittedError("this detector is not fitted yet: call fit(X) first")
 
     def _passes(self, X) -> tuple[PassResult, TableTensors]:
         data = self._tensors(self._as_frame(X))

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from maskae import MaskedAutoencoderDetector
@@ -496,3 +497,29 @@ def test_format_5_models_score_as_before_without_the_nearest_evidence():
     with pytest.warns(UnknownCategoryWarning):
         scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
     np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"contamination": "auto"}, "contamination must be a number"),
+    ({"max_steps": 0}, "max_steps must be a positive int"),
+    ({"batch_size": 0}, "batch_size must be a positive int"),
+    ({"n_mask_repeats": 0}, "n_mask_repeats must be a positive int"),
+    ({"neighbour_sample_sizes": ()}, "neighbour_sample_sizes must be positive ints"),
+    ({"neighbour_sample_sizes": (16, 0)}, "neighbour_sample_sizes must be positive ints"),
+])
+def test_bad_parameters_are_refused_at_fit_with_their_name(mixed_frame, params, message):
+    with pytest.raises(ValueError, match=message):  # not numpy's "need at least one array" or a silent fit
+        MaskedAutoencoderDetector(**params).fit(mixed_frame)
+
+
+def test_scoring_before_fit_raises_sklearns_not_fitted_error(mixed_frame):
+    with pytest.raises(NotFittedError, match="call fit"):
+        MaskedAutoencoderDetector().anomaly_score(mixed_frame)
+
+
+def test_an_object_array_keeps_its_number_columns_numbers():
+    """A mixed DataFrame's to_numpy() is one object array; its numbers are not categories."""
+    frame = pd.DataFrame({"amount": np.linspace(1, 50, 60), "mcc": ["a", "b", "c"] * 20, "hour": np.arange(60) % 24})
+    detector = MaskedAutoencoderDetector(max_steps=5, random_state=0).fit(frame.to_numpy())
+    assert [c.name for c in detector.encoder_.numeric_] == ["x0", "x2"]
+    assert np.isfinite(detector.anomaly_score(frame.to_numpy())).all()
