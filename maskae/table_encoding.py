@@ -298,7 +298,8 @@ class TableEncoder:
             kept = counts.index
         column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts))
         if len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or _holds_dates(series, strings):
-            warnings.warn(f"column {name!r} has {len(counts):,} distinct values in {n_observed:,} observed training "
+            values = "value" if len(counts) == 1 else "values"
+            warnings.warn(f"column {name!r} has {len(counts):,} distinct {values} in {n_observed:,} observed training "
                           f"rows, as an identifier or a date has: as categories they cannot generalise, and new "
                           f"values read as {column.reads_as!r}. Leave the column out, or derive features from it "
                           f"(an hour, a weekday)", ColumnWarning, stacklevel=outside_stacklevel())
@@ -323,8 +324,9 @@ class TableEncoder:
             # Read as a number, an id's order and distances mean nothing, yet they would be scaled,
             # reconstructed and measured like an amount's.
             warnings.warn(f"{_identifier_message(name)}, which are read as amounts. Leave it out if it is an "
-                          f"identifier; if its numbers are codes (a merchant category code), give it as text so "
-                          f"that they are read as categories",
+                          f"identifier; if its numbers are codes (a merchant category code), have them read as "
+                          f"categories: [data] column_types = {{{name!r} = 'categorical'}} in maskae train's config, or "
+                          f"strings in a DataFrame",
                           ColumnWarning, stacklevel=outside_stacklevel())
         log_scale = None
         positive = finite[finite > 0]
