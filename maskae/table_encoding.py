@@ -325,8 +325,8 @@ class TableEncoder:
             # reconstructed and measured like an amount's.
             warnings.warn(f"{_identifier_message(name)}, which are read as amounts. Leave it out if it is an "
                           f"identifier; if its numbers are codes (a merchant category code), have them read as "
-                          f"categories: [data] column_types = {{{name!r} = 'categorical'}} in maskae train's config, or "
-                          f"strings in a DataFrame",
+                          f"categories: [data] column_types = {{{name!r} = 'categorical'}} in maskae train's "
+                          f"config, or strings in a DataFrame",
                           ColumnWarning, stacklevel=outside_stacklevel())
         log_scale = None
         positive = finite[finite > 0]
