@@ -322,7 +322,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # A distance term reads a record no closer to the training rows than the closest of them:
         # a near-copy of a training row (one cast to float32, or written to a CSV and read back)
         # finds that row at a distance of 1e-7 where the row itself, out of its own reach, found its
-        # next neighbour; the logarithm made that 50 standard deviations more normal than any
+        # next neighbour; the logarithm made that tens of standard deviations more normal than any
         # training row, and pulled unlabelled fraud screened again under its training score.
         self.evidence_floor_ = {name: float(v.min()) for name, v in logs.items() if _is_distance(name) and len(v)}
         kinds = Counter(name.split("@")[0] for name in raw)

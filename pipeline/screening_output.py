@@ -221,8 +221,8 @@ class ScreeningFolder:
     def add_quarantined(self, rows: pd.DataFrame) -> None:
         """Append one chunk's quarantined rows (as read, plus their reason) to ``quarantine.csv``."""
         first = self.quarantine_head is None
-        whole_numbers_as_integers(rows).to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False,
-                    lineterminator=CSV_LINE_END)
+        whole_numbers_as_integers(rows).to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first,
+                                               index=False, lineterminator=CSV_LINE_END)
         head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_ROWS)])
         self.quarantine_head = head.head(QUARANTINE_ROWS)
 

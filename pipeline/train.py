@@ -103,8 +103,9 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     more (read as a stream, so the files never have to fit in memory); and how many rows there were.
 
     CSV ids and categories, and the columns the first chunk reads as text, are read as text (an
-    empty cell is their only missing value, as in screening). A column that some chunks read as numbers and others as
-    text (a chunk of digit-only codes reads "01234" as 1234) is read again as text, as screening will.
+    empty cell is their only missing value, as in screening). A column that some chunks read as
+    numbers and others as text (a chunk of digit-only codes reads "01234" as 1234) is read again as
+    text, as screening will.
     Files of one glob must have the same columns: a column missing from some of them would
     otherwise train as a column missing in those rows. The CSV lines that could not be read, all of
     them, are in the sample's ``attrs[MALFORMED_LINES]`` (named by file when there are several),
