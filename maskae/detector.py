@@ -398,9 +398,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         for name, value in counts.items():
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        sizes = self.neighbour_sample_sizes
-        if "neighbours" in self.evidence and (not sizes or not all(
-                isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes)):
+        sizes = tuple(self.neighbour_sample_sizes)  # drawn whatever the evidence: trimming and nearest use them
+        if not sizes or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
             raise ValueError(f"neighbour_sample_sizes must be positive ints, at least one, got {sizes!r}")
 
     def _n_groups(self) -> int:
@@ -426,6 +425,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         if fitting:
             self.feature_names_in_ = np.asarray(X.columns, dtype=object) if isinstance(X, pd.DataFrame) else None
             frame = as_frame(X)
+            if not isinstance(X, pd.DataFrame):  # a mixed table's to_numpy() is one object array: its numbers
+                frame = frame.infer_objects()  # stay numbers (at fit only: a batch's inference could differ)
             self.n_features_in_ = frame.shape[1]
         else:
             if self.feature_names_in_ is not None and not isinstance(X, pd.DataFrame):

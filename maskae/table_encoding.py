@@ -197,9 +197,7 @@ def as_frame(X, feature_names: list[str] | None = None) -> pd.DataFrame:
     names = feature_names or [f"x{j}" for j in range(array.shape[1])]
     if len(names) != array.shape[1]:
         raise ValueError(f"the model was fitted on {len(names)} columns, this array has {array.shape[1]}")
-    frame = pd.DataFrame(array, columns=names)
-    # A mixed table's to_numpy() is one object array: each column's numbers are numbers again.
-    return frame.infer_objects() if array.dtype == object else frame
+    return pd.DataFrame(array, columns=names)
 
 
 def is_numeric_column(series: pd.Series) -> bool:

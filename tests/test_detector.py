@@ -506,6 +506,7 @@ def test_format_5_models_score_as_before_without_the_nearest_evidence():
     ({"n_mask_repeats": 0}, "n_mask_repeats must be a positive int"),
     ({"neighbour_sample_sizes": ()}, "neighbour_sample_sizes must be positive ints"),
     ({"neighbour_sample_sizes": (16, 0)}, "neighbour_sample_sizes must be positive ints"),
+    ({"neighbour_sample_sizes": (), "evidence": ("reconstruction", "tails")}, "neighbour_sample_sizes must be"),
 ])
 def test_bad_parameters_are_refused_at_fit_with_their_name(mixed_frame, params, message):
     with pytest.raises(ValueError, match=message):  # not numpy's "need at least one array" or a silent fit
@@ -523,3 +524,8 @@ def test_an_object_array_keeps_its_number_columns_numbers():
     detector = MaskedAutoencoderDetector(max_steps=5, random_state=0).fit(frame.to_numpy())
     assert [c.name for c in detector.encoder_.numeric_] == ["x0", "x2"]
     assert np.isfinite(detector.anomaly_score(frame.to_numpy())).all()
+    # codes of ints and text: a batch whose codes are ints with a gap scores each row as it does alone
+    codes = pd.DataFrame({"amount": np.linspace(1, 50, 60), "code": [101, 202, 303, "X9"] * 15}).to_numpy()
+    detector = MaskedAutoencoderDetector(max_steps=5, random_state=0).fit(codes)
+    batch = np.array([[10.0, 303], [20.0, None]], dtype=object)
+    assert detector.anomaly_score(batch)[0] == pytest.approx(detector.anomaly_score(batch[:1])[0], abs=1e-5)
