@@ -433,6 +433,11 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
                 raise ValueError(f"this detector was fitted on a DataFrame and matches columns by name: pass a "
                                  f"DataFrame with columns {list(self.encoder_.columns_)}, not {type(X).__name__}")
             names = self.encoder_.columns_ if self.feature_names_in_ is None else None
+            if names is not None and isinstance(X, pd.DataFrame) and list(X.columns) != list(names):
+                # as scikit-learn does: a model fitted on an array takes a frame's columns by position
+                warnings.warn("X has feature names, but this detector was fitted without feature names: its columns "
+                              "are taken by position", UserWarning, stacklevel=outside_stacklevel())
+                X = X.set_axis(names, axis=1) if X.shape[1] == len(names) else X.to_numpy()
             frame = as_frame(X, names)
         frame = frame.copy(deep=False)
         frame.columns = [str(c) for c in frame.columns]

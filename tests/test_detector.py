@@ -529,3 +529,11 @@ def test_an_object_array_keeps_its_number_columns_numbers():
     detector = MaskedAutoencoderDetector(max_steps=5, random_state=0).fit(codes)
     batch = np.array([[10.0, 303], [20.0, None]], dtype=object)
     assert detector.anomaly_score(batch)[0] == pytest.approx(detector.anomaly_score(batch[:1])[0], abs=1e-5)
+
+
+def test_a_model_fitted_on_an_array_takes_a_frames_columns_by_position():
+    X = np.random.default_rng(0).normal(size=(80, 3))
+    detector = MaskedAutoencoderDetector(max_steps=5, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match="taken by position"):
+        scores = detector.anomaly_score(pd.DataFrame(X, columns=["amount", "hour", "age"]))
+    np.testing.assert_allclose(scores, detector.anomaly_score(X))
