@@ -28,8 +28,8 @@ FEATURES = ["amount", "merchant_category", "country", "channel", "card_present",
 
 def run_demo(out: Path, n_customers: int = 3000, top: int = 10, seed: int = 0) -> dict:
     """Returns the screening summary; prints the top flagged records and the output locations."""
-    out.mkdir(parents=True, exist_ok=True)
     week = generate_transactions(n_customers=n_customers, days=7, fraud_rate=0.005, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)  # after the arguments are known to be good: no empty folder
     day = week["timestamp"].dt.normalize()
     history, today = out / "history.csv", out / "today.csv"
     week[day < day.max()].to_csv(history, index=False)

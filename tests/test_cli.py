@@ -33,8 +33,9 @@ def test_demo_trains_registers_screens_and_says_where_things_are(prefect_api, tm
     assert (tmp_path / "mlflow.db").exists()
 
 
-def test_errors_are_one_line_not_a_traceback(capfd):
-    assert main(["demo", "--customers", "0", "--out", "demo-x"]) == 2
+def test_errors_are_one_line_not_a_traceback(capfd, tmp_path):
+    assert main(["demo", "--customers", "0", "--out", str(tmp_path / "demo-x")]) == 2
+    assert not (tmp_path / "demo-x").exists()  # a refused demo leaves no folder behind
     err = capfd.readouterr().err
     assert err.startswith("maskae demo: error:") and "Traceback" not in err and err.count("\n") == 1
 
