@@ -151,6 +151,11 @@ class CategoricalColumn:
         return self.n_distinct is not None and self.n_distinct > len(self.categories)
 
     @property
+    def is_flag(self) -> bool:
+        """Whether the column holds booleans: read in any spelling of them, decoded to bools."""
+        return bool(self.categories) and set(self.categories) <= {"False", "True"}
+
+    @property
     def reads_as(self) -> str:
         """What a value outside ``categories`` is scored as: "other" in a capped column, else "unknown"."""
         return "other" if self.capped else "unknown"
@@ -161,7 +166,7 @@ class CategoricalColumn:
         strings = _category_strings(series)
         known = pd.Index(self.categories, dtype=object)
         codes = known.get_indexer(strings)
-        if self.categories and set(self.categories) <= {"False", "True"}:
+        if self.is_flag:
             # only the values not spelt True/False are read again: the usual spelling costs nothing more
             other = (codes < 0) & strings.notna().to_numpy()
             if other.any():
@@ -392,7 +397,7 @@ class TableEncoder:
         for j, col in enumerate(self.numeric_):
             columns[col.name] = col.decode(numeric[:, j].astype(float))
         for j, col in enumerate(self.categorical_):
-            labels = np.array([None] + list(col.categories), dtype=object)
+            labels = np.array([None] + [c == "True" if col.is_flag else c for c in col.categories], dtype=object)
             columns[col.name] = labels[categorical[:, j]]
         return pd.DataFrame(columns)[self.columns_]
 

@@ -537,3 +537,15 @@ def test_a_model_fitted_on_an_array_takes_a_frames_columns_by_position():
     with pytest.warns(UserWarning, match="taken by position"):
         scores = detector.anomaly_score(pd.DataFrame(X, columns=["amount", "hour", "age"]))
     np.testing.assert_allclose(scores, detector.anomaly_score(X))
+
+
+def test_a_flag_column_is_reconstructed_and_imputed_as_booleans(mixed_frame):
+    """Not as the text 'True' beside the frame's own True: impute would mix the two in one column."""
+    flags = [c for c in mixed_frame.columns if mixed_frame[c].dtype == bool]
+    assert flags, "the fixture has a boolean column"
+    detector = MaskedAutoencoderDetector(max_steps=5, random_state=0).fit(mixed_frame)
+    gappy = mixed_frame.astype({flags[0]: object})
+    gappy.loc[gappy.index[:3], flags[0]] = None
+    filled = detector.impute(gappy)[flags[0]]
+    assert filled.map(type).eq(bool).all() or filled.dtype == bool
+    assert set(detector.reconstruct(mixed_frame)[flags[0]].dropna().map(type)) <= {bool}
