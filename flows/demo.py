@@ -20,6 +20,7 @@ import pandas as pd
 from data.transactions import generate_transactions
 from flows.screening import screen_flow
 from flows.training import train_flow
+from pipeline.screening_output import read_output_csv
 
 MODEL_NAME = "card-fraud-demo"
 FEATURES = ["amount", "merchant_category", "country", "channel", "card_present", "hour",
@@ -50,7 +51,7 @@ def run_demo(out: Path, n_customers: int = 3000, top: int = 10, seed: int = 0) -
     summary, folder = screening["summary"], Path(screening["out_dir"])
 
     # flagged.csv keeps every column of the input, the generator's fraud labels included
-    flagged = pd.read_csv(folder / "flagged.csv").fillna({"fraud_pattern": ""})
+    flagged = read_output_csv(folder / "flagged.csv").fillna({"fraud_pattern": ""})
     frauds_today = int(pd.read_csv(today, usecols=["is_fraud"])["is_fraud"].sum())
     print(f"\n{summary['rows_flagged']} of {summary['rows_in']:,} transactions flagged "
           f"(strategy {summary['calibration']['strategy']} at {summary['calibration']['level']}); "
