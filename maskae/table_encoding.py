@@ -71,6 +71,13 @@ class ColumnWarning(UserWarning):
     code read as a number), or one whose rarer categories read as one ("other")."""
 
 
+class MissingColumnError(ValueError, KeyError):
+    """A column the model was fitted on is not in the data. A ValueError, as scikit-learn raises for
+    columns that do not match the fit, and a KeyError, as earlier versions raised."""
+
+    __str__ = Exception.__str__  # the message as written, not quoted as KeyError's repr
+
+
 class UnknownCategoryWarning(UserWarning):
     """Scored values that a categorical column reads as "unknown" (never seen) or "other" (rarer
     than its ``max_categories`` kept values)."""
@@ -361,7 +368,7 @@ class TableEncoder:
         _check_unique_names(frame.columns)
         missing_cols = [name for name in self.columns_ if name not in frame.columns]
         if missing_cols:
-            raise KeyError(
+            raise MissingColumnError(
                 f"column(s) {missing_cols} are missing from the data; the model was fitted on "
                 f"{self.columns_}: add them (empty values are allowed) or refit the model"
             )

@@ -201,8 +201,10 @@ def test_mixed_types_missing_values_and_unseen_category(fitted, mixed_frame):
 
 
 def test_missing_column_names_it(fitted, mixed_frame):
-    with pytest.raises(KeyError, match="'channel'"):
+    with pytest.raises(ValueError, match="'channel'") as raised:  # scikit-learn's type for columns that do not match
         fitted.anomaly_score(mixed_frame.drop(columns="channel"))
+    assert isinstance(raised.value, KeyError)  # as before
+    assert str(raised.value).startswith("column(s) ['channel'] are missing")  # not quoted as a KeyError's repr
 
 
 def test_expected_values_stay_within_the_training_range(fitted, mixed_frame):
