@@ -147,6 +147,14 @@ class CategoricalColumn:
     name: str
     categories: list[str]  # code i + 1 is categories[i]; code 0 is "unknown" (or "other")
     n_distinct: int | None = None  # distinct training values (None: saved before max_categories)
+    integers: bool = False  # trained on whole numbers (codes as ints): decoded back to ints
+
+    @property
+    def labels(self) -> list:
+        """``categories`` as the training data held them: bools for a flag, ints for whole numbers."""
+        if self.is_flag:
+            return [c == "True" for c in self.categories]
+        return [int(c) for c in self.categories] if self.integers else list(self.categories)
 
     @property
     def n_codes(self) -> int:
@@ -170,6 +178,11 @@ class CategoricalColumn:
     def encode(self, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(codes, missing): each value's position among ``categories`` + 1, UNKNOWN_CODE for values
         never seen, "other" and missing ones; and which values are missing."""
+        if self.integers and series.dtype.kind == "f":  # an int column with a gap reads as floats: 5812.0
+            whole = (series == np.round(series)).to_numpy() & (series.abs() < 2**63).to_numpy()
+            values = series.to_numpy(dtype=object)
+            values[whole] = series.to_numpy()[whole].astype(np.int64)
+            series = pd.Series(values, index=series.index, dtype=object)
         strings = _category_strings(series)
         known = pd.Index(self.categories, dtype=object)
         codes = known.get_indexer(strings)
@@ -215,6 +228,13 @@ def as_frame(X, feature_names: list[str] | None = None) -> pd.DataFrame:
 def is_numeric_column(series: pd.Series) -> bool:
     """Whether a column is read as numbers (numeric and not boolean); anything else is categorical."""
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _holds_integers(series: pd.Series) -> bool:
+    """Whether a categorical column's values are whole numbers (codes given as ints, or a pandas
+    category of ints), which ``str`` and ``int`` turn into each other exactly."""
+    values = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else series.dropna()
+    return len(values) > 0 and pd.api.types.infer_dtype(values, skipna=True) == "integer"
 
 
 def _holds_dates(series: pd.Series, strings: pd.Series) -> bool:
@@ -306,7 +326,7 @@ class TableEncoder:
             kept = ranked["value"].iloc[: self.max_categories]
         else:
             kept = counts.index
-        column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts))
+        column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts), integers=_holds_integers(series))
         if len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or _holds_dates(series, strings):
             values = "value" if len(counts) == 1 else "values"
             warnings.warn(f"column {name!r} has {len(counts):,} distinct {values} in {n_observed:,} observed training "
@@ -404,7 +424,7 @@ class TableEncoder:
         for j, col in enumerate(self.numeric_):
             columns[col.name] = col.decode(numeric[:, j].astype(float))
         for j, col in enumerate(self.categorical_):
-            labels = np.array([None] + [c == "True" if col.is_flag else c for c in col.categories], dtype=object)
+            labels = np.array([None] + col.labels, dtype=object)
             columns[col.name] = labels[categorical[:, j]]
         return pd.DataFrame(columns)[self.columns_]
 

@@ -75,6 +75,24 @@ def test_a_boolean_column_reads_1_0_and_true_false_spellings_as_its_values():
     assert enc.transform(pd.DataFrame({"online": [2], "c": [True]})).unseen_counts == {"online": 1, "c": 1}
 
 
+def test_whole_number_categories_decode_as_ints_and_text_stays_text():
+    # Merchant codes given as a pandas category of ints or as Python ints are matched as text,
+    # and given back as the ints they were; codes read as text ("0042") keep their zeros.
+    train = pd.DataFrame({"mcc": pd.Series([5411, 5812, 5411]).astype("category"),
+                          "code": pd.Series([1, 2, 3], dtype=object), "text": ["0042", "0007", "0042"]})
+    enc = TableEncoder().fit(train)
+    assert [c.integers for c in enc.categorical_] == [True, True, False]
+    # [5812, None] is a float column (5812.0): an int column with a gap
+    batch = enc.transform(pd.DataFrame({"mcc": [5812, None], "code": ["3", 2.5], "text": ["0007", None]}))
+    assert batch.unseen_counts == {"code": 1}  # 2.5 is no code
+    decoded = enc.decode(batch.numeric, batch.categorical)
+    assert decoded["mcc"].tolist() == [5812, None] and isinstance(decoded.loc[0, "mcc"], int)
+    assert decoded["code"].tolist() == [3, None] and decoded.loc[0, "text"] == "0007"
+    state = enc.to_dict()  # a model saved before: its categories decode as text, as they did
+    del state["categorical"][0]["integers"]
+    assert TableEncoder.from_dict(state).decode(batch.numeric, batch.categorical).loc[0, "mcc"] == "5812"
+
+
 def test_missing_column_is_named_in_the_error():
     enc = TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "merchant": ["a", "b"]}))
     with pytest.raises(KeyError, match="merchant"):
