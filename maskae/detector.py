@@ -541,12 +541,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         score (~0 typical, in standard deviations; higher = more anomalous). ``anomaly_score`` is
         the mean of the columns whose kind (the name before ``@``) is in ``evidence``, each kind
         weighing the same (``evidence_weights_``; the CNN's terms weigh one each): this tells
-        *which* evidence made a record stand out."""
+        *which* evidence made a record stand out. A DataFrame's index is kept."""
         if self.backend == "cnn":
             raw = self._image_evidence(X)
         else:
             raw = self._raw_evidence(self._tensors(self._as_frame(X)))
-        return pd.DataFrame(self._standardised(raw))
+        terms = pd.DataFrame(self._standardised(raw))
+        return terms.set_axis(X.index) if isinstance(X, pd.DataFrame) else terms
 
     def score_samples(self, X) -> np.ndarray:
         """(n,) scikit-learn convention: higher = more normal (the negated anomaly score)."""

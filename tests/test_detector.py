@@ -162,6 +162,7 @@ def test_a_row_left_with_no_evidence_scores_as_typical_and_a_constant_term_adds_
     # no numeric column: the tails term is constant, standardised to 0 (its rounding-error spread once blew it up)
     z = det.evidence_scores(X.tail(50))
     assert np.abs(z["tails"]).max() < 1e-6
+    assert z.index.equals(X.tail(50).index)  # rows keep their labels, as reconstruct's do
 
 
 def test_text_or_infinity_in_a_numeric_column_warns_and_reads_as_missing(fitted, mixed_frame):
