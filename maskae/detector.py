@@ -213,9 +213,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         if len(X) < 3:
             raise ValueError(f"need at least 3 rows to fit, got {len(X)}")
         seed = np.random.SeedSequence(self.random_state).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):  # the caller's global torch RNG is left as it was
+            torch.manual_seed(int(seed))  # weight initialisation
+            return self._fit_seeded(X, seed)
+
+    def _fit_seeded(self, X, seed: int) -> "MaskedAutoencoderDetector":
         rng = np.random.default_rng(seed)
         generator = torch.Generator().manual_seed(int(seed))
-        torch.manual_seed(int(seed))  # weight initialisation
         if self.backend == "cnn":
             held_out = self._fit_images(X, rng, generator, seed)
             self._set_threshold()

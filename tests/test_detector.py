@@ -87,6 +87,11 @@ def test_same_random_state_gives_same_scores(mixed_frame):
     c = MaskedAutoencoderDetector(**{**FAST, "random_state": 1}).fit(mixed_frame).anomaly_score(mixed_frame)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    MaskedAutoencoderDetector(**FAST).fit(mixed_frame)
+    assert torch.equal(torch.rand(3), expected)  # fitting left the caller's global torch RNG as it was
 
 
 def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
