@@ -3,8 +3,8 @@
 A :class:`Schema` (id column, feature columns and their kind) is learned on the training data and
 saved with the model; :func:`validate` checks every later batch against it. A batch that lacks a
 feature column is refused outright (:class:`SchemaError`); a row that cannot be scored (missing or
-duplicate id, text or infinity in a numeric column, a CSV line with more fields than the header) is
-quarantined with a reason, never dropped.
+duplicate id, text or infinity in a numeric column, a CSV line with more or fewer fields than the
+header) is quarantined with a reason, never dropped.
 Missing cells and unseen categories are *not* problems: the model reads them as hidden / unknown.
 Read big files with :func:`iter_batches`, whose memory depends on the chunk size, not the file.
 
@@ -46,12 +46,16 @@ import pyarrow.parquet as pq
 
 from maskae.table_encoding import ColumnWarning, is_numeric_column, missing_cells
 from pipeline.config import format_from_suffix
+from pipeline.csv_lines import ShortLines, short_lines
 
 KINDS = ("numeric", "categorical")
 REASON_COLUMN = "quarantine_reason"
 # ``frame.attrs`` key: the reasons of the CSV lines a read could not split into the header's columns,
 # which :func:`validate` quarantines (each is not a row of the frame: its values are unknown).
 MALFORMED_LINES = "maskae.malformed_lines"
+# ``frame.attrs`` key: {row: reason} for the frame's rows read from CSV lines with fewer fields than
+# the header, which :func:`validate` quarantines with the values they have.
+SHORT_LINES = "maskae.short_lines"
 MAX_MALFORMED_LINES = 10_000  # in one file: more, and its layout is wrong, not a few of its lines
 HEAD_RECORDS = 1_000  # a CSV's first records, checked for lines longer than the header before it is read
 PARQUET_BUFFER = 8 << 20  # bytes read at a time from a Parquet file when streaming it
@@ -126,6 +130,10 @@ def _check_head(path: Path) -> None:
         raise IngestError(f"cannot read {str(path)!r} as csv: {longer:,} of its first {len(lengths):,} rows have more "
                           f"fields than its header's {width}: its layout is not the header's; quote the values that "
                           f"hold a comma, or export the file again")
+    if (shorter := sum(n < width for n in lengths if n > 1)) > HEAD_RECORDS // 10:  # 1 field: blank, or too few
+        raise IngestError(f"cannot read {str(path)!r} as csv: {shorter:,} of its first {len(lengths):,} rows have fewer "
+                          f"fields than its header's {width}: its layout is not the header's; have the export write "
+                          f"every field, empty ones too (7,12.5,, rather than 7,12.5)")
 
 
 @contextmanager
@@ -188,6 +196,56 @@ def _csv_options(path: Path, text_columns: Sequence[str]) -> dict[str, Any]:
             "na_values": missing}
 
 
+class ShortRows(dict):
+    """{row: reason} of the rows read from short CSV lines, as ``frame.attrs[SHORT_LINES]`` holds
+    them (not deep-copied by every operation on the frame, as :class:`MalformedLines`)."""
+
+    def __deepcopy__(self, memo: dict) -> ShortRows:
+        return self
+
+
+def _short_lines(path: Path) -> ShortLines:
+    """The CSV lines of ``path`` with fewer fields than its header (none found in a zip or zstd
+    file, whose bytes are not read here).
+
+    Raises
+    ------
+    IngestError
+        More than :data:`MAX_MALFORMED_LINES` of them.
+    """
+    opener = _OPENERS.get(path.suffix.lower())
+    if opener is None:
+        return ShortLines()
+    with opener(path, "rb") as source:
+        found = short_lines(source)
+    if len(found.lines) > MAX_MALFORMED_LINES:
+        raise IngestError(f"cannot read {str(path)!r} as csv: more than {MAX_MALFORMED_LINES:,} of its lines have fewer "
+                          f"fields than its header's {found.width}; have the export write every field, empty ones too "
+                          f"(7,12.5,, rather than 7,12.5)")
+    return found
+
+
+def _short_rows(path: Path, found: ShortLines, frame: pd.DataFrame) -> ShortRows:
+    """The reasons of the rows of ``frame`` (as pandas read them from ``path``) that came from short
+    lines. A row whose last cells are not all empty shows that pandas split the file's lines
+    otherwise than the scan did (an old Mac file, broken at a bare \r only): from that row on no
+    line is taken for short, with a warning."""
+    reasons = ShortRows()
+    for row in frame.index[frame.index.isin(list(found.lines))] if found.lines else ():
+        line, fields, cut = found.lines[row]
+        if not frame.loc[row].iloc[fields:].isna().all():
+            warnings.warn(f"could not check which lines of {str(path)!r} have fewer fields than its header: pandas "
+                          f"splits its lines otherwise (line breaks that are a bare carriage return?); its short "
+                          f"lines from line {line} on are read with their last cells empty", stacklevel=2)
+            found.lines.clear()
+            return reasons
+        why = ("the file ends mid-line, so it may have been read while still being written; read it again once "
+               "complete" if cut else "a value may hold an unquoted line break, or the export left values out; "
+               "export the file again")
+        reasons[row] = f"line {line} has {fields} of the header's {found.width} fields: {why}"
+    return reasons
+
+
 class MalformedLines(tuple):
     """The reasons of the CSV lines a read skipped, as ``frame.attrs[MALFORMED_LINES]`` holds them:
     pandas deep-copies ``attrs`` in every operation on a frame, which text that never changes can skip."""
@@ -244,9 +302,10 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         (:meth:`Schema.text_columns`).
 
     A CSV line with more fields than the header is not a row of the frame: its reason is in
-    ``frame.attrs[MALFORMED_LINES]``, and :func:`validate` quarantines it. Many of them (more than
-    a tenth of the first :data:`HEAD_RECORDS`, or more than :data:`MAX_MALFORMED_LINES`) are an
-    ``IngestError``.
+    ``frame.attrs[MALFORMED_LINES]``, and :func:`validate` quarantines it. A line with fewer fields
+    is a row whose last cells are empty: its reason is in ``frame.attrs[SHORT_LINES]``, and
+    :func:`validate` quarantines the row. Many lines of either kind (more than a tenth of the first
+    :data:`HEAD_RECORDS`, or more than :data:`MAX_MALFORMED_LINES`) are an ``IngestError``.
 
     Raises
     ------
@@ -258,8 +317,9 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
         if fmt == "parquet":
             with pq.ParquetFile(path) as source:
                 return _to_pandas(source.read()).reset_index(drop=True)
+        short = _short_lines(path)
         frame, malformed = _noting_malformed(path, lambda: pd.read_csv(path, **_csv_options(path, text_columns)))
-        frame.attrs[MALFORMED_LINES] = malformed
+        frame.attrs[MALFORMED_LINES], frame.attrs[SHORT_LINES] = malformed, _short_rows(path, short, frame)
         return frame
 
 
@@ -290,6 +350,7 @@ def parquet_stream(path: str | Path) -> pq.ParquetFile:
 def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) -> Iterator[pd.DataFrame]:
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
+            short = _short_lines(path)
             with pd.read_csv(path, chunksize=batch_rows, **_csv_options(path, text_columns)) as reader:
                 last, so_far = None, 0
                 while True:
@@ -299,6 +360,7 @@ def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) 
                     # lines after the last row read (a first row was read: it cannot be malformed)
                     frame = last = last.iloc[:0].copy() if frame is None else frame
                     frame.attrs[MALFORMED_LINES], so_far = malformed, so_far + len(malformed)
+                    frame.attrs[SHORT_LINES] = _short_rows(path, short, frame)
                     yield frame
         with parquet_stream(path) as source:
             start = 0
@@ -493,7 +555,8 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     frame : DataFrame
         One batch (or one chunk of it), as read. The CSV lines that its read could not split
         (``frame.attrs[MALFORMED_LINES]``) are quarantined too, after its own rows, every value
-        empty (index -1).
+        empty (index -1), and so are its rows read from lines with fewer fields than the header
+        (``frame.attrs[SHORT_LINES]``), with the values they have.
     schema : Schema
         What the model expects.
     seen_ids : SeenIds or None, default=None
@@ -533,9 +596,11 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         np.where(has_id, "", f"missing id ({schema.id_column!r} is empty)"),
         _notes(repeated, ids, "duplicate id {}: an earlier row has the same id"),
         np.where(empty, "no feature values: every feature column is empty", ""),
+        pd.Series(frame.attrs.get(SHORT_LINES) or {}, dtype=object).reindex(frame.index, fill_value="").to_numpy(),
     ]
     clean = frame.copy()
     clean.attrs.pop(MALFORMED_LINES, None)  # quarantined below
+    clean.attrs.pop(SHORT_LINES, None)
     for name in schema.columns_of_kind("numeric"):
         raw = frame[name]
         number = pd.to_numeric(raw, errors="coerce").astype("float64")

@@ -232,7 +232,7 @@ def test_a_bad_csv_file_is_named_with_its_fix(tmp_path, content, message):
             list(iter_batches(path, batch_rows=1))
 
 
-MALFORMED = (b'txn_id,amount,mcc\nT1,2.5,fuel\n\nT2,3.5,fuel,EXTRA\nT3,4.5,"two\nlines"\nT4,5.5,travel,X\nT5,6.5\n'
+MALFORMED = (b'txn_id,amount,mcc\nT1,2.5,fuel\n\nT2,3.5,fuel,EXTRA\nT3,4.5,"two\nlines"\nT4,5.5,travel,X\nT5,6.5,\n'
              b'T6,7.5,fuel\nT7,1,2,3\nT8,1,2,3\n')
 
 
@@ -274,6 +274,59 @@ def test_a_file_with_many_lines_longer_than_its_header_is_refused(tmp_path, monk
         with pytest.raises(IngestError, match=r"more than 50 of its lines have more fields than its header \(the latest: "
                                               r"line \d+ \(a quoted"):
             read()
+
+
+SHORT = b'txn_id,amount,mcc\nT1,1.5,"fu,el"\nT2,2.5\n\nT3,3.5,\nT4,4.5,"fu\nel"\nT5,5\nT6,1,2,3\nT7,7.5,fuel\nT8,8'
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz"])
+def test_lines_with_fewer_fields_than_the_header_are_quarantined_with_their_values(tmp_path, name):
+    import gzip
+
+    schema = Schema.infer(pd.DataFrame({"txn_id": ["T0"], "amount": [1.0], "mcc": ["fuel"]}), id_column="txn_id")
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(SHORT) if name.endswith(".gz") else SHORT)
+    # T3's empty last value is a value; T2, T5 and T8 lack theirs: every line break counts, quoted or not
+    expected = {"T2": "line 3 has 2 of the header's 3 fields: a value may hold an unquoted line break, or the "
+                      "export left values out; export the file again",
+                "T5": "line 8 has 2 of the header's 3 fields: a value may hold an unquoted line break, or the "
+                      "export left values out; export the file again",
+                "T8": "line 11 has 2 of the header's 3 fields: the file ends mid-line, so it may have been read while "
+                      "still being written; read it again once complete"}
+    for read in (lambda: [read_table(path, text_columns=["txn_id", "mcc"])],
+                 *(lambda n=n: list(iter_batches(path, batch_rows=n, text_columns=["txn_id", "mcc"])) for n in (1, 2, 100))):
+        checked = [validate(chunk, schema) for chunk in read()]
+        quarantined = pd.concat([c.quarantined for c in checked])
+        short = quarantined[~quarantined[REASON_COLUMN].str.contains("4 fields")]  # T6's line is longer
+        assert dict(zip(short["txn_id"], short[REASON_COLUMN])) == expected
+        assert short["amount"].tolist() == [2.5, 5.0, 8.0]  # the values the lines have are kept
+        assert pd.concat([c.clean for c in checked])["txn_id"].tolist() == ["T1", "T3", "T4", "T7"]
+        assert not any(pipeline.ingest.SHORT_LINES in c.clean.attrs for c in checked)
+
+
+def test_a_file_with_many_lines_shorter_than_its_header_is_refused(tmp_path, monkeypatch):
+    rows = [f"T{i},{i}.5" + (",fuel" if i % 5 else "") for i in range(2_000)]
+    path = tmp_path / "batch.csv"
+    path.write_text("\n".join(["txn_id,amount,mcc", *rows]) + "\n")  # a fifth of the rows: an export that drops values
+    with pytest.raises(IngestError, match=r"200 of its first 1,000 rows have fewer fields than its header's 3"):
+        iter_batches(path)
+    path.write_text("\n".join(["txn_id,amount,mcc", *(f"T{i},{i}.5,fuel" for i in range(1_000)), *rows[1_000:]]))
+    monkeypatch.setattr(pipeline.ingest, "MAX_MALFORMED_LINES", 50)
+    for read in (lambda: read_table(path), lambda: list(iter_batches(path, batch_rows=100))):
+        with pytest.raises(IngestError, match=r"more than 50 of its lines have fewer fields than its header's 3"):
+            read()
+
+
+def test_short_lines_are_not_taken_where_pandas_splits_the_lines_otherwise(tmp_path):
+    # An old Mac file (bare \r line breaks): after a blank line pandas reads the longer line ",,1,2"
+    # as a row, where the scan counts it as skipped; "4,5" is then not row 2 but row 3.
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"a,b,c\r1,2\r\r,,1,2\r4,5\r")
+    with pytest.warns(UserWarning, match=r"could not check which lines of .*mac.csv.* from line 5 on"):
+        frame = read_table(path)
+    assert frame.attrs[pipeline.ingest.SHORT_LINES] == {0: "line 2 has 2 of the header's 3 fields: a value may hold "
+                                                           "an unquoted line break, or the export left values out; "
+                                                           "export the file again"}
 
 
 def test_a_field_longer_than_the_csv_modules_limit_is_read(tmp_path):

@@ -117,6 +117,19 @@ def test_csv_lines_with_more_fields_than_the_header_are_quarantined_and_the_rest
     assert pd.read_parquet(out / "scores.parquet")[ID].tolist() == frame[ID].astype(str).tolist()
 
 
+def test_a_csv_cut_short_mid_line_has_its_last_line_quarantined_and_the_rest_scored(screened, tmp_path):
+    frame = batch(screened)
+    text = frame.to_csv(index=False)
+    path = tmp_path / "batch.csv"
+    path.write_text(text[: text.rindex(",", 0, len(text) - 40)])  # read while still being written: the last line cut
+    out = screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir
+    summary = accounted(out, frame)
+    assert summary["rows_quarantined"] == 1
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
+    assert quarantine[ID].tolist() == [str(frame[ID].iloc[-1])]
+    assert "the file ends mid-line, so it may have been read while still being written" in quarantine.iloc[0, -1]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_header_only_file_is_an_empty_screening(screened, tmp_path, fmt):
     frame = batch(screened).head(0)
