@@ -17,13 +17,20 @@ Example
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from maskae.table_encoding import outside_stacklevel
+
 RESIZE_CHUNK = 64  # images resized at a time: a batch of 900-pixel photos would not fit in memory
+
+
+class ImageScaleWarning(UserWarning):
+    """A batch whose pixel values are scaled otherwise than the training images' (0-1 against 0-255)."""
 
 
 def is_image_batch(X) -> bool:
@@ -53,6 +60,14 @@ def as_nchw(images: np.ndarray) -> np.ndarray:
                          f"of shape {getattr(images, 'shape', None)}")
     if len(images) == 0:
         raise ValueError("the image batch is empty")
+    if images.ndim == 3 and images.shape[-1] in (1, 3):  # read as N grayscale images 1 or 3 pixels wide
+        raise ValueError(f"an array of shape {images.shape} reads as {images.shape[0]} grayscale images "
+                         f"{images.shape[1]} x {images.shape[2]} pixels; for one image, add a batch axis "
+                         f"(image[None])")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))
+        raise ValueError(f"image(s) at position {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''} of the batch hold "
+                         f"NaN or infinite pixels: no score can be read from them; leave them out or fill them")
     axis = channel_axis(images)
     images = images.astype(np.float32, copy=False)
     if axis is None:
@@ -97,6 +112,14 @@ class ImageFormat:
         nchw = as_nchw(images)
         if nchw.shape[1] != self.channels:
             raise ValueError(f"the model was trained on {self.channels}-channel images, got {nchw.shape[1]} channels")
+        # Pixels are read in the training images' units: a batch scaled to 0-1 (torchvision's
+        # ToTensor) for a model of 0-255 images, or the reverse, reads as one uniform anomaly.
+        trained_in_units = max(m + 3 * s for m, s in zip(self.channel_mean, self.channel_std)) <= 1.5
+        if images.dtype.kind == "f" and (top := float(nchw.max())) > 0 and (top > 2) == trained_in_units:
+            given, trained = ("0-255", "0-1") if trained_in_units else ("0-1", "0-255")
+            warnings.warn(f"the batch's pixels look scaled to {given} (largest {top:.3g}), the training images' to "
+                          f"{trained}, so its scores mean little; scale the batch as the training images were",
+                          ImageScaleWarning, stacklevel=outside_stacklevel())
         return nchw
 
     def resized(self, images: np.ndarray) -> torch.Tensor:

@@ -73,6 +73,10 @@ class DataConfig(_Section):
     def _infer_format(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None and "path" in info.data:
             value = IMAGES if Path(info.data["path"]).is_dir() else format_from_suffix(info.data["path"])
+            if value is None and not any(char in info.data["path"] for char in "*?[") and not Path(
+                    info.data["path"]).exists():
+                raise ValueError(f"no such file or folder: {info.data['path']!r}; check the path and the working "
+                                 f"directory")
             if value is None:
                 raise ValueError(f"cannot tell the format from {info.data['path']!r}: set format = 'csv' or "
                                  f"'parquet', or give a folder of images")

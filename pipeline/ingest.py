@@ -81,14 +81,17 @@ class SchemaError(ValueError):
 def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
     """The path and its format, after the failures that can be named from its name, size and header."""
     path = Path(path)
+    if not path.exists():  # before the format: a mistyped folder of images has no suffix to tell one
+        raise IngestError(f"cannot read {str(path)!r}: no such file or folder; check the path and the working "
+                          f"directory")
     fmt = fmt or format_from_suffix(path)
-    if fmt not in _FIXES:
+    if fmt not in _FIXES and not path.is_dir():
         what = f"unknown format {fmt!r}" if fmt else "the file name does not say the format"
-        raise IngestError(f"cannot read {str(path)!r}: {what}; pass fmt='csv' or fmt='parquet'")
-    if not path.exists():
-        raise IngestError(f"cannot read {str(path)!r}: no such file; check the path and the working directory")
+        raise IngestError(f"cannot read {str(path)!r}: {what}; name it .csv or .parquet, set [data] format in the "
+                          f"config, or pass fmt='csv' or fmt='parquet'")
     if path.is_dir():
-        raise IngestError(f"cannot read {str(path)!r}: it is a folder; point at a file, or a glob like '{path}/*.{fmt}'")
+        raise IngestError(f"cannot read {str(path)!r}: it is a folder; point at a file, or a glob like "
+                          f"'{path}/*.{fmt or 'csv'}'")
     if path.stat().st_size == 0:
         raise IngestError(f"cannot read {str(path)!r}: the file is empty (0 bytes, not even a header); export it again")
     if fmt == "csv":  # pandas would rename a repeated name ("V1" -> "V1.1") and read on

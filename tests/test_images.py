@@ -1,5 +1,7 @@
 """Images: patch masks, the CNN and MLP backends on image batches, ingest with quarantine, figures."""
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
@@ -140,6 +142,22 @@ def test_cnn_needs_an_image_batch():
         MaskedAutoencoderDetector(backend="cnn").fit(np.zeros((10, 2)))
     with pytest.raises(ValueError, match="augment"):
         MaskedAutoencoderDetector(backend="cnn", augment="rotate").fit(textures(4, seed=0))
+
+
+def test_a_batch_that_cannot_be_read_as_the_training_images_were_is_named(cnn):
+    from maskae.image_batch import ImageScaleWarning
+
+    images = textures(4, seed=3).astype(np.float32)
+    images[1, 5, 5, 0], images[3] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"image\(s\) at position \[1, 3\] of the batch hold NaN or infinite"):
+        cnn.anomaly_score(images)  # such an image once scored exactly 0: a typical good image
+    with pytest.raises(ValueError, match=r"add a batch axis \(image\[None\]\)"):
+        cnn.anomaly_score(textures(1, seed=3)[0])  # (32, 32, 1) once read as 32 images of 32 x 1 pixels
+    with pytest.warns(ImageScaleWarning, match="scaled to 0-1 .* the training images' to 0-255"):
+        cnn.anomaly_score(textures(2, seed=3) / np.float32(255))  # torchvision's ToTensor scaling
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cnn.anomaly_score(textures(2, seed=3).astype(np.float32))  # floats in the training units: no warning
 
 
 def _write_png(path, seed: int, size: int = 20) -> None:
