@@ -35,6 +35,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.retries import transient
+from pipeline.image_ingest import image_files
 from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
@@ -182,7 +183,13 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
         out_dir = Path(out_root) / _batch_name(path)
         earlier = read_summary(out_dir)
         if earlier is not None and Path(earlier["input"]["path"]).name == path.name:
-            continue  # screened on an earlier night; another file's screening there is refused by screen_flow
+            # screened on an earlier night; another file's screening there is refused by screen_flow
+            if (now := _size(path)) != earlier["input"]["bytes"]:  # a stat, not a hash: this runs every night
+                failed.append(f"{path.name}: changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} "
+                              f"bytes then, {now:,} now; was it still being copied?): move that folder away to "
+                              f"screen it again")
+                print(f"could not screen {failed[-1]}")
+            continue
         try:
             screen_flow(str(path), model, str(out_dir), None if images else id_column, workdir,
                         dask_address=None if images else dask_address)
@@ -194,6 +201,11 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
     if failed:
         raise RuntimeError(f"{len(failed)} batch(es) in {incoming} could not be screened: " + "; ".join(failed))
     return done
+
+
+def _size(path: Path) -> int:
+    """Bytes of a batch: a file's, or the sum over a folder's images (as its fingerprint counts them)."""
+    return sum(f.stat().st_size for f in image_files(path)) if path.is_dir() else path.stat().st_size
 
 
 def _batch_name(path: Path) -> str:

@@ -60,8 +60,8 @@ MAX_MALFORMED_LINES = 10_000  # in one file: more, and its layout is wrong, not 
 HEAD_RECORDS = 1_000  # a CSV's first records, checked for lines longer than the header before it is read
 PARQUET_BUFFER = 8 << 20  # bytes read at a time from a Parquet file when streaming it
 _FIXES = {
-    "csv": "check that it is comma-separated text with a header row, or pass fmt='parquet'",
-    "parquet": "it may be truncated or still being written: copy or export it again, or pass fmt='csv'",
+    "csv": "check that it is comma-separated text with a header row (a Parquet file is named .parquet)",
+    "parquet": "it may be truncated or still being written: copy or export it again (a CSV file is named .csv)",
 }
 
 
@@ -70,8 +70,8 @@ class IngestError(ValueError):
 
 
 class FileChangedError(IngestError):
-    """A file (or a folder of images) changed while it was read: it was still being written. Unlike
-    the other input errors, trying again later can succeed."""
+    """A file (or a folder of images) changed while it was read, or a CSV ends mid-line: it was
+    still being written. Unlike the other input errors, trying again later can succeed."""
 
 
 class SchemaError(ValueError):
@@ -213,6 +213,8 @@ def _short_lines(path: Path) -> ShortLines:
 
     Raises
     ------
+    FileChangedError
+        The file ends mid-line: it is being written (or copied) still.
     IngestError
         More than :data:`MAX_MALFORMED_LINES` of them.
     """
@@ -221,6 +223,11 @@ def _short_lines(path: Path) -> ShortLines:
         return ShortLines()
     with opener(path, "rb") as source:
         found = short_lines(source)
+    if found.lines and (last := found.lines[max(found.lines)])[2]:
+        raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends mid-line (its last line, line {last[0]:,}, has "
+                               f"{last[1]} of the header's {found.width} fields and no line break), as a file still "
+                               f"being written or copied does; read it once complete (move a batch in by renaming it "
+                               f"when it is), or, if it is complete, finish or remove that line")
     if len(found.lines) > MAX_MALFORMED_LINES:
         raise IngestError(f"cannot read {str(path)!r} as csv: more than {MAX_MALFORMED_LINES:,} of its lines have fewer "
                           f"fields than its header's {found.width}; have the export write every field, empty ones too "
@@ -235,17 +242,15 @@ def _short_rows(path: Path, found: ShortLines, frame: pd.DataFrame) -> ShortRows
     line is taken for short, with a warning."""
     reasons = ShortRows()
     for row in frame.index[frame.index.isin(list(found.lines))] if found.lines else ():
-        line, fields, cut = found.lines[row]
+        line, fields, _ = found.lines[row]
         if not frame.loc[row].iloc[fields:].isna().all():
             warnings.warn(f"could not check which lines of {str(path)!r} have fewer fields than its header: pandas "
                           f"splits its lines otherwise (line breaks that are a bare carriage return?); its short "
                           f"lines from line {line} on are read with their last cells empty", stacklevel=2)
             found.lines.clear()
             return reasons
-        why = ("the file ends mid-line, so it may have been read while still being written; read it again once "
-               "complete" if cut else "a value may hold an unquoted line break, or the export left values out; "
-               "export the file again")
-        reasons[row] = f"line {line} has {fields} of the header's {found.width} fields: {why}"
+        reasons[row] = (f"line {line} has {fields} of the header's {found.width} fields: a value may hold an unquoted "
+                        f"line break, or the export left values out; export the file again")
     return reasons
 
 

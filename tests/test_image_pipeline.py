@@ -143,4 +143,11 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     for name in ("cards", "cards.2026-01-09", "CARDS.2026-01-11", "cards.2026-01-12"):
         assert (workdir / "nightly" / name / "summary.json").is_file(), name
     assert not (workdir / "nightly" / "cards.2026-01-10").exists() and not (workdir / "nightly" / "notes").exists()
+    # A batch that grew after it was screened (it was still being copied) fails the sweep, every night, by name.
+    (incoming / "cards.2026-01-10.csv").unlink()
+    with open(incoming / "cards.2026-01-09.csv", "a") as batch:
+        batch.write((incoming / "cards.csv").read_text().splitlines()[-1].replace(",", "9,", 1) + "\n")
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match=r"1 batch\(es\) .*cards\.2026-01-09\.csv: changed since it was screened"):
+            screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
 

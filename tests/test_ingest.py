@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import pipeline.ingest
-from pipeline.ingest import (REASON_COLUMN, IngestError, Schema, SchemaError, SeenIds, iter_batches, read_table,
-                             validate)
+from pipeline.ingest import (REASON_COLUMN, FileChangedError, IngestError, Schema, SchemaError, SeenIds, iter_batches,
+                             read_table, validate)
 
 
 @pytest.fixture
@@ -276,7 +276,7 @@ def test_a_file_with_many_lines_longer_than_its_header_is_refused(tmp_path, monk
             read()
 
 
-SHORT = b'txn_id,amount,mcc\nT1,1.5,"fu,el"\nT2,2.5\n\nT3,3.5,\nT4,4.5,"fu\nel"\nT5,5\nT6,1,2,3\nT7,7.5,fuel\nT8,8'
+SHORT = b'txn_id,amount,mcc\nT1,1.5,"fu,el"\nT2,2.5\n\nT3,3.5,\nT4,4.5,"fu\nel"\nT5,5\nT6,1,2,3\nT7,7.5,fuel\nT8,8\n'
 
 
 @pytest.mark.parametrize("name", ["batch.csv", "batch.csv.gz"])
@@ -291,8 +291,8 @@ def test_lines_with_fewer_fields_than_the_header_are_quarantined_with_their_valu
                       "export left values out; export the file again",
                 "T5": "line 8 has 2 of the header's 3 fields: a value may hold an unquoted line break, or the "
                       "export left values out; export the file again",
-                "T8": "line 11 has 2 of the header's 3 fields: the file ends mid-line, so it may have been read while "
-                      "still being written; read it again once complete"}
+                "T8": "line 11 has 2 of the header's 3 fields: a value may hold an unquoted line break, or the "
+                      "export left values out; export the file again"}
     for read in (lambda: [read_table(path, text_columns=["txn_id", "mcc"])],
                  *(lambda n=n: list(iter_batches(path, batch_rows=n, text_columns=["txn_id", "mcc"])) for n in (1, 2, 100))):
         checked = [validate(chunk, schema) for chunk in read()]
@@ -302,6 +302,15 @@ def test_lines_with_fewer_fields_than_the_header_are_quarantined_with_their_valu
         assert short["amount"].tolist() == [2.5, 5.0, 8.0]  # the values the lines have are kept
         assert pd.concat([c.clean for c in checked])["txn_id"].tolist() == ["T1", "T3", "T4", "T7"]
         assert not any(pipeline.ingest.SHORT_LINES in c.clean.attrs for c in checked)
+    # the same file cut mid-line, as one still being written or copied: no row of it is read
+    path.write_bytes(gzip.compress(SHORT[:-1]) if name.endswith(".gz") else SHORT[:-1])
+    for read in (lambda: read_table(path), lambda: list(iter_batches(path, batch_rows=2))):
+        with pytest.raises(FileChangedError, match=r"it ends mid-line \(its last line, line 11, has 2 of the header's "
+                                                   r"3 fields and no line break\), as a file still being written"):
+            read()
+    whole = SHORT.replace(b"T8,8\n", b"T8,8,fuel")  # a last line without a break, but whole: read
+    path.write_bytes(gzip.compress(whole) if name.endswith(".gz") else whole)
+    assert read_table(path)["txn_id"].iloc[-1] == "T8"
 
 
 def test_a_file_with_many_lines_shorter_than_its_header_is_refused(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.ingest import IngestError, SchemaError
+from pipeline.ingest import FileChangedError, IngestError, SchemaError
 from pipeline.screen import screen
 from pipeline.screening_output import read_summary
 
@@ -117,17 +117,15 @@ def test_csv_lines_with_more_fields_than_the_header_are_quarantined_and_the_rest
     assert pd.read_parquet(out / "scores.parquet")[ID].tolist() == frame[ID].astype(str).tolist()
 
 
-def test_a_csv_cut_short_mid_line_has_its_last_line_quarantined_and_the_rest_scored(screened, tmp_path):
-    frame = batch(screened)
-    text = frame.to_csv(index=False)
+def test_a_csv_cut_short_mid_line_fails_as_a_file_still_being_written_and_writes_nothing(screened, tmp_path):
+    text = batch(screened).to_csv(index=False)
     path = tmp_path / "batch.csv"
-    path.write_text(text[: text.rindex(",", 0, len(text) - 40)])  # read while still being written: the last line cut
-    out = screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir
-    summary = accounted(out, frame)
-    assert summary["rows_quarantined"] == 1
-    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
-    assert quarantine[ID].tolist() == [str(frame[ID].iloc[-1])]
-    assert "the file ends mid-line, so it may have been read while still being written" in quarantine.iloc[0, -1]
+    path.write_text(text[: text.rindex(",", 0, len(text) - 40)])  # read while still being copied: the last line cut
+    with pytest.raises(FileChangedError, match="it ends mid-line"):
+        screen(path, "fraud", tmp_path / "out", batch_rows=64)  # its last line was scored, the rest never would be
+    assert not (tmp_path / "out").exists()
+    path.write_text(text)  # once complete, it screens
+    accounted(screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir, batch(screened))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
