@@ -38,7 +38,7 @@ from flows.retries import transient
 from pipeline.image_ingest import image_files
 from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
-from pipeline.screen import BATCH_ROWS, ChunkScorer, in_process_scorer, screen
+from pipeline.screen import BATCH_ROWS, ChunkScorer, NothingScoredError, in_process_scorer, screen
 from pipeline.screening_output import read_output_csv, read_summary
 from pipeline.config import IMAGES, format_from_suffix
 from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
@@ -148,6 +148,10 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
         result = screen_file(data_path, pinned, out_dir, id_column, batch_rows)
     publish(result)
     print(screened_line(result))
+    summary = result["summary"]
+    if summary["rows_in"] and not summary["rows_scored"]:
+        raise NothingScoredError(f"no row of {Path(data_path).name} could be scored: all {summary['rows_in']:,} were "
+                                 f"quarantined; see {Path(out_dir) / 'quarantine.csv'} for why")
     return result
 
 
@@ -155,7 +159,8 @@ def screened_line(result: dict[str, Any]) -> str:
     """One line on a screening (the dict :func:`screen_flow` returns)."""
     summary = result["summary"]
     records = "images" if "image_size" in summary["input"] else "rows"
-    return f"{summary['rows_flagged']} of {summary['rows_in']} {records} flagged; output in {result['out_dir']}"
+    quarantined = f", {summary['rows_quarantined']} quarantined" if summary["rows_quarantined"] else ""
+    return f"{summary['rows_flagged']} of {summary['rows_in']} {records} flagged{quarantined}; output in {result['out_dir']}"
 
 
 @flow(name="maskae-screen-incoming", log_prints=True)

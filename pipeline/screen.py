@@ -212,6 +212,7 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
         "input": source,
         "started_at": started,
     }
+    summary["warnings"] = _batch_warnings(summary, tally, Path(source["path"]).name)
     if images is not None:
         summary["record_images"] = {record: {view: file.relative_to(folder.tmp).as_posix() for view, file in views.items()}
                                     for record, views in images.items()}
@@ -226,6 +227,45 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
     report = render_report(summary, top, folder.quarantine_head, tally.histogram.counts_and_edges(),
                            cal.calibration_scores, images=images)
     folder.publish(summary=summary, report=report)
+
+
+class ScreeningWarning(UserWarning):
+    """A batch that screened, but not as a night's batch should: most rows quarantined, a feature
+    column empty throughout, or far more flags than the calibration allows for."""
+
+
+class NothingScoredError(ValueError):
+    """Every row of a batch was quarantined: the screening folder is written (its quarantine.csv
+    says why), but the run fails, as nothing was screened."""
+
+
+FLAG_RATE_ALARM = 10  # flags above this many times an fpr level's rate: the batch as a whole differs
+
+
+def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[str]:
+    """What an operator must hear of a batch that screened without error, each said as a
+    :class:`ScreeningWarning` too: they would otherwise pass as an ordinary night."""
+    said, rows_in, rows = [], summary["rows_in"], summary["rows_scored"]
+    if rows_in and summary["rows_quarantined"] * 2 > rows_in:
+        said.append(f"{summary['rows_quarantined']:,} of its {rows_in:,} rows ({summary['rows_quarantined'] / rows_in:.0%}) "
+                    f"were quarantined: see quarantine.csv for why")
+    if empty := sorted(c for c, n in tally.observed.items() if n == 0) if rows else []:
+        said.append(f"feature column(s) {empty} are empty in every one of its {rows:,} scored rows, so the model "
+                    f"scored without them; check the export")
+    cal = summary["calibration"]
+    if rows and cal["strategy"] == "fpr" and summary["flag_rate"] > FLAG_RATE_ALARM * cal["level"]:
+        said.append(f"{summary['rows_flagged']:,} of its {rows:,} scored rows ({summary['flag_rate']:.1%}) were flagged, "
+                    f"where about {cal['level']:.1%} of rows like the training data's would be (fpr {cal['level']}): "
+                    f"the batch as a whole differs from the training data{_drift_text(summary['drift'])}; check its "
+                    f"columns and units before reviewing the flags")
+    for text in said:
+        warnings.warn(f"{name}: {text}", ScreeningWarning, stacklevel=4)
+    return said
+
+
+def _drift_text(drift: dict[str, Any]) -> str:
+    ks = drift.get("ks_statistic")
+    return "" if ks is None else f" (score drift: KS statistic {ks:.2f})"
 
 
 def _unseen_categories(counts: Counter, model: ScoringModel, rows_scored: int, file_name: str) -> dict[str, dict]:
@@ -250,6 +290,7 @@ class Tally:
     rows_quarantined: int = 0
     columns: list[str] | None = None
     unseen: Counter = field(default_factory=Counter)  # column -> values read as "unknown" or "other"
+    observed: Counter = field(default_factory=Counter)  # feature column -> cells with a value, in scored rows
 
     def add(self, folder: ScreeningFolder, ids: pd.Series, rows: np.ndarray, scores: np.ndarray) -> None:
         """Count one chunk's scores and write them (``rows``: their row numbers) to ``folder``."""
@@ -282,6 +323,7 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
             pending.append(checked.clean)
             features = feature_frame(checked.clean, schema)
             tally.unseen.update(model.detector.encoder_.unseen_counts(features))
+            tally.observed.update(features.notna().sum().to_dict())
             yield features
 
     for scores in scorer(features()):

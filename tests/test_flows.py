@@ -68,6 +68,13 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     assert main(["screen", "--data", "no_country.csv", "--model", "fraud", "--out", "out/no_country"]) == 2
     err = capfd.readouterr().err
     assert "Traceback" not in err and "maskae screen: error: the batch lacks column(s) ['country']" in err
+    # A batch of which no row could be scored is written (its quarantine.csv says why), but the run fails.
+    pd.read_csv(workdir / "today.csv").assign(transaction_id="").to_csv(workdir / "no_ids.csv", index=False)
+    assert main(["screen", "--data", "no_ids.csv", "--model", "fraud", "--out", "out/no_ids"]) == 2
+    err = capfd.readouterr().err
+    assert "0 of " in err and " quarantined; output in out/no_ids" in err  # the flow's log line
+    assert "maskae screen: error: no row of no_ids.csv could be scored: all " in err
+    assert (workdir / "out" / "no_ids" / "quarantine.csv").is_file()
 
     # A second version becomes challenger; promotion on labelled data moves champion only if better.
     assert main(train_args("fraud", "--max-steps", "1", "--seed", "1")) == 0

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,32 @@ def test_csv_lines_with_more_fields_than_the_header_are_quarantined_and_the_rest
     quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
     assert [r.split(" (")[0] for r in quarantine["quarantine_reason"]] == ["line 52", "line 203"]
     assert pd.read_parquet(out / "scores.parquet")[ID].tolist() == frame[ID].astype(str).tolist()
+
+
+def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp_path):
+    from pipeline.screen import ScreeningWarning
+
+    def screened_with(change, name) -> list[str]:
+        frame = batch(screened)
+        change(frame)
+        with pytest.warns(ScreeningWarning) as said:
+            summary = accounted(screen(write(frame, tmp_path / f"{name}.csv"), "fraud", tmp_path / name).out_dir, frame)
+        assert [str(w.message) for w in said if w.category is ScreeningWarning] == [
+            f"{name}.csv: {text}" for text in summary["warnings"]]
+        return summary["warnings"]
+
+    empty = screened_with(lambda f: f.__setitem__("amount", np.nan), "no_amount")
+    assert empty == ["feature column(s) ['amount'] are empty in every one of its 200 scored rows, so the model scored "
+                     "without them; check the export"]
+    cents = screened_with(lambda f: f.__setitem__("amount", f["amount"] * 100), "cents")  # an export in cents
+    assert len(cents) == 1 and "were flagged, where about 5.0% of rows like the training data's would be" in cents[0]
+    bad = screened_with(_wrong_dtype, "text_hours")
+    assert bad == ["200 of its 200 rows (100%) were quarantined: see quarantine.csv for why"]
+    assert read_summary(tmp_path / "text_hours")["rows_scored"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScreeningWarning)  # an ordinary batch: nothing said
+        assert read_summary(screen(write(batch(screened), tmp_path / "ok.csv"), "fraud", tmp_path / "ok").out_dir)[
+            "warnings"] == []
 
 
 def test_a_csv_cut_short_mid_line_fails_as_a_file_still_being_written_and_writes_nothing(screened, tmp_path):
