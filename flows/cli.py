@@ -88,15 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _preflight(data: str | None = None, model: str | None = None, fmt: str | None = None) -> None:
-    """Catch the usual mistakes (no such file, an empty one, no such model) before a flow starts,
-    so they read as one line at once rather than a failed flow run's log after Prefect's start."""
+def _preflight(data: str | None = None, model: str | None = None, fmt: str | None = None,
+               out: str | None = None) -> None:
+    """Catch the usual mistakes (no such file, an empty one, no such model, an output folder inside
+    the image folder) before a flow starts, so they read as one line at once rather than a failed
+    flow run's log after Prefect's start."""
+    from pipeline.image_screen import check_out_dir
     from pipeline.ingest import iter_batches
     from pipeline.sources import source_files
     from pipeline.tracking import resolve_model, use_tracking
 
     use_tracking(Path.cwd())
-    if data is not None and not Path(data).is_dir():  # a folder is read as images
+    if data is not None and Path(data).is_dir() and out is not None:  # a folder is read as images
+        check_out_dir(Path(data), Path(out))
+    if data is not None and not Path(data).is_dir():
         for file in source_files(data):
             iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows
     if model is not None:
@@ -124,7 +129,7 @@ def _screen(args: argparse.Namespace) -> None:
 
     if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
         raise ValueError("--batch-rows and --dask-workers must be at least 1")
-    _preflight(data=args.data, model=args.model)
+    _preflight(data=args.data, model=args.model, out=args.out)
     print(screened_line(screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()),
                                     batch_rows=args.batch_rows, dask_workers=args.dask_workers,
                                     dask_address=args.dask_address)))

@@ -179,6 +179,9 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
     for path in sorted(Path(incoming).iterdir()):
         if path.name.startswith("."):
             continue  # hidden: by convention a batch still being written
+        if Path(out_root).resolve().is_relative_to(path.resolve()):
+            print(f"skipping {path.name}: it holds the sweep's output folder {out_root}")
+            continue
         # A batch is what the model reads: a folder of images, or a table's file by the suffix
         # that names its format in any case (CARDS.CSV, cards.csv.bz2), as screening reads it.
         if not (path.is_dir() if images else path.is_file() and format_from_suffix(path) is not None):

@@ -15,14 +15,15 @@ Example
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NORMAL_KIND = "good"
 
 
@@ -44,6 +45,7 @@ class ImageFolder:
 def _decode(path: Path, size: int | None) -> Image.Image:
     with Image.open(path) as image:
         image.load()  # decodes every byte: truncated or corrupt files fail here, not later
+        image = ImageOps.exif_transpose(image)  # a camera's rotation, as every viewer shows the image
         if image.mode.startswith("I"):  # 16-bit gray (PNG): its top 8 bits; convert("L") would clip at 255
             image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8))
         image = image.convert("RGB" if image.mode not in ("L", "1", "F") else "L")
@@ -53,13 +55,21 @@ def _decode(path: Path, size: int | None) -> Image.Image:
 
 
 def image_files(folder: str | Path) -> list[Path]:
-    """Every file under ``folder`` (recursively, hidden files and folders skipped), sorted: what
-    :func:`read_image_folder` reads, and what a run's fingerprint covers."""
+    """Every file under ``folder`` (recursively, through linked folders, hidden files and folders
+    skipped), sorted, and every link to nothing, which :func:`read_image_folder` quarantines: what
+    it reads, and what a run's fingerprint covers."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    return sorted(path for path in folder.rglob("*")
-                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    found, seen = [], set()
+    for top, folders, files in os.walk(folder, followlinks=True):
+        if (real := os.path.realpath(top)) in seen:  # a link back up the tree: walked once
+            folders.clear()
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(top, name) for name in files if not name.startswith(".")]
+    return sorted(found)
 
 
 def read_image_folder(folder: str | Path, size: int | None = None, mode: str | None = None) -> ImageFolder:
@@ -77,11 +87,18 @@ def read_image_folder(folder: str | Path, size: int | None = None, mode: str | N
     for path in files:
         name = str(path.relative_to(folder))
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            quarantined.append((name, f"not an image file (suffix {path.suffix or 'none'!r}; expected png, jpg or bmp)"))
+            quarantined.append((name, f"not an image file (suffix {path.suffix or 'none'!r}; expected "
+                                      f"{', '.join(s[1:] for s in IMAGE_SUFFIXES)})"))
+            continue
+        if not path.exists():
+            quarantined.append((name, f"a link to {str(path.readlink())!r}, which does not exist"))
             continue
         try:
             parts = path.relative_to(folder).parts
             decoded.append((name, parts[0] if len(parts) > 1 else "", _decode(path, size)))
+        except Image.DecompressionBombError as error:
+            quarantined.append((name, f"too large to decode safely ({error}); downscale it, or raise "
+                                      f"PIL.Image.MAX_IMAGE_PIXELS in the process that reads it if it is trusted"))
         except Exception as error:  # Pillow raises several types for bad files; each is a reason
             quarantined.append((name, f"unreadable image: {type(error).__name__}: {error}"))
     if not decoded:

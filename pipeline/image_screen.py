@@ -82,6 +82,14 @@ def _explain_flagged(folder: ScreeningFolder, detector: MaskedAutoencoderDetecto
     return top, pictures
 
 
+def check_out_dir(folder: Path, out_dir: Path) -> None:
+    """Refuse an output folder inside the image folder: its pictures and files would be read as
+    images to screen the next time, and the same screening would then be refused as another."""
+    if Path(out_dir).resolve().is_relative_to(Path(folder).resolve()):
+        raise ValueError(f"the output folder {str(out_dir)!r} is inside the image folder {str(folder)!r}, whose "
+                         f"every file is read as an image to screen: choose an output folder outside it")
+
+
 def screen_images(folder_path: str | Path, model_ref: str | tracking.ResolvedModel, out_dir: Path, *,
                   top_images: int = 8) -> ScreenResult:
     """Screen the image folder ``folder_path`` and write the screening folder ``out_dir``.
@@ -103,6 +111,7 @@ def screen_images(folder_path: str | Path, model_ref: str | tracking.ResolvedMod
         Unknown model or alias; ``out_dir`` holds something else.
     """
     started, folder_path, out_dir = now_utc(), Path(folder_path), Path(out_dir)
+    check_out_dir(folder_path, out_dir)
     files = image_files(folder_path)
     resolved, source = tracking.resolve_model(model_ref), fingerprint(files, names_under=folder_path)
     previous = earlier_screening(out_dir, source["sha256"], resolved, folder_path.name)

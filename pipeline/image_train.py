@@ -77,7 +77,7 @@ def train_images(config: PipelineConfig, workdir: Path | None = None, request_id
     source = fingerprint(image_files(data.path), names_under=Path(data.path))
     _, height, width, channels = folder.images.shape
     data_tags = {"data.rows": counts["rows_read"], "data.sha256": source["sha256"], "data.bytes": source["bytes"],
-                 "data.path": data.path, "data.format": IMAGES}
+                 "data.path": str(Path(data.path).resolve()), "data.format": IMAGES}
     return log_training(
         config, detector, calibration, model_params, started, counts, metrics={},
         params={"data.image_size": data.image_size, **data_tags}, tags=data_tags, quarantined=folder.quarantined,

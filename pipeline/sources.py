@@ -54,6 +54,9 @@ def fingerprint(files: list[Path], names_under: Path | None = None) -> dict[str,
     for path in files:
         if names_under is not None:
             digest.update(Path(path).relative_to(names_under).as_posix().encode() + b"\0")
+        if Path(path).is_symlink() and not Path(path).exists():  # a link to nothing (quarantined): its target
+            digest.update(str(Path(path).readlink()).encode() + b"\0")
+            continue
         with open(path, "rb") as handle:
             while block := handle.read(_CHUNK):
                 digest.update(block)

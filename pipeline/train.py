@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -230,7 +231,7 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     source = fingerprint(files)
     data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns),
                  "data.sha256": source["sha256"],
-                 "data.bytes": source["bytes"], "data.path": data.path}
+                 "data.bytes": source["bytes"], "data.path": os.path.abspath(data.path)}  # a glob stays one
     params = {"data.id_column": data.id_column, "data.label_column": data.label_column,
               "data.features": ",".join(schema.feature_columns), **data_tags}
 

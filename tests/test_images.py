@@ -189,6 +189,33 @@ def test_corrupt_truncated_and_foreign_files_are_quarantined_with_a_reason(tmp_p
     assert gray.images.shape == (1, 20, 20, 1)
 
 
+def test_tiff_webp_rotated_jpegs_linked_folders_and_broken_links(tmp_path):
+    from pipeline.image_screen import screen_images
+
+    folder = tmp_path / "line"
+    _write_png(tmp_path / "elsewhere" / "linked.png", 0)
+    (folder / "cam").mkdir(parents=True)
+    pixels = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "cam" / "scan.tif")
+    Image.fromarray(pixels).save(folder / "cam" / "scan.webp", lossless=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned; viewers show the image rotated
+    Image.fromarray(pixels).save(folder / "cam" / "turned.jpg", exif=exif.tobytes(), quality=95)
+    (folder / "shared").symlink_to(tmp_path / "elsewhere")  # a linked folder is read as the others are
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "loop").symlink_to(folder)  # a link back up the tree is walked once
+    read = read_image_folder(folder, size=16)
+    assert read.paths == ["cam/scan.tif", "cam/scan.webp", "cam/turned.jpg", "shared/linked.png"]
+    assert dict(zip(read.quarantined["path"], read.quarantined["quarantine_reason"])) == {
+        "gone.png": f"a link to {str(tmp_path / 'nowhere.png')!r}, which does not exist"}
+    assert np.array_equal(read.images[0], read.images[1])  # TIFF and lossless WebP decode alike
+    with Image.open(folder / "cam" / "turned.jpg") as turned:
+        assert turned.size == (30, 20)  # as stored; turned, 20 x 30, unlike the other two
+        assert read_image_folder(folder / "cam").quarantined["path"].tolist() == ["turned.jpg"]
+    with pytest.raises(ValueError, match="is inside the image folder"):
+        screen_images(folder, "any-model", folder / "results")  # its pictures would be screened next time
+
+
 def test_16_bit_gray_images_keep_their_contrast(tmp_path):
     ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
     (tmp_path / "deep").mkdir()
