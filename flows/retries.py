@@ -9,6 +9,7 @@ Example
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from pipeline.ingest import FileChangedError
@@ -20,8 +21,14 @@ PERMANENT = (ValueError, LookupError, TypeError, FileNotFoundError, FileExistsEr
              NotADirectoryError, PermissionError)
 
 
+# A read-only file system, a full disk or a spent quota: not mended in the seconds a retry waits.
+PERMANENT_OS_ERRORS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
 async def transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect's ``retry_condition_fn`` (awaited by the sync and the async task engines alike):
     retry unless the task failed with a :data:`PERMANENT` error."""
     error = await state.aresult(raise_on_failure=False)
+    if isinstance(error, OSError) and error.errno in PERMANENT_OS_ERRORS:
+        return False
     return isinstance(error, FileChangedError) or not isinstance(error, PERMANENT)

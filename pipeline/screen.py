@@ -180,8 +180,11 @@ def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel,
     if previous is not None and _same_screening(previous, sha256, model):
         return previous
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{str(out_dir)!r} already holds something other than this screening of "
-                              f"{name} by {model.name} v{model.version}: choose a new folder")
+        held = "something other than" if previous is None else (
+            f"the screening of {Path(previous.get('input', {}).get('path', '?')).name} by "
+            f"{previous.get('model', {}).get('name')} v{previous.get('model', {}).get('version')}, not")
+        raise FileExistsError(f"{str(out_dir)!r} already holds {held} this screening of {name} by {model.name} "
+                              f"v{model.version}: choose a new folder")
     return None
 
 
@@ -226,7 +229,11 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
     summary["finished_at"] = now_utc()
     report = render_report(summary, top, folder.quarantine_head, tally.histogram.counts_and_edges(),
                            cal.calibration_scores, images=images)
-    folder.publish(summary=summary, report=report)
+    try:
+        folder.publish(summary=summary, report=report)
+    except BaseException as error:  # the run was logged as finished: no folder means no screening
+        tracking.mark_failed(summary["mlflow_run_id"], error)
+        raise
 
 
 class ScreeningWarning(UserWarning):

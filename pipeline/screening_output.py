@@ -26,6 +26,7 @@ Example
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -196,7 +197,11 @@ class ScreeningFolder:
             if _locked_by_another(stale / _LOCK):
                 raise FileExistsError(f"another screening is writing {str(self.out_dir)!r} right now ({stale.name})")
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed screening
-        self.tmp.mkdir()
+        try:
+            self.tmp.mkdir()
+        except OSError as error:  # read-only or full: said of the folder asked for, not of the hidden one
+            raise type(error)(error.errno, f"cannot write the screening folder {str(self.out_dir)!r}: "
+                                           f"{error.strerror}; choose a folder this process can write to") from error
         self._lock = open(self.tmp / _LOCK, "w")
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         return self
@@ -290,7 +295,13 @@ class ScreeningFolder:
             raise ValueError("no chunk was read: quarantine.csv has no columns")
         (self.tmp / REPORT).write_text(report, encoding="utf-8")
         (self.tmp / SUMMARY).write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-        os.replace(self.tmp, self.out_dir)  # atomic on one file system; refuses a non-empty out_dir
+        try:
+            os.replace(self.tmp, self.out_dir)  # atomic on one file system; refuses a non-empty out_dir
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise FileExistsError(f"{str(self.out_dir)!r} was filled by another screening while this one ran: "
+                                  f"choose a new folder") from error
         self._published = True
         # The lock goes only now: without it, another screening into out_dir could take the folder
         # for a killed one's and remove it before the rename.

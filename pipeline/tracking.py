@@ -343,6 +343,13 @@ def log_run(model: ResolvedModel, run_type: str, *, params: Mapping[str, Any], m
     return run.info.run_id
 
 
+def mark_failed(run_id: str, error: BaseException) -> None:
+    """Mark a run logged by :func:`log_run` as FAILED, tagged with the error: its output never appeared."""
+    client = MlflowClient()
+    client.set_tag(run_id, "maskae.failure", f"{type(error).__name__}: {error}"[:500])
+    client.set_terminated(run_id, status="FAILED")
+
+
 def add_to_run(run_id: str, *, metrics: Mapping[str, float], artifact: Path, artifact_path: str) -> None:
     """Log metrics and one file to an existing, possibly finished, run (e.g. verdicts on a screening run).
 

@@ -126,11 +126,14 @@ def test_tasks_retry_what_a_retry_can_mend_and_nothing_else():
     def retried(error: Exception) -> bool:
         return asyncio.run(transient(None, None, Failed(data=error)))
 
+    import errno
+
     for permanent in (SchemaError("lacks amount"), IngestError("empty"), ModelNotFoundError("no alias"),
-                      FileExistsError("taken")):
+                      FileExistsError("taken"), OSError(errno.EROFS, "Read-only file system"),
+                      OSError(errno.ENOSPC, "No space left on device")):
         assert not retried(permanent)
     for passing in (ConnectionError("tracking server down"), TimeoutError(), RuntimeError("database is locked"),
-                    FileChangedError("still being copied")):
+                    FileChangedError("still being copied"), OSError(errno.EIO, "Input/output error")):
         assert retried(passing)
 
 

@@ -144,6 +144,39 @@ def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp
             "warnings"] == []
 
 
+def test_a_screening_that_cannot_be_written_names_its_folder_and_its_run_is_failed(screened, tmp_path, monkeypatch):
+    import errno
+
+    from mlflow import MlflowClient
+
+    from pipeline.screening_output import ScreeningFolder
+
+    path = write(batch(screened, rows=40), tmp_path / "batch.csv")
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if ".tmp-" in self.name:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "mkdir", read_only)
+        with pytest.raises(OSError, match=r"cannot write the screening folder '.*/night': Read-only file system; "):
+            screen(path, "fraud", tmp_path / "night")  # once named the hidden folder: '.night.tmp-4ff8c7a156ea'
+
+    def full(self, **_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ScreeningFolder, "publish", full)  # the disk fills as the folder is finished
+    with pytest.raises(OSError, match="No space left"):
+        screen(path, "fraud", tmp_path / "full")
+    assert not (tmp_path / "full").exists()
+    client = MlflowClient()
+    run, = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string=f"params.out_dir = '{tmp_path / 'full'}'")
+    assert run.info.status == "FAILED" and run.data.tags["maskae.failure"].startswith("OSError: [Errno 28]")
+
+
 def test_a_csv_cut_short_mid_line_fails_as_a_file_still_being_written_and_writes_nothing(screened, tmp_path):
     text = batch(screened).to_csv(index=False)
     path = tmp_path / "batch.csv"
