@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def anomaly_grid(path: str | Path, images: np.ndarray, reconstructions: np.ndarr
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
-    figure.savefig(staging, dpi=100, format="png")
+    with warnings.catch_warnings():  # a name in a script the font lacks (Chinese) shows as boxes: no more
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(staging, dpi=100, format="png")
     plt.close(figure)
     os.replace(staging, path)
     return path

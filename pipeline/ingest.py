@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import difflib
 import gzip
 import itertools
 import lzma
@@ -104,10 +105,15 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
                 # Else pandas would read the first column as the index (or, with index_col=False, cut
                 # every line to the first row's length): values in the wrong columns, or lost.
                 expected, line, seen = fields.groups()
+                with open(path, "rb") as head:  # one field of "a;b;c": another separator, decimal commas in it
+                    first = head.readline(4096)
+                other = next((f"; is the file {name}-separated (with decimal commas)? export it comma-separated"
+                              for sep, name in ((b";", "semicolon"), (b"\t", "tab"), (b"|", "pipe")) if sep in first),
+                             None) if expected == "1" else None
                 raise IngestError(f"cannot read {str(path)!r} as csv: its first row (line {line}) has {seen} fields "
-                                  f"where the header has {expected}; if every line ends with a comma, name that last "
-                                  f"column in the header or export the file without it, else quote the values that "
-                                  f"hold a comma") from error
+                                  f"where the header has {expected}" + (other or
+                                  "; if every line ends with a comma, name that last column in the header or export "
+                                  "the file without it, else quote the values that hold a comma")) from error
             _check_head(path)
         repeated = sorted(set(header[header.duplicated()]))
         if repeated:
@@ -534,6 +540,14 @@ def _notes(mask: np.ndarray, values: pd.Series, template: str) -> np.ndarray:
     return notes
 
 
+def _near_names(name: str, columns: pd.Index) -> list[str]:
+    """The batch's columns that look like ``name``: the same but for case and spaces, or close in
+    spelling (difflib's ratio of 0.8: "amt" is not near "amount", "amout" is)."""
+    key = name.strip().lower()
+    same = [str(c) for c in columns if str(c).strip().lower() == key]
+    return same or difflib.get_close_matches(name, [str(c) for c in columns], n=2, cutoff=0.8)
+
+
 def _empty(series: pd.Series) -> pd.Series:
     """True where an id or a category is missing: no value, or blank text. Any other text is a value,
     whatever it spells ("NA" is Namibia's country code); numbers use ``missing_cells``."""
@@ -586,6 +600,10 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         hint = next((f" (its one column {one[:60]!r} holds {sep!r}: is the file {name}-separated? export it "
                      f"comma-separated)" for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
                      if sep in one), "")
+        near = {name: close for name in missing if (close := _near_names(name, frame.columns))}
+        if near and not hint:
+            hint = " (it has " + ", ".join(f"{c!r} for {name!r}" for name, cs in near.items() for c in cs) + \
+                   ": renamed, or spelt with other case or spaces?)"
         raise SchemaError(f"the batch lacks column(s) {missing}{hint}; expected id column {schema.id_column!r} and "
                           f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
     extra = [c for c in frame.columns if c not in expected and c != schema.label_column]

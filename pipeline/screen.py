@@ -157,7 +157,10 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
                           f"name the batch's record id column (the model was trained with {model.schema.id_column!r})")
     schema = model.schema if id_column is None else Schema(id_column, model.schema.features, model.schema.label_column)
     with ScreeningFolder(out_dir, schema.id_column) as folder:
-        tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
+        try:
+            tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
+        except SchemaError as error:  # said of the file, which a sweep's log needs
+            raise SchemaError(f"{data_path.name}: {error}") from error
         rule = tally.batch.finish(
             lambda: (c["anomaly_score"].to_numpy() for c in folder.unflagged_scores(["anomaly_score"])))
         hits = folder.flag_scores(rule.flags)

@@ -67,7 +67,7 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     pd.read_csv(workdir / "today.csv").drop(columns="country").to_csv(workdir / "no_country.csv", index=False)
     assert main(["screen", "--data", "no_country.csv", "--model", "fraud", "--out", "out/no_country"]) == 2
     err = capfd.readouterr().err
-    assert "Traceback" not in err and "maskae screen: error: the batch lacks column(s) ['country']" in err
+    assert "Traceback" not in err and "maskae screen: error: no_country.csv: the batch lacks column(s) ['country']" in err
     # A batch of which no row could be scored is written (its quarantine.csv says why), but the run fails.
     pd.read_csv(workdir / "today.csv").assign(transaction_id="").to_csv(workdir / "no_ids.csv", index=False)
     assert main(["screen", "--data", "no_ids.csv", "--model", "fraud", "--out", "out/no_ids"]) == 2

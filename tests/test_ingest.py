@@ -499,6 +499,19 @@ def test_missing_column_is_refused_before_any_row(table, schema):
     semicolons = pd.DataFrame({";".join(table.columns): table.astype(str).agg(";".join, axis=1)})
     with pytest.raises(SchemaError, match="holds ';': is the file semicolon-separated"):
         validate(semicolons, schema)
+    for renamed, hint in ((" MCC", "' MCC' for 'mcc'"), ("amout", "'amout' for 'amount'")):
+        with pytest.raises(SchemaError, match=f"\\(it has {hint}: renamed, or spelt with other case or spaces\\?\\)"):
+            validate(table.rename(columns={hint.split("'")[3]: renamed}), schema)
+    with pytest.raises(SchemaError, match=r"lacks column\(s\) \['amount'\]; expected"):  # "amt" is too far to guess
+        validate(table.rename(columns={"amount": "amt"}), schema)
+
+
+def test_a_semicolon_file_with_decimal_commas_is_named_as_such(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("txn_id;amount;mcc\nT1;2,5;fuel\nT2;3,5;food\n")
+    with pytest.raises(IngestError, match=r"has 2 fields where the header has 1; is the file semicolon-separated "
+                                          r"\(with decimal commas\)\? export it comma-separated"):
+        read_table(path)
 
 
 def test_extra_column_warns_and_is_kept(table, schema):
