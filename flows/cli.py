@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -235,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import flows  # noqa: F401  (no-telemetry environment, before any prefect or mlflow import)
 
+    # SIGTERM (cron's and systemd's timeout) exits through Python, not around it: Prefect's flow
+    # engine re-sends the signal to the handler it found once its run is marked crashed; with the
+    # default one the process died before its exit handlers, and Prefect's temporary API server
+    # outlived it (225 MB, still listening), one per killed night.
+    main_thread = threading.current_thread() is threading.main_thread()  # (signals are set there only)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main_thread else None
     try:
         with _warnings_as_lines(args.command), _flow_failures_as_lines(args.command):
             COMMANDS[args.command](args)
@@ -245,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"maskae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

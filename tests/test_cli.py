@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,30 @@ def test_warnings_print_as_one_line_naming_the_command(monkeypatch):
     monkeypatch.setenv("MASKAE_DEBUG", "1")
     with _warnings_as_lines("train"):  # debugging keeps Python's format, with the place
         assert f"{ours}:141" in warnings.formatwarning(raised, UserWarning, ours, 141)
+
+
+def test_sigterm_exits_through_python_so_exit_handlers_stop_prefects_server(monkeypatch, tmp_path):
+    # Prefect's engine re-sends SIGTERM to the handler it found after marking its run crashed; with
+    # Python's default one the process died before its exit handlers ran, and the temporary API
+    # server it had started lived on. The command's handler exits through SystemExit instead.
+    import os
+    import signal
+
+    import flows.cli
+
+    cleaned = []
+
+    def terminated(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # as cron's timeout does mid-screening
+            time.sleep(5)
+        finally:
+            cleaned.append(True)  # as the screening's folder and Prefect's exit handlers are
+
+    monkeypatch.setitem(flows.cli.COMMANDS, "screen", terminated)
+    monkeypatch.chdir(tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exited:
+        main(["screen", "--data", "x.csv", "--model", "m", "--out", "o"])
+    assert exited.value.code == 128 + signal.SIGTERM and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before  # the test process's own handler is back
