@@ -95,14 +95,18 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
     """Catch the usual mistakes (no such file, an empty one, no such model, an output folder inside
     the image folder) before a flow starts, so they read as one line at once rather than a failed
     flow run's log after Prefect's start."""
+    from pipeline.image_ingest import IMAGE_SUFFIXES, image_files
     from pipeline.image_screen import check_out_dir
     from pipeline.ingest import iter_batches
     from pipeline.sources import source_files
     from pipeline.tracking import resolve_model, use_tracking
 
     use_tracking(Path.cwd())
-    if data is not None and Path(data).is_dir() and out is not None:  # a folder is read as images
-        check_out_dir(Path(data), Path(out))
+    if data is not None and Path(data).is_dir():  # a folder is read as images
+        if out is not None:
+            check_out_dir(Path(data), Path(out))
+        if not any(path.suffix.lower() in IMAGE_SUFFIXES for path in image_files(data)):
+            raise ValueError(f"{data} holds no image file (expected {', '.join(IMAGE_SUFFIXES)})")
     if data is not None and not Path(data).is_dir():
         for file in source_files(data):
             iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows

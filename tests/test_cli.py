@@ -102,3 +102,15 @@ def test_sigterm_exits_through_python_so_exit_handlers_stop_prefects_server(monk
         main(["screen", "--data", "x.csv", "--model", "m", "--out", "o"])
     assert exited.value.code == 128 + signal.SIGTERM and cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before  # the test process's own handler is back
+
+
+def test_an_image_folder_without_images_or_holding_the_output_is_refused_before_prefect_starts(tmp_path, monkeypatch,
+                                                                                              capfd):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "line").mkdir()
+    (tmp_path / "line" / "notes.txt").write_text("not an image")
+    assert main(["screen", "--data", "line", "--model", "bottles", "--out", "out"]) == 2
+    assert capfd.readouterr().err.startswith("maskae screen: error: line holds no image file (expected .png, ")
+    assert main(["screen", "--data", "line", "--model", "bottles", "--out", "line/out"]) == 2
+    err = capfd.readouterr().err
+    assert "is inside the image folder 'line'" in err and "Starting temporary server" not in err
