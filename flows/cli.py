@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maskae {args.command}: error: {error}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if main_thread:  # None: a handler set outside Python, which cannot be restored; the default then
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
 
 

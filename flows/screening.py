@@ -192,10 +192,14 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
         earlier = read_summary(out_dir)
         if earlier is not None and Path(earlier["input"]["path"]).name == path.name:
             # screened on an earlier night; another file's screening there is refused by screen_flow
-            if (now := _size(path)) != earlier["input"]["bytes"]:  # a stat, not a hash: this runs every night
+            try:
+                now = _size(path)  # a stat, not a hash: this runs every night
+            except OSError as error:  # removed or unreadable since it was listed
+                now = f"unreadable ({error})"
+            if now != earlier["input"]["bytes"]:
                 failed.append(f"{path.name}: changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} "
-                              f"bytes then, {now:,} now; was it still being copied?): move that folder away to "
-                              f"screen it again")
+                              f"bytes then, {now if isinstance(now, str) else f'{now:,}'} now; was it still being "
+                              f"copied?): move that folder away to screen it again")
                 print(f"could not screen {failed[-1]}")
             continue
         try:
@@ -213,7 +217,9 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
 
 def _size(path: Path) -> int:
     """Bytes of a batch: a file's, or the sum over a folder's images (as its fingerprint counts them)."""
-    return sum(f.stat().st_size for f in image_files(path)) if path.is_dir() else path.stat().st_size
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in image_files(path) if f.exists())  # a link to nothing counts none
 
 
 def _batch_name(path: Path) -> str:

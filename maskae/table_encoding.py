@@ -179,7 +179,7 @@ class CategoricalColumn:
         """(codes, missing): each value's position among ``categories`` + 1, UNKNOWN_CODE for values
         never seen, "other" and missing ones; and which values are missing."""
         if self.integers and series.dtype.kind == "f":  # an int column with a gap reads as floats: 5812.0
-            whole = (series == np.round(series)).to_numpy() & (series.abs() < 2**63).to_numpy()
+            whole = ((series == np.round(series)) & (series.abs() < 2**63)).to_numpy(dtype=bool, na_value=False)
             values = series.to_numpy(dtype=object)
             values[whole] = series.to_numpy()[whole].astype(np.int64)
             series = pd.Series(values, index=series.index, dtype=object)

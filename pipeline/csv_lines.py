@@ -56,7 +56,10 @@ def short_lines(source: BinaryIO) -> ShortLines:
         return _scan_blocks(source)
     except _IrregularQuote:
         source.seek(0)
+    try:
         return _scan_records(source)
+    except csv.Error:  # a value over the csv module's limit (128 KiB), which pandas reads: not checked
+        return ShortLines()
 
 
 def _scan_blocks(source: BinaryIO) -> ShortLines:
@@ -76,7 +79,9 @@ def _scan_blocks(source: BinaryIO) -> ShortLines:
             _check_quotes(b, quotes, quoted, at_end=not block)
             breaks = breaks[((np.searchsorted(quotes, breaks) + quoted) & 1) == 0]
             commas = commas[((np.searchsorted(quotes, commas) + quoted) & 1) == 0]
-        if not len(breaks):  # one record longer than the block
+        if not len(breaks) and not block:  # the file ends inside a quoted value: the rest is its last record
+            breaks = np.array([len(b) - 1])
+        elif not len(breaks):  # one record longer than the block
             if len(data) > MAX_RECORD:
                 return ShortLines()
             carry, block = data, source.read(BLOCK)
@@ -85,13 +90,16 @@ def _scan_blocks(source: BinaryIO) -> ShortLines:
         starts = np.concatenate([[0], breaks[:-1] + 1])
         fields = np.diff(np.searchsorted(commas, breaks), prepend=0) + 1  # from the commas before each break
         line = lines_before + 1 + np.searchsorted(newlines, starts)
-        blank = np.zeros(len(breaks), dtype=bool)
-        for k in np.flatnonzero(fields == 1):  # only a line without a comma can be blank
-            blank[k] = _WHITE[b[starts[k]:breaks[k]]].all()
+        blank = fields == 1  # only a line without a comma can be blank: one whose bytes are all white
+        if blank.any():
+            solid = np.flatnonzero(~_WHITE[b[:end]])
+            blank &= np.searchsorted(solid, breaks) == np.searchsorted(solid, starts)
         fields, line = fields[~blank], line[~blank]
         last = np.zeros(len(fields), dtype=bool)
         last[-1:] = ends_unbroken
         row = _note(found, row, fields, line, last)
+        if found.width is not None and found.width <= 1:  # one column: no line can hold fewer
+            return found
         quoted = (quoted + int(np.count_nonzero(quotes < end))) & 1
         lines_before += int(np.searchsorted(newlines, end))
         if not block:
@@ -119,14 +127,15 @@ def _scan_records(source: BinaryIO) -> ShortLines:
             yield line
 
     reader = csv.reader(remembered(io.TextIOWrapper(source, encoding="utf-8-sig", errors="replace", newline="")))
-    fields, lines, line_before = [], [], 0
+    fields, lines, line_before, kept = [], [], 0, False
     for record in reader:
         start, line_before = line_before + 1, reader.line_num
-        if last[0].strip(" \t\r\n") or line_before - start:  # pandas skips blank lines ('""' is no blank line)
+        kept = bool(last[0].strip(" \t\r\n") or line_before - start)  # pandas skips blank lines ('""' is none)
+        if kept:
             fields.append(len(record))
             lines.append(start)
     ends_unbroken = np.zeros(len(fields), dtype=bool)
-    ends_unbroken[-1:] = not last[0].endswith(("\n", "\r"))
+    ends_unbroken[-1:] = kept and not last[0].endswith(("\n", "\r"))  # the file's last line, kept and unbroken
     found = ShortLines()
     _note(found, 0, np.array(fields, dtype=np.int64), np.array(lines, dtype=np.int64), ends_unbroken)
     return found

@@ -45,7 +45,7 @@ class ImageFolder:
 def _decode(path: Path, size: int | None) -> Image.Image:
     with Image.open(path) as image:
         image.load()  # decodes every byte: truncated or corrupt files fail here, not later
-        image = ImageOps.exif_transpose(image)  # a camera's rotation, as every viewer shows the image
+        ImageOps.exif_transpose(image, in_place=True)  # a camera's rotation, as every viewer shows the image
         if image.mode.startswith("I"):  # 16-bit gray (PNG): its top 8 bits; convert("L") would clip at 255
             image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8))
         image = image.convert("RGB" if image.mode not in ("L", "1", "F") else "L")
@@ -61,13 +61,17 @@ def image_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    found, seen = [], set()
+    found, seen, root = [], set(), os.path.realpath(folder)
     for top, folders, files in os.walk(folder, followlinks=True):
-        if (real := os.path.realpath(top)) in seen:  # a link back up the tree: walked once
+        if (real := os.path.realpath(top)) in seen:  # two links to one folder outside the tree: walked once
             folders.clear()
             continue
         seen.add(real)
-        folders[:] = [name for name in folders if not name.startswith(".")]
+        # A link to a folder inside the tree (a back link, an alias) is left out: the folder is
+        # walked under its own name, whatever order the file system lists them in.
+        folders[:] = sorted(name for name in folders if not name.startswith(".") and not (
+            os.path.islink(os.path.join(top, name))
+            and Path(os.path.realpath(os.path.join(top, name))).is_relative_to(root)))
         found += [Path(top, name) for name in files if not name.startswith(".")]
     return sorted(found)
 

@@ -105,7 +105,7 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
                 # Else pandas would read the first column as the index (or, with index_col=False, cut
                 # every line to the first row's length): values in the wrong columns, or lost.
                 expected, line, seen = fields.groups()
-                with open(path, "rb") as head:  # one field of "a;b;c": another separator, decimal commas in it
+                with (_opener(path) or open)(path, "rb") as head:  # one field "a;b;c": another separator
                     first = head.readline(4096)
                 other = next((f"; is the file {name}-separated (with decimal commas)? export it comma-separated"
                               for sep, name in ((b";", "semicolon"), (b"\t", "tab"), (b"|", "pipe")) if sep in first),
@@ -122,16 +122,24 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
     return path, fmt
 
 
+def _trailing_blanks(names: Sequence[str]) -> int:
+    """How many of a header's last names are empty (a header line ending with a comma)."""
+    blanks = len(names) - len(list(itertools.dropwhile(lambda name: not name.strip(), reversed(names))))
+    return blanks if blanks < len(names) else 0
+
+
 def _check_head(path: Path) -> None:
     """Refuse a CSV whose first records are often longer than its header before pandas reads it:
     its layout is not the header's, and pandas' time to skip such lines grows with their square."""
-    opener = _OPENERS.get(path.suffix.lower())
+    opener = _opener(path)
     if opener is None:  # zip, zstd: reading them stops at MAX_MALFORMED_LINES
         return
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as text:
             records = (record for record in csv.reader(text) if record)  # as pandas, blank lines skipped
-            width = len(next(records, []))
+            header = next(records, [])
+            width = len(header)
+            named = width - _trailing_blanks(header)  # "id,a,b,": the empty last name is no field a line lacks
             lengths = [len(record) for record in itertools.islice(records, HEAD_RECORDS)]
     except csv.Error:  # a field over the csv module's limit (128 KiB), which pandas reads: pandas decides
         return
@@ -139,9 +147,9 @@ def _check_head(path: Path) -> None:
         raise IngestError(f"cannot read {str(path)!r} as csv: {longer:,} of its first {len(lengths):,} rows have more "
                           f"fields than its header's {width}: its layout is not the header's; quote the values that "
                           f"hold a comma, or export the file again")
-    if (shorter := sum(n < width for n in lengths if n > 1)) > HEAD_RECORDS // 10:  # 1 field: blank, or too few
+    if (shorter := sum(n < named for n in lengths if n > 1)) > HEAD_RECORDS // 10:  # 1 field: blank, or too few
         raise IngestError(f"cannot read {str(path)!r} as csv: {shorter:,} of its first {len(lengths):,} rows have fewer "
-                          f"fields than its header's {width}: its layout is not the header's; have the export write "
+                          f"fields than its header's {named}: its layout is not the header's; have the export write "
                           f"every field, empty ones too (7,12.5,, rather than 7,12.5)")
 
 
@@ -164,15 +172,23 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
 
 # pandas' reader, told to warn, skips a line with more fields than the header and says so, several
 # lines to a warning: "Skipping line 12: expected 7 fields, saw 8" (lines counted as records).
+_UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column whose header cell is empty
 _SKIPPED = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
 _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")  # the error of a read that does not skip
 _OPENERS = {".csv": open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # as pandas infers them
 
 
+def _opener(path: Path) -> Callable[..., Any] | None:
+    """How to open a CSV's text as pandas does: by its compression suffix, plain for any other
+    suffix (``.txt`` with ``fmt='csv'``); None for zip, zstd and tar, not read here."""
+    suffix = path.suffix.lower()
+    return _OPENERS.get(suffix, None if suffix in (".zip", ".zst", ".tar") else open)
+
+
 def _first_line_not_utf8(path: Path) -> int | None:
     """The number of the first line of ``path`` that is not UTF-8 (read only once reading failed);
     None for a compression whose lines cannot be read one by one here (zip, zstd)."""
-    opener = _OPENERS.get(path.suffix.lower())
+    opener = _opener(path)
     if opener is None:
         return None
     with opener(path, "rb") as lines:
@@ -205,12 +221,16 @@ def _csv_options(path: Path, text_columns: Sequence[str]) -> dict[str, Any]:
             "na_values": missing}
 
 
-class ShortRows(dict):
-    """{row: reason} of the rows read from short CSV lines, as ``frame.attrs[SHORT_LINES]`` holds
-    them (not deep-copied by every operation on the frame, as :class:`MalformedLines`)."""
+class _NotCopied:
+    """pandas deep-copies a frame's ``attrs`` in every operation on it: reasons that never change
+    (the frame's malformed and short lines) are shared instead."""
 
-    def __deepcopy__(self, memo: dict) -> ShortRows:
+    def __deepcopy__(self, memo: dict) -> _NotCopied:
         return self
+
+
+class ShortRows(_NotCopied, dict):
+    """{row: reason} of the rows read from short CSV lines, as ``frame.attrs[SHORT_LINES]`` holds them."""
 
 
 def _short_lines(path: Path) -> ShortLines:
@@ -224,11 +244,16 @@ def _short_lines(path: Path) -> ShortLines:
     IngestError
         More than :data:`MAX_MALFORMED_LINES` of them.
     """
-    opener = _OPENERS.get(path.suffix.lower())
+    opener = _opener(path)
     if opener is None:
         return ShortLines()
     with opener(path, "rb") as source:
         found = short_lines(source)
+    blanks = _trailing_blanks([name if not _UNNAMED.fullmatch(name) else "" for name in
+                               map(str, pd.read_csv(path, nrows=0).columns)]) if found.lines else 0
+    if blanks:  # "id,a,b,": a line "1,2,3" lacks only the unnamed column's empty value
+        found.width -= blanks
+        found.lines = {row: line for row, line in found.lines.items() if line[1] < found.width}
     if found.lines and (last := found.lines[max(found.lines)])[2]:
         raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends mid-line (its last line, line {last[0]:,}, has "
                                f"{last[1]} of the header's {found.width} fields and no line break), as a file still "
@@ -260,12 +285,8 @@ def _short_rows(path: Path, found: ShortLines, frame: pd.DataFrame) -> ShortRows
     return reasons
 
 
-class MalformedLines(tuple):
-    """The reasons of the CSV lines a read skipped, as ``frame.attrs[MALFORMED_LINES]`` holds them:
-    pandas deep-copies ``attrs`` in every operation on a frame, which text that never changes can skip."""
-
-    def __deepcopy__(self, memo: dict) -> MalformedLines:
-        return self
+class MalformedLines(_NotCopied, tuple):
+    """The reasons of the CSV lines a read skipped, as ``frame.attrs[MALFORMED_LINES]`` holds them."""
 
 
 # Python 3.11's warning filters belong to the process: two reads capturing them at once would
@@ -338,7 +359,8 @@ def read_table(path: str | Path, fmt: str | None = None, *, text_columns: Sequen
 
 
 def iter_batches(
-    path: str | Path, fmt: str | None = None, batch_rows: int = 100_000, *, text_columns: Sequence[str] = ()
+    path: str | Path, fmt: str | None = None, batch_rows: int = 100_000, *, text_columns: Sequence[str] = (),
+    short_lines: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """Yield the file as frames of at most ``batch_rows`` rows, indexed by row number in the file.
 
@@ -346,12 +368,13 @@ def iter_batches(
     while it was read); a file without rows yields one empty frame (so its columns can still be
     checked), as does one whose last lines are malformed (to hold them). Errors found before
     parsing are raised by the call, parsing errors during iteration, possibly after earlier chunks
-    were yielded.
+    were yielded. ``short_lines=False`` skips the scan of a CSV for lines shorter than its header
+    (a whole extra pass over the file), for a read of its first chunk's column types only.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     path, fmt = _checked_source(path, fmt)
-    return _chunks(path, fmt, batch_rows, text_columns)
+    return _chunks(path, fmt, batch_rows, text_columns, short_lines)
 
 
 def parquet_stream(path: str | Path) -> pq.ParquetFile:
@@ -361,10 +384,11 @@ def parquet_stream(path: str | Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER)
 
 
-def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, fmt: str, batch_rows: int, text_columns: Sequence[str], short_lines: bool
+            ) -> Iterator[pd.DataFrame]:
     with _reading(path, fmt):
         if fmt == "csv":  # pandas numbers the rows of each chunk on from the previous one
-            short = _short_lines(path)
+            short = _short_lines(path) if short_lines else ShortLines()
             with pd.read_csv(path, chunksize=batch_rows, **_csv_options(path, text_columns)) as reader:
                 last, so_far = None, 0
                 while True:

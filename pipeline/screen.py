@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 from tqdm.auto import tqdm
 
 from maskae.calibration import Calibration, ChunkedBatch
@@ -183,12 +184,20 @@ def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel,
     if previous is not None and _same_screening(previous, sha256, model):
         return previous
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        held = "something other than" if previous is None else (
-            f"the screening of {Path(previous.get('input', {}).get('path', '?')).name} by "
-            f"{previous.get('model', {}).get('name')} v{previous.get('model', {}).get('version')}, not")
-        raise FileExistsError(f"{str(out_dir)!r} already holds {held} this screening of {name} by {model.name} "
-                              f"v{model.version}: choose a new folder")
+        raise FileExistsError(f"{str(out_dir)!r} already holds {_held(previous, name, model)}: choose a new folder")
     return None
+
+
+def _held(previous: dict[str, Any] | None, name: str, model: tracking.ResolvedModel) -> str:
+    """What a taken screening folder holds, against this screening of ``name`` by ``model``."""
+    this = f"this screening of {name} by {model.name} v{model.version}"
+    if previous is None:
+        return f"something other than {this}"
+    held = (Path(previous.get("input", {}).get("path", "?")).name, previous.get("model", {}).get("name"),
+            str(previous.get("model", {}).get("version")))
+    if held == (name, model.name, model.version):
+        return f"a screening of {name} by {model.name} v{model.version} from before its input changed"
+    return f"the screening of {held[0]} by {held[1]} v{held[2]}, not {this}"
 
 
 def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.ResolvedModel, cal: Calibration,
@@ -230,12 +239,15 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
         params={"input.path": source["path"], "out_dir": str(folder.out_dir.resolve()), **params},
         tags={"input.sha256": source["sha256"], "calibration.strategy": cal.strategy})
     summary["finished_at"] = now_utc()
-    report = render_report(summary, top, folder.quarantine_head, tally.histogram.counts_and_edges(),
-                           cal.calibration_scores, images=images)
     try:
+        report = render_report(summary, top, folder.quarantine_head, tally.histogram.counts_and_edges(),
+                               cal.calibration_scores, images=images)
         folder.publish(summary=summary, report=report)
     except BaseException as error:  # the run was logged as finished: no folder means no screening
-        tracking.mark_failed(summary["mlflow_run_id"], error)
+        try:
+            tracking.mark_failed(summary["mlflow_run_id"], error)
+        except Exception as marking:  # noqa: BLE001 (the publishing error is the one to raise)
+            warnings.warn(f"could not mark MLflow run {summary['mlflow_run_id']} failed: {marking}", stacklevel=3)
         raise
 
 
@@ -263,7 +275,8 @@ def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[st
         said.append(f"feature column(s) {empty} are empty in every one of its {rows:,} scored rows, so the model "
                     f"scored without them; check the export")
     cal = summary["calibration"]
-    if rows and cal["strategy"] == "fpr" and summary["flag_rate"] > FLAG_RATE_ALARM * cal["level"]:
+    if (rows and cal["strategy"] == "fpr" and summary["flag_rate"] > FLAG_RATE_ALARM * cal["level"]
+            and binom.sf(summary["rows_flagged"] - 1, rows, cal["level"]) < 1e-6):  # not a few flags by chance
         said.append(f"{summary['rows_flagged']:,} of its {rows:,} scored rows ({summary['flag_rate']:.1%}) were flagged, "
                     f"where about {cal['level']:.1%} of rows like the training data's would be (fpr {cal['level']}): "
                     f"the batch as a whole differs from the training data{_drift_text(summary['drift'])}; check its "

@@ -46,7 +46,8 @@ from maskae.calibration import Calibration
 from maskae.table_encoding import ColumnWarning, identifier_warning, is_numeric_column
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
-from pipeline.ingest import MALFORMED_LINES, MalformedLines, Schema, SchemaError, iter_batches, validate
+from pipeline.ingest import (MALFORMED_LINES, SHORT_LINES, MalformedLines, Schema, SchemaError, ShortRows, iter_batches,
+                             validate)
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.screening_output import CSV_LINE_END, whole_numbers_as_integers
@@ -99,6 +100,9 @@ def _calibrate(settings: CalibrationConfig, detector: MaskedAutoencoderDetector,
     return calibration, np.sort(evaluate)
 
 
+_SHORT = "__maskae_short_line"  # a sampled row's short-line reason, as a column: row numbers change in the sample
+
+
 def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tuple[pd.DataFrame, int]:
     """All rows of ``files``, or a uniform random sample of ``data.max_rows`` of them when there are
     more (read as a stream, so the files never have to fit in memory); and how many rows there were.
@@ -125,6 +129,9 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
                     raise SchemaError(f"{file} has other columns than {first[0]}: it lacks "
                                       f"{sorted(first[1] - set(chunk.columns))} and adds "
                                       f"{sorted(set(chunk.columns) - first[1])}; train on files of one layout")
+                if short := chunk.attrs.get(SHORT_LINES):  # carried by the rows through the sample
+                    chunk = chunk.assign(**{_SHORT: pd.Series(short, dtype=object).map(
+                        lambda reason, name=file.name: f"{name}: {reason}" if len(files) > 1 else reason)})
                 yield chunk
 
     def sample(text_columns: list[str]) -> tuple[pd.DataFrame, int]:
@@ -133,7 +140,7 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
     # The columns the first chunk holds as text are read as text, as screening reads the schema's
     # categories: there only an empty cell is missing ("NA" is a country code, not pandas' NaN).
-    head = iter_batches(files[0], data.format, SAMPLE_CHUNK, text_columns=text)
+    head = iter_batches(files[0], data.format, SAMPLE_CHUNK, text_columns=text, short_lines=False)
     with closing(head), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the sample's read says it all
         first = next(head)
@@ -145,6 +152,8 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     if mixed:
         frame, rows = sample([*text, *mixed])
     frame.attrs[MALFORMED_LINES] = MalformedLines(malformed)
+    short = frame.pop(_SHORT).dropna() if _SHORT in frame.columns else pd.Series(dtype=object)
+    frame.attrs[SHORT_LINES] = ShortRows(short.to_dict())  # by the sample's own row numbers
     rows += len(malformed)
     if rows > len(frame) + len(malformed):
         warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "

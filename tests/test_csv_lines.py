@@ -47,6 +47,15 @@ def test_a_quote_inside_an_unquoted_value_is_read_by_the_csv_module(monkeypatch)
     assert short_lines(io.BytesIO(FILE)) == EXPECTED and fallback == [1]  # regular quotes: no fallback
 
 
+def test_edges_a_scan_once_got_wrong():
+    # a file cut inside a quoted value: its rest is its last line (the scan looped until 16 MiB)
+    assert short_lines(io.BytesIO(b'id,a,b\n1,"abc\n2,3')) == ShortLines(width=3, lines={0: (2, 2, True)})
+    # the csv module's reading: a whitespace line after the last record is no cut last line
+    assert short_lines(io.BytesIO(b'id,a,b\n1,5" x,2\n3,4\n  ')) == ShortLines(width=3, lines={1: (3, 2, False)})
+    # a value over the csv module's limit (which pandas reads): not checked, not an error
+    assert short_lines(io.BytesIO(b'id,a,b\n1,5" x,2\n2,' + b"x" * 200_000 + b",3\n")) == ShortLines()
+
+
 def test_an_empty_file_and_a_header_have_no_short_lines_and_a_line_without_breaks_is_not_checked(monkeypatch):
     assert short_lines(io.BytesIO(b"")) == ShortLines()
     assert short_lines(io.BytesIO(b"a,b\n")) == ShortLines(width=2)

@@ -88,7 +88,7 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     again = screen_images("new", "bottles", out)  # the same folder, the same version: not repeated
     assert again.reused and again.summary["mlflow_run_id"] == summary["mlflow_run_id"]
     (workdir / "new" / "good" / "000.png").rename(workdir / "new" / "good" / "100.png")
-    with pytest.raises(FileExistsError, match="something other than this screening"):
+    with pytest.raises(FileExistsError, match="a screening of new by bottles v1 from before its input changed"):
         screen_images("new", "bottles", out)  # same bytes, another name: another batch, not a rerun
 
     # A second version is challenger; promotion scores both on the labelled folder (good = normal).

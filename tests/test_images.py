@@ -203,12 +203,17 @@ def test_tiff_webp_rotated_jpegs_linked_folders_and_broken_links(tmp_path):
     Image.fromarray(pixels).save(folder / "cam" / "turned.jpg", exif=exif.tobytes(), quality=95)
     (folder / "shared").symlink_to(tmp_path / "elsewhere")  # a linked folder is read as the others are
     (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    (folder / "loop").symlink_to(folder)  # a link back up the tree is walked once
+    (folder / "loop").symlink_to(folder)  # links to folders of the tree are not walked again
+    (folder / "aa").symlink_to(folder / "cam")  # an alias listed before the folder: its images keep their kind
     read = read_image_folder(folder, size=16)
     assert read.paths == ["cam/scan.tif", "cam/scan.webp", "cam/turned.jpg", "shared/linked.png"]
     assert dict(zip(read.quarantined["path"], read.quarantined["quarantine_reason"])) == {
         "gone.png": f"a link to {str(tmp_path / 'nowhere.png')!r}, which does not exist"}
     assert np.array_equal(read.images[0], read.images[1])  # TIFF and lossless WebP decode alike
+    from flows.screening import _size
+
+    assert _size(folder) == sum(p.stat().st_size for p in (folder / "cam").iterdir()) + (
+        tmp_path / "elsewhere" / "linked.png").stat().st_size  # the link to nothing counts no bytes
     with Image.open(folder / "cam" / "turned.jpg") as turned:
         assert turned.size == (30, 20)  # as stored; turned, 20 x 30, unlike the other two
         assert read_image_folder(folder / "cam").quarantined["path"].tolist() == ["turned.jpg"]

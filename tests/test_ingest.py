@@ -313,6 +313,24 @@ def test_lines_with_fewer_fields_than_the_header_are_quarantined_with_their_valu
     assert read_table(path)["txn_id"].iloc[-1] == "T8"
 
 
+def test_a_header_ending_with_a_comma_is_no_short_line_and_a_training_sample_keeps_each_reason(tmp_path):
+    from pipeline.config import DataConfig
+    from pipeline.train import _training_rows
+
+    path = tmp_path / "trailing.csv"
+    path.write_text("txn_id,amount,mcc,\n" + "".join(f"T{i},{i}.5,fuel\n" for i in range(300)) + "T300,1\n")
+    assert read_table(path).attrs[pipeline.ingest.SHORT_LINES] == {300: "line 302 has 2 of the header's 3 fields: a "
+                                                                        "value may hold an unquoted line break, or the "
+                                                                        "export left values out; export the file again"}
+    # the sample renumbers its rows: the reason goes with its row, and a row left out takes it along
+    path.write_text("txn_id,amount,mcc\n" + "".join(f"T{i},{i}.5,fuel\n" if i != 5 else "T5,5.5\n" for i in range(300)))
+    whole, _ = _training_rows([path], DataConfig(path=str(path), id_column="txn_id"), 0)
+    assert list(whole.attrs[pipeline.ingest.SHORT_LINES]) == [5] and whole.loc[5, "txn_id"] == "T5"
+    sample, rows = _training_rows([path], DataConfig(path=str(path), id_column="txn_id", max_rows=100), 0)
+    assert rows == 300 and len(sample) == 100 and list(sample.columns) == ["txn_id", "amount", "mcc"]
+    assert [sample.loc[r, "txn_id"] for r in sample.attrs[pipeline.ingest.SHORT_LINES]] in ([], ["T5"])
+
+
 def test_a_file_with_many_lines_shorter_than_its_header_is_refused(tmp_path, monkeypatch):
     rows = [f"T{i},{i}.5" + (",fuel" if i % 5 else "") for i in range(2_000)]
     path = tmp_path / "batch.csv"

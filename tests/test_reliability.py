@@ -360,3 +360,17 @@ def test_a_file_changed_while_screened_fails_without_output_or_warnings(screened
             screen(path, "fraud", tmp_path / "out", batch_rows=64, scorer=appending_scorer)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert not [w for w in caught if issubclass(w.category, UnknownCategoryWarning)]  # nothing said of a bad run
+
+
+def test_a_taken_folder_says_which_screening_it_holds():
+    from types import SimpleNamespace
+
+    from pipeline.screen import _held
+
+    v2 = SimpleNamespace(name="fraud", version="2")
+    night = {"input": {"path": "/in/night1.csv"}, "model": {"name": "fraud", "version": "1"}}
+    assert _held(night, "night1.csv", v2) == ("the screening of night1.csv by fraud v1, not this screening of "
+                                               "night1.csv by fraud v2")  # a rerun after a promotion
+    assert _held(night, "night1.csv", SimpleNamespace(name="fraud", version="1")) == (
+        "a screening of night1.csv by fraud v1 from before its input changed")
+    assert _held(None, "night1.csv", v2) == "something other than this screening of night1.csv by fraud v2"

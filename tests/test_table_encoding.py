@@ -88,6 +88,9 @@ def test_whole_number_categories_decode_as_ints_and_text_stays_text():
     decoded = enc.decode(batch.numeric, batch.categorical)
     assert decoded["mcc"].tolist() == [5812, None] and isinstance(decoded.loc[0, "mcc"], int)
     assert decoded["code"].tolist() == [3, None] and decoded.loc[0, "text"] == "0007"
+    nullable = enc.transform(pd.DataFrame({"mcc": pd.array([5812.0, None], dtype="Float64"), "code": [1, 2],
+                                           "text": ["0042", "0042"]}))  # pandas' nullable floats: <NA>
+    assert nullable.categorical[:, 0].tolist() == batch.categorical[:, 0].tolist()
     state = enc.to_dict()  # a model saved before: its categories decode as text, as they did
     del state["categorical"][0]["integers"]
     assert TableEncoder.from_dict(state).decode(batch.numeric, batch.categorical).loc[0, "mcc"] == "5812"
