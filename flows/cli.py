@@ -106,7 +106,8 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
         if out is not None:
             check_out_dir(Path(data), Path(out))
         if not any(path.suffix.lower() in IMAGE_SUFFIXES for path in image_files(data)):
-            raise ValueError(f"{data} holds no image file (expected {', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(f"{data} holds no image file (expected {', '.join(IMAGE_SUFFIXES)}): a folder is read "
+                             f"as images; for a table give a file, or a glob like '{Path(data) / '*.csv'}'")
     if data is not None and not Path(data).is_dir():
         for file in source_files(data):
             iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows

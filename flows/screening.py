@@ -195,11 +195,13 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
             try:
                 now = _size(path)  # a stat, not a hash: this runs every night
             except OSError as error:  # removed or unreadable since it was listed
-                now = f"unreadable ({error})"
+                failed.append(f"{path.name}: removed or unreadable since it was listed ({error})")
+                print(f"could not screen {failed[-1]}")
+                continue
             if now != earlier["input"]["bytes"]:
                 failed.append(f"{path.name}: changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} "
-                              f"bytes then, {now if isinstance(now, str) else f'{now:,}'} now; was it still being "
-                              f"copied?): move that folder away to screen it again")
+                              f"bytes then, {now:,} now; was it still being copied?): move that folder away to screen "
+                              f"it again")
                 print(f"could not screen {failed[-1]}")
             continue
         try:

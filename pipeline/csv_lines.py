@@ -12,7 +12,7 @@ Example
 -------
 >>> import io
 >>> short_lines(io.BytesIO(b'id,amount,mcc\\n1,"2,5",x\\n\\n2,3\\n3,4,y\\n4,5'))
-ShortLines(width=3, lines={1: (4, 2, False), 3: (6, 2, True)})
+ShortLines(width=3, lines={1: (4, 2, False), 3: (6, 2, True)}, ends_in_quote=False)
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ShortLines:
 
     width: int | None = None
     lines: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
+    ends_in_quote: bool = False  # the file ends inside a quoted value: cut short, whatever its field count
 
 
 class _IrregularQuote(Exception):
@@ -80,7 +81,7 @@ def _scan_blocks(source: BinaryIO) -> ShortLines:
             breaks = breaks[((np.searchsorted(quotes, breaks) + quoted) & 1) == 0]
             commas = commas[((np.searchsorted(quotes, commas) + quoted) & 1) == 0]
         if not len(breaks) and not block:  # the file ends inside a quoted value: the rest is its last record
-            breaks = np.array([len(b) - 1])
+            breaks, found.ends_in_quote = np.array([len(b) - 1]), True
         elif not len(breaks):  # one record longer than the block
             if len(data) > MAX_RECORD:
                 return ShortLines()

@@ -100,6 +100,9 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
             try:
                 header = pd.read_csv(path, header=None, nrows=2, dtype=str).iloc[0].dropna()  # blank names: "Unnamed"
             except pd.errors.ParserError as error:
+                if "EOF inside string" in str(error):  # its second line cut inside a quoted value
+                    raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends inside a quoted value, as a "
+                                           f"file still being written or copied does; read it once complete") from error
                 if not (fields := _FIELD_COUNT.search(str(error))):
                     raise
                 # Else pandas would read the first column as the index (or, with index_col=False, cut
@@ -182,7 +185,9 @@ def _opener(path: Path) -> Callable[..., Any] | None:
     """How to open a CSV's text as pandas does: by its compression suffix, plain for any other
     suffix (``.txt`` with ``fmt='csv'``); None for zip, zstd and tar, not read here."""
     suffix = path.suffix.lower()
-    return _OPENERS.get(suffix, None if suffix in (".zip", ".zst", ".tar") else open)
+    if suffix in (".zip", ".zst", ".tar") or ".tar" in [s.lower() for s in path.suffixes[-2:-1]]:
+        return None
+    return _OPENERS.get(suffix, open)
 
 
 def _first_line_not_utf8(path: Path) -> int | None:
@@ -254,6 +259,10 @@ def _short_lines(path: Path) -> ShortLines:
     if blanks:  # "id,a,b,": a line "1,2,3" lacks only the unnamed column's empty value
         found.width -= blanks
         found.lines = {row: line for row, line in found.lines.items() if line[1] < found.width}
+    if found.ends_in_quote:
+        raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends inside a quoted value, as a file still being "
+                               f"written or copied does; read it once complete (move a batch in by renaming it when it "
+                               f"is), or, if it is complete, close that quote")
     if found.lines and (last := found.lines[max(found.lines)])[2]:
         raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends mid-line (its last line, line {last[0]:,}, has "
                                f"{last[1]} of the header's {found.width} fields and no line break), as a file still "

@@ -91,7 +91,8 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
-            for chunk in iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns):
+            # short_lines=False: the rows explained were scored in the first pass, so none is a short line
+            for chunk in iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns, short_lines=False):
                 rows = chunk[chunk.index.isin(wanted.index)]
                 if len(rows):
                     clean = validate(rows, schema).clean

@@ -49,7 +49,9 @@ def test_a_quote_inside_an_unquoted_value_is_read_by_the_csv_module(monkeypatch)
 
 def test_edges_a_scan_once_got_wrong():
     # a file cut inside a quoted value: its rest is its last line (the scan looped until 16 MiB)
-    assert short_lines(io.BytesIO(b'id,a,b\n1,"abc\n2,3')) == ShortLines(width=3, lines={0: (2, 2, True)})
+    assert short_lines(io.BytesIO(b'id,a,b\n1,"abc\n2,3')) == ShortLines(width=3, lines={0: (2, 2, True)},
+                                                                         ends_in_quote=True)
+    assert short_lines(io.BytesIO(b'id,a,b\n1,2,"ab')).ends_in_quote  # every field there, the last one cut
     # the csv module's reading: a whitespace line after the last record is no cut last line
     assert short_lines(io.BytesIO(b'id,a,b\n1,5" x,2\n3,4\n  ')) == ShortLines(width=3, lines={1: (3, 2, False)})
     # a value over the csv module's limit (which pandas reads): not checked, not an error

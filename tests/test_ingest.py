@@ -308,6 +308,10 @@ def test_lines_with_fewer_fields_than_the_header_are_quarantined_with_their_valu
         with pytest.raises(FileChangedError, match=r"it ends mid-line \(its last line, line 11, has 2 of the header's "
                                                    r"3 fields and no line break\), as a file still being written"):
             read()
+    for cut in (SHORT.replace(b"T8,8\n", b'T8,8,"fu'), b'txn_id,amount,mcc\nT1,1.5,"fu'):  # cut inside a quote
+        path.write_bytes(gzip.compress(cut) if name.endswith(".gz") else cut)
+        with pytest.raises(FileChangedError, match="it ends inside a quoted value, as a file still being written"):
+            read_table(path)
     whole = SHORT.replace(b"T8,8\n", b"T8,8,fuel")  # a last line without a break, but whole: read
     path.write_bytes(gzip.compress(whole) if name.endswith(".gz") else whole)
     assert read_table(path)["txn_id"].iloc[-1] == "T8"
