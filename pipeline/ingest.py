@@ -101,8 +101,7 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
                 header = pd.read_csv(path, header=None, nrows=2, dtype=str).iloc[0].dropna()  # blank names: "Unnamed"
             except pd.errors.ParserError as error:
                 if "EOF inside string" in str(error):  # its second line cut inside a quoted value
-                    raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends inside a quoted value, as a "
-                                           f"file still being written or copied does; read it once complete") from error
+                    raise _cut_inside_quote(path) from error
                 if not (fields := _FIELD_COUNT.search(str(error))):
                     raise
                 # Else pandas would read the first column as the index (or, with index_col=False, cut
@@ -260,9 +259,7 @@ def _short_lines(path: Path) -> ShortLines:
         found.width -= blanks
         found.lines = {row: line for row, line in found.lines.items() if line[1] < found.width}
     if found.ends_in_quote:
-        raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends inside a quoted value, as a file still being "
-                               f"written or copied does; read it once complete (move a batch in by renaming it when it "
-                               f"is), or, if it is complete, close that quote")
+        raise _cut_inside_quote(path)
     if found.lines and (last := found.lines[max(found.lines)])[2]:
         raise FileChangedError(f"cannot read {str(path)!r} as csv: it ends mid-line (its last line, line {last[0]:,}, has "
                                f"{last[1]} of the header's {found.width} fields and no line break), as a file still "
@@ -273,6 +270,12 @@ def _short_lines(path: Path) -> ShortLines:
                           f"fields than its header's {found.width}; have the export write every field, empty ones too "
                           f"(7,12.5,, rather than 7,12.5)")
     return found
+
+
+def _cut_inside_quote(path: Path) -> FileChangedError:
+    return FileChangedError(f"cannot read {str(path)!r} as csv: it ends inside a quoted value, as a file still being "
+                            f"written or copied does; read it once complete (move a batch in by renaming it when it "
+                            f"is), or, if it is complete, close that quote")
 
 
 def _short_rows(path: Path, found: ShortLines, frame: pd.DataFrame) -> ShortRows:
