@@ -31,6 +31,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,24 +59,57 @@ SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
 EXACT_INTEGERS = 2**53  # float64 holds every whole number up to here
 
 
+# A spreadsheet runs a cell that starts with one of = + - @ (or a tab or carriage return) as a
+# formula: a merchant name or an image file name "=HYPERLINK(...)" in flagged.csv would become a
+# live link, or worse (CSV injection). Such text is written after a "'", as OWASP advises, unless
+# it is a plain number; text that already starts with "'"s and one of them gets one "'" more, so
+# that reading back (:func:`read_output_csv`) takes exactly one "'" off what was written.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_DEFUSED = re.compile(r"'+[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def read_output_csv(path: Path, **options: Any) -> pd.DataFrame:
-    """Read ``flagged.csv`` or ``quarantine.csv`` back: they spell a missing value as an empty cell
-    and nothing else, so "NA" (Namibia's country code, or an id) stays a value."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], **options)
+    """Read ``flagged.csv`` or ``quarantine.csv`` back as it was before :func:`for_csv`: they spell
+    a missing value as an empty cell and nothing else, so "NA" (Namibia's country code, or an id)
+    stays a value, and text that would run as a spreadsheet formula was written after a "'"."""
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], **options)
+    return frame.assign(**{name: without_formula_quote(frame[name]) for name in _text_columns(frame)})
 
 
-def whole_numbers_as_integers(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
-    """``frame`` with each float column (but those in ``keep``) whose values are all whole as
-    integers, for the CSV files people read: scoring holds numbers as floats, and pandas reads a CSV
+def without_formula_quote(values: pd.Series) -> pd.Series:
+    """``values`` with the "'" that :func:`for_csv` put before formula-like text taken off (a
+    verdict file's ids, copied from ``flagged.csv`` in a spreadsheet, may keep it)."""
+    quoted = values.str.match(_DEFUSED, na=False)
+    return values.where(~quoted, values.str[1:]) if quoted.any() else values
+
+
+def for_csv(frame: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``frame`` as the CSV files people read hold it: each float column (but those in ``keep``)
+    whose values are all whole as integers (scoring holds numbers as floats, and pandas reads a CSV
     column of integers with a gap in it as floats, which ``to_csv`` would write as 12.0 where the
-    input said 12."""
+    input said 12), and text a spreadsheet would run as a formula after a "'" (see ``_FORMULA``)."""
     whole = {}
     for name in frame.columns[[dtype == np.float64 and name not in keep for name, dtype in frame.dtypes.items()]]:
         values = frame[name].to_numpy()
         given = values[~np.isnan(values)]
         if len(given) and (np.abs(given) < EXACT_INTEGERS).all() and (given == np.round(given)).all():
             whole[name] = "Int64"
+    defused = {}
+    for name in _text_columns(frame):
+        values = frame[name]
+        formula = values.str.match(_FORMULA, na=False) & ~values.str.fullmatch(_NUMBER, na=False)
+        if formula.any():
+            defused[name] = values.where(~formula, "'" + values.astype(str))
+    frame = frame.assign(**defused) if defused else frame
     return frame.astype(whole) if whole else frame
+
+
+def _text_columns(frame: pd.DataFrame) -> list:
+    """The columns that hold text (those pandas' ``.str`` takes: an object column of text, or of
+    text among other values)."""
+    return [name for name in frame.columns
+            if pd.api.types.infer_dtype(frame[name], skipna=True) in ("string", "mixed", "mixed-integer")]
 
 
 def _text(value: Any) -> str:
@@ -226,8 +260,8 @@ class ScreeningFolder:
     def add_quarantined(self, rows: pd.DataFrame) -> None:
         """Append one chunk's quarantined rows (as read, plus their reason) to ``quarantine.csv``."""
         first = self.quarantine_head is None
-        whole_numbers_as_integers(rows).to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first,
-                                               index=False, lineterminator=CSV_LINE_END)
+        for_csv(rows).to_csv(self.tmp / QUARANTINE, mode="w" if first else "a", header=first, index=False,
+                             lineterminator=CSV_LINE_END)
         head = rows if first else pd.concat([self.quarantine_head, rows.head(QUARANTINE_ROWS)])
         self.quarantine_head = head.head(QUARANTINE_ROWS)
 
@@ -282,7 +316,7 @@ class ScreeningFolder:
                 block = order[(order >= start) & (order < start + FLAGGED_BLOCK)]
                 rows = pd.concat([part[part[ROW].isin(block.index)] for part in map(pd.read_parquet, parts)])
                 rows = rows.iloc[np.argsort(block.loc[rows[ROW]].to_numpy(), kind="stable")]
-                whole_numbers_as_integers(rows[columns], keep=("anomaly_score", "p_value")).to_csv(
+                for_csv(rows[columns], keep=("anomaly_score", "p_value")).to_csv(
                     out, index=False, header=False, lineterminator=CSV_LINE_END)
         for part in parts:
             part.unlink()

@@ -50,7 +50,7 @@ from pipeline.ingest import (MALFORMED_LINES, SHORT_LINES, MalformedLines, Schem
                              validate)
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
-from pipeline.screening_output import CSV_LINE_END, whole_numbers_as_integers
+from pipeline.screening_output import CSV_LINE_END, for_csv
 from pipeline.sources import fingerprint, source_files
 
 VALIDATION_SHARE = 0.2  # of the records labelled normal, kept out for the label metrics
@@ -288,8 +288,7 @@ def log_training(config: PipelineConfig, detector: MaskedAutoencoderDetector, ca
         config_file.write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
         artifacts = {"plots": plots, "config": config_file}
         if len(quarantined):
-            whole_numbers_as_integers(quarantined).to_csv(Path(tmp) / "quarantine.csv", index=False,
-                                                          lineterminator=CSV_LINE_END)
+            for_csv(quarantined).to_csv(Path(tmp) / "quarantine.csv", index=False, lineterminator=CSV_LINE_END)
             artifacts["quarantine"] = Path(tmp) / "quarantine.csv"
         info = tracking.log_trained_model(
             detector, calibration, model_name=config.mlflow.model_name, experiment=config.mlflow.experiment,

@@ -28,7 +28,7 @@ from typing import IO
 import pandas as pd
 
 from pipeline.report import TABLE_OUTCOMES
-from pipeline.screening_output import FLAGGED, read_output_csv, read_summary
+from pipeline.screening_output import FLAGGED, read_output_csv, read_summary, without_formula_quote
 
 VERDICTS = "verdicts.csv"
 VERDICT_LABEL = "verdict_is_fraud"  # the label column of labelled_records: 1 = fraud
@@ -60,7 +60,9 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         ``id_column``, ``outcome`` (lower case), ``note`` (empty when none), as text, in file order;
         a repeated id keeps its last verdict. Surrounding spaces do not count: an id is spelt as
         the run spells it (a CHAR column's export pads its ids with spaces), and a spreadsheet's
-        empty rows and empty unnamed columns are left out.
+        empty rows and empty unnamed columns are left out. An id copied from ``flagged.csv`` with the
+        "'" that kept a spreadsheet from running it as a formula (``'=HYPERLINK(...)``) is read as
+        the run's id without it.
 
     Raises
     ------
@@ -81,6 +83,12 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     blank = frame.apply(lambda column: column.str.strip() == "")
     frame = frame.loc[~blank.all(axis=1), ~(blank.all() & frame.columns.str.startswith("Unnamed: "))]
     ids = id_column if id_column in frame.columns else "id"
+    if known_ids is not None and ids in frame.columns:
+        # an id copied from flagged.csv in a spreadsheet keeps the "'" that defused a formula there
+        given = frame[ids].str.strip()
+        unquoted = without_formula_quote(given)
+        frame[ids] = frame[ids].where((unquoted == given) | frame[ids].isin(known_ids) | ~unquoted.isin(known_ids),
+                                      unquoted)
     wanted = {ids, "outcome"}
     if not wanted <= set(frame.columns):
         one = str(frame.columns[0]) if len(frame.columns) == 1 else ""

@@ -31,6 +31,7 @@ NAME = "fraud"
 FEATURES = ["amount", "merchant_category", "country", "channel", "card_present", "hour", "home_country",
             "customer_typical_amount"]
 SCRIPT = "<script>alert(1)</script>"
+FORMULA = '=HYPERLINK("http://evil.example","open me")'  # a spreadsheet would run it
 BAD_ROWS = {5: "is not a number", 20: "missing id", 300: "duplicate id"}
 
 
@@ -53,10 +54,11 @@ def env(tmp_path_factory):
         history = generate_transactions(n_customers=300, days=2, fraud_rate=0.03, seed=0)
         history.to_csv(root / "train.csv", index=False)
         batch = generate_transactions(n_customers=300, days=2, fraud_rate=0.03, seed=1).astype({"amount": object})
-        batch.loc[5, "amount"] = "twelve"  # text in a numeric column
+        batch.loc[5, ["amount", "merchant"]] = ["twelve", FORMULA]  # text in a numeric column
         batch.loc[20, "transaction_id"] = None  # missing id
         batch.loc[300, "transaction_id"] = batch.loc[10, "transaction_id"]  # repeats an id of an earlier chunk
         batch.loc[50, ["merchant", "amount"]] = [SCRIPT, 1_000_000.0]  # will be flagged: it reaches the report
+        batch.loc[51, ["merchant", "amount"]] = [FORMULA, 500_000.0]  # will be flagged too
         batch["hour"] = batch["hour"].astype("Int64")
         batch.loc[[7, 57], "hour"] = None  # a gap: pandas reads the first chunks' hours as floats
         batch.to_csv(root / "batch.csv", index=False)
@@ -231,6 +233,10 @@ def test_screen_writes_the_output_folder(env, screening):
     for written in (pd.read_csv(out / name, dtype=str) for name in ("quarantine.csv", "flagged.csv")):
         hours = written["hour"].dropna()
         assert len(hours) and hours.str.fullmatch(r"\d+").all()
+        # a value a spreadsheet would run as a formula is written after a "'", and read back without it
+        assert (written["merchant"] == "'" + FORMULA).sum() == 1 and FORMULA not in written["merchant"].tolist()
+    assert (screening_output.read_output_csv(out / "flagged.csv")["merchant"] == FORMULA).sum() == 1
+    assert (screening_output.read_output_csv(out / "quarantine.csv")["merchant"] == FORMULA).sum() == 1
 
 
 def test_rerun_returns_the_same_screening(env, screening):

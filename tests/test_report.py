@@ -217,6 +217,13 @@ def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
         read_verdicts(tmp_path / "unicode.csv", "transaction_id")
 
 
+def test_an_id_copied_from_flagged_csv_with_its_formula_quote_is_the_runs_id():
+    known = pd.Index(['=HYPERLINK("http://x","y")', "'quoted", "+44 20"])
+    sheet = 'id,outcome\n"\'=HYPERLINK(""http://x"",""y"")",fraud\n\'quoted,fraud\n\'+44 20,legitimate\n'
+    read = read_verdicts(io.StringIO(sheet), "path", known_ids=known)
+    assert read["path"].tolist() == known.tolist()  # 'quoted is an id as given: it never needed a quote
+
+
 def test_a_repeated_id_keeps_its_last_verdict():
     read = read_verdicts(io.StringIO("transaction_id,outcome,note\ntx1,fraud,a\ntx2,legitimate,\ntx1,legitimate,b\n"),
                          "transaction_id")
