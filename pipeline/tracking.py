@@ -241,6 +241,17 @@ def registered_for(model_name: str, request_id: str) -> ModelVersionInfo | None:
     return ModelVersionInfo(model_name, version, first.run_id, _name_new_version(client, model_name, version))
 
 
+def _check_store() -> None:
+    """A SQLite store that does not exist holds no model: say so, where MLflow would create an
+    empty store there (a mistyped path, or a command run from another folder) and then say that
+    the model does not exist."""
+    uri = mlflow.get_tracking_uri()
+    path = uri.removeprefix("sqlite:///").split("?")[0]
+    if uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).exists():
+        raise ModelNotFoundError(f"no MLflow store at {path}: run the command in the folder where `maskae train` "
+                                 f"ran, or set MLFLOW_TRACKING_URI to the store that holds the model")
+
+
 def _registered(client: MlflowClient, name: str, version: str | None = None):
     """The registered model ``name`` (and check ``version`` exists); ModelNotFoundError if not."""
     try:
@@ -271,6 +282,7 @@ def resolve_model(ref: str | ResolvedModel) -> ResolvedModel:
         name, alias = name.split("@", 1)
     elif "/" in name:
         (name, version), alias = name.split("/", 1), None
+    _check_store()
     model = _registered(MlflowClient(), name, version)
     if alias is None:
         return ResolvedModel(name, version, None)
@@ -290,6 +302,8 @@ def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
     """Load a model as a pyfunc. ``models:/NAME@ALIAS`` is resolved first (a clear error when the
     alias is missing, the version pinned); other URIs (``models:/NAME/VERSION``, ``runs:/``,
     folders) go to MLflow as they are."""
+    if uri.startswith("models:/"):
+        _check_store()
     if uri.startswith("models:/") and "@" in uri:
         uri = resolve_model(uri).uri
     path = list(sys.path)

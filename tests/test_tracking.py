@@ -146,6 +146,19 @@ def test_missing_model_or_alias_is_a_clear_error(registry):
         tracking.move_alias(NAME, "champion", 9, {"decision": "promote"})
 
 
+def test_a_sqlite_store_that_does_not_exist_is_not_created_to_say_the_model_is_missing(registry, tmp_path):
+    store, previous = tmp_path / "typo" / "mlflow.db", mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{store}")
+    try:
+        for find in (lambda: tracking.resolve_model(NAME), lambda: tracking.load_model(f"models:/{NAME}/1")):
+            with pytest.raises(tracking.ModelNotFoundError, match=f"no MLflow store at {store}: run the command in "
+                                                                  f"the folder where `maskae train` ran"):
+                find()
+        assert not store.exists() and not store.parent.exists()
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def test_move_alias_records_the_decision(registry):
     # Runs last: it moves champion, which the other tests read.
     previous = tracking.move_alias(NAME, "champion", "2", {"decision": "promote", "auprc_gain": 0.03})
