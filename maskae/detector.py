@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.exceptions import NotFittedError
@@ -150,8 +151,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         flips (for objects whose orientation does not matter), ``"none"`` turns it off.
     progress : bool, default=False
         Show a progress bar while training.
-    random_state : int or None, default=None
-        Seed for weights, masks, batches and samples; fixes results on CPU.
+    random_state : int, RandomState, Generator or None, default=None
+        Seed for weights, masks, batches and samples; an int fixes results on CPU. A NumPy
+        ``RandomState`` or ``Generator`` (as scikit-learn takes them) gives each fit a seed drawn
+        from it; a saved model records None for it.
     """
 
     def __init__(
@@ -210,9 +213,18 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def fit(self, X, y=None) -> "MaskedAutoencoderDetector":
         """Learn from ``X`` (array, DataFrame or image batch; rows = records); ``y`` is ignored."""
         self._check_params()
+        _refuse_sparse(X)
         if len(X) < 3:
             raise ValueError(f"need at least 3 rows to fit, got {len(X)}")
-        seed = np.random.SeedSequence(self.random_state).generate_state(1)[0]
+        if self.patience is not None and not self.validation_fraction:
+            warnings.warn("patience has no effect without validation_fraction > 0: training runs its whole "
+                          "max_steps budget", UserWarning, stacklevel=outside_stacklevel())
+        state = self.random_state
+        if isinstance(state, np.random.RandomState):  # drawn from, as scikit-learn's estimators do
+            state = int(state.randint(np.iinfo(np.int32).max))
+        elif isinstance(state, np.random.Generator):
+            state = int(state.integers(2**32))
+        seed = np.random.SeedSequence(state).generate_state(1)[0]
         with torch.random.fork_rng(devices=[]):  # the caller's global torch RNG is left as it was
             torch.manual_seed(int(seed))  # weight initialisation
             return self._fit_seeded(X, seed)
@@ -389,11 +401,19 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         if not self._patch_sizes() or min(self._patch_sizes()) < 1:
             raise ValueError(f"patch_size must be a positive int or a tuple of them, got {self.patch_size!r}")
         kinds = IMAGE_EVIDENCE_KINDS if self.backend == "cnn" else EVIDENCE_KINDS
+        if isinstance(self.evidence, str):  # set("tails") would be its letters
+            raise ValueError(f"evidence must be a tuple of kinds, e.g. ({self.evidence!r},), got the string "
+                             f"{self.evidence!r}")
         if set(self.evidence) - set(EVIDENCE_KINDS) or not set(self.evidence) & set(kinds):
             raise ValueError(f"evidence for backend={self.backend!r} must name some of {kinds}, got {self.evidence!r}")
         if self.max_categories is not None and (not isinstance(self.max_categories, numbers.Integral)
                                                 or isinstance(self.max_categories, bool) or self.max_categories < 1):
             raise ValueError(f"max_categories must be a positive int or None, got {self.max_categories}")
+        state = self.random_state
+        if not (state is None or isinstance(state, (np.random.RandomState, np.random.Generator))
+                or (isinstance(state, numbers.Integral) and not isinstance(state, bool) and state >= 0)):
+            raise ValueError(f"random_state must be None, a non-negative int or a NumPy RandomState or Generator, "
+                             f"got {state!r}")
         if not isinstance(self.contamination, numbers.Real) or not 0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be a number in (0, 0.5], got {self.contamination!r}")
         counts = {"max_steps": self.max_steps, "batch_size": self.batch_size, "hidden_size": self.hidden_size,
@@ -418,6 +438,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ inputs
     def _as_frame(self, X, fitting: bool = False) -> pd.DataFrame:
         """``X`` as a table; an image batch (``backend="mlp"``) as one row of pixels per image."""
+        _refuse_sparse(X)
         if fitting:
             self.image_format_ = ImageFormat.fit(X, self.image_size) if is_image_batch(X) else None
         else:
@@ -598,8 +619,11 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         if self.backend == "cnn" or self.image_format_ is not None:
             raise TypeError("impute fills table cells; for images use reconstruct")
         frame = self._as_frame(X)[self.encoder_.columns_]
-        filled = frame.astype(object).where(frame.notna(), self.reconstruct(frame).astype(object))
-        return filled.infer_objects()
+        passes, data = self._passes(frame)
+        # the cells the model reads as missing: empty, and text or inf in a numeric column
+        missing = pd.DataFrame(data.missing.numpy(), columns=self.encoder_.feature_names)[frame.columns]
+        predicted = self._predicted_values(passes).set_axis(frame.index).astype(object)
+        return frame.astype(object).mask(missing.to_numpy(), predicted).infer_objects()
 
     def explain(self, X, top_k: int | None = None) -> pd.DataFrame | np.ndarray:
         """Per-feature contributions to the reconstruction evidence, largest first per row; for an
@@ -618,6 +642,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         column's observed training values; NaN for categories, missing cells and models saved in
         formats 1 and 2).
         """
+        if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1):
+            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
         if self.backend == "cnn":
             return self._image_explain(X)
         frame = self._as_frame(X)
@@ -657,6 +683,12 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
     def load(cls, path: str | Path) -> "MaskedAutoencoderDetector":
         """Read a detector written by :meth:`save`."""
         return load_detector_state(cls, Path(path))
+
+
+def _refuse_sparse(X) -> None:
+    if scipy.sparse.issparse(X):  # len() and np.asarray() of one fail with messages that do not say so
+        raise TypeError(f"sparse input is not supported ({type(X).__name__} of shape {X.shape}): pass a dense array "
+                        f"(X.toarray()) or a DataFrame; from a ColumnTransformer, OneHotEncoder(sparse_output=False)")
 
 
 def _is_distance(name: str) -> bool:

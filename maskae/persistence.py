@@ -78,7 +78,7 @@ def save_detector_state(detector, path: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     earlier = staging.with_name(staging.name + ".old")  # an earlier save, kept until the new one is in
     try:
-        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_param))
         save_file(tensors, staging / WEIGHTS_FILE)
         _permit_as_a_new_file(staging)
         if path.exists():
@@ -93,6 +93,16 @@ def save_detector_state(detector, path: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(earlier, ignore_errors=True)
     return path
+
+
+def _json_param(value):
+    """JSON for what ``json`` does not take among the parameters: NumPy scalars (a grid search over
+    ``np.arange`` sets them) as numbers; a RandomState or Generator as None (scoring needs no seed)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        return None
+    raise TypeError(f"cannot save a parameter of type {type(value).__name__}: {value!r}")
 
 
 def _check_target(path: Path) -> None:
@@ -122,7 +132,10 @@ def load_detector_state(cls, path: Path):
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"{path} is not a saved maskae detector: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # a copy cut short, or another file
+        raise ValueError(f"{config_path} is not a readable saved detector ({error}): save the detector again") from None
     version = config.get("format_version")
     if version not in READABLE_VERSIONS:
         raise ValueError(f"{config_path}: unsupported format_version {version!r}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -180,6 +181,14 @@ def test_text_or_infinity_in_a_numeric_column_warns_and_reads_as_missing(fitted,
         warnings.simplefilter("error", UnusableValueWarning)
         rows.loc[rows.index[:3], "amount"] = ["", "NA", None]  # how files spell a missing amount: no warning
         fitted.anomaly_score(rows)
+    # impute fills what the model reads as missing, text and infinity included
+    rows.loc[rows.index[:2], "amount"] = ["abc", np.inf]
+    with pytest.warns(UnusableValueWarning):
+        filled = fitted.impute(rows)
+        expected = fitted.reconstruct(rows)
+    assert np.isfinite(filled["amount"].astype(float)).all()
+    np.testing.assert_allclose(filled["amount"][:3].astype(float), expected["amount"][:3].astype(float))
+    assert filled.loc[rows.index[3], "amount"] == rows.loc[rows.index[3], "amount"]  # an observed cell is kept
 
 
 def test_clone_and_params():
@@ -515,10 +524,34 @@ def test_format_5_models_score_as_before_without_the_nearest_evidence():
     ({"neighbour_sample_sizes": ()}, "neighbour_sample_sizes must be positive ints"),
     ({"neighbour_sample_sizes": (16, 0)}, "neighbour_sample_sizes must be positive ints"),
     ({"neighbour_sample_sizes": (), "evidence": ("reconstruction", "tails")}, "neighbour_sample_sizes must be"),
+    ({"evidence": "tails"}, r"evidence must be a tuple of kinds, e.g. \('tails',\), got the string"),
+    ({"random_state": -1}, "random_state must be None, a non-negative int or a NumPy RandomState or Generator"),
 ])
 def test_bad_parameters_are_refused_at_fit_with_their_name(mixed_frame, params, message):
     with pytest.raises(ValueError, match=message):  # not numpy's "need at least one array" or a silent fit
         MaskedAutoencoderDetector(**params).fit(mixed_frame)
+
+
+def test_scikit_learn_inputs_numpy_parameters_random_states_and_sparse_tables(fitted, mixed_frame, tmp_path):
+    numbers = mixed_frame.select_dtypes("number").head(200)
+    grid = MaskedAutoencoderDetector(**{**FAST, "hidden_size": np.int64(32), "contamination": np.float32(0.1)})
+    grid.fit(numbers).save(tmp_path / "grid")  # as a grid search over np.arange sets them
+    assert MaskedAutoencoderDetector.load(tmp_path / "grid").get_params()["hidden_size"] == 32
+    one, two = (MaskedAutoencoderDetector(**{**FAST, "random_state": np.random.RandomState(5)}).fit(numbers)
+                for _ in range(2))
+    np.testing.assert_array_equal(one.anomaly_score(numbers), two.anomaly_score(numbers))
+    MaskedAutoencoderDetector(**{**FAST, "random_state": np.random.default_rng(5)}).fit(numbers).save(tmp_path / "rng")
+    assert MaskedAutoencoderDetector.load(tmp_path / "rng").get_params()["random_state"] is None
+    with pytest.raises(TypeError, match=r"sparse input is not supported \(csr_matrix of shape \(200, \d+\)\)"):
+        MaskedAutoencoderDetector(**FAST).fit(scipy.sparse.csr_matrix(numbers.to_numpy()))
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        fitted.explain(mixed_frame.head(2), top_k=-1)
+    with pytest.warns(UserWarning, match="patience has no effect without validation_fraction"):
+        MaskedAutoencoderDetector(**{**FAST, "patience": 2}).fit(numbers)
+    fitted.save(tmp_path / "cut")
+    (tmp_path / "cut" / "maskae.json").write_text('{"format_version": 7, "par')  # a copy cut short
+    with pytest.raises(ValueError, match=r"maskae.json is not a readable saved detector .*: save the detector again"):
+        MaskedAutoencoderDetector.load(tmp_path / "cut")
 
 
 def test_scoring_before_fit_raises_sklearns_not_fitted_error(mixed_frame):
