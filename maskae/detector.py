@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from maskae.image_backend import ImageBackendMixin
@@ -84,7 +84,7 @@ NEAREST_K = 5  # its neighbourhood: the company a row keeps, and the rows whose 
 OVERLAP_ROWS = 4096  # scoring a batch this large, the neighbour search runs beside the network (_raw_evidence)
 
 
-class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
+class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixin, BaseEstimator):
     """Masked-autoencoder anomaly detector for mixed-type tables and images.
 
     Parameters
@@ -214,8 +214,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         """Learn from ``X`` (array, DataFrame or image batch; rows = records); ``y`` is ignored."""
         self._check_params()
         _refuse_sparse(X)
+        if not isinstance(X, pd.DataFrame) and not hasattr(X, "__len__"):  # array-likes that only convert
+            X = np.asarray(X)
         if len(X) < 3:
-            raise ValueError(f"need at least 3 rows to fit, got {len(X)}")
+            raise ValueError(f"need at least 3 rows to fit, got n_samples = {len(X)}")
         if self.patience is not None and not self.validation_fraction:
             warnings.warn("patience has no effect without validation_fraction > 0: training runs its whole "
                           "max_steps budget", UserWarning, stacklevel=outside_stacklevel())
@@ -452,6 +454,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             frame = as_frame(X)
             if not isinstance(X, pd.DataFrame):  # a mixed table's to_numpy() is one object array: its numbers
                 frame = frame.infer_objects()  # stay numbers (at fit only: a batch's inference could differ)
+            if frame.shape[1] == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required: "
+                                 f"a table needs at least one column")
             self.n_features_in_ = frame.shape[1]
         else:
             if self.feature_names_in_ is not None and not isinstance(X, pd.DataFrame):
@@ -464,6 +469,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
                               "are taken by position", UserWarning, stacklevel=outside_stacklevel())
                 X = X.set_axis(names, axis=1) if X.shape[1] == len(names) else X.to_numpy()
             frame = as_frame(X, names)
+        if any(dtype.kind == "c" for dtype in frame.dtypes):
+            raise ValueError("Complex data not supported: give the real and imaginary parts as two columns")
         frame = frame.copy(deep=False)
         frame.columns = [str(c) for c in frame.columns]
         return frame
@@ -594,6 +601,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             return self._image_transform(X)
         return self._passes(X)[0].latent
 
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of :meth:`transform`'s columns, ``latent0``, ``latent1``, ...: with them
+        scikit-learn's ``set_output(transform="pandas")`` works, in a ``Pipeline`` too."""
+        self._check_fitted()
+        width = self.cnn_widths[-1] if self.backend == "cnn" else self.latent_size
+        return np.array([f"latent{i}" for i in range(width)], dtype=object)
+
     def reconstruct(self, X) -> pd.DataFrame | np.ndarray:
         """Every cell as the model predicts it from the rest of its row (original units). For an
         image batch: the inpainted images (each pixel predicted while hidden), in ``X``'s layout,
@@ -602,7 +616,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             return self._image_reconstruct(X)
         predicted = self._predicted_values(self._passes(X)[0])
         if self.image_format_ is None:
-            return predicted.set_axis(X.index) if isinstance(X, pd.DataFrame) else predicted
+            return predicted.set_axis(X.index).rename(columns=self._labels(X)) if isinstance(X, pd.DataFrame) \
+                else predicted
         return self.image_format_.restore_layout(self.image_format_.unflatten(predicted.to_numpy(np.float32)), like=X)
 
     def _predicted_values(self, passes: PassResult) -> pd.DataFrame:
@@ -614,8 +629,19 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # negative amount), which an analyst reads as a bug; the scores use the errors, not these.
         return self.encoder_.decode(self.tails_.clip(passes.numeric), codes)
 
+    def _labels(self, X) -> dict[str, object]:
+        """The caller's label of each of the model's columns, for what is given back as a DataFrame
+        (an int or a tuple label stays one): a DataFrame's own labels, by position for a model
+        fitted on an array."""
+        if not isinstance(X, pd.DataFrame):
+            return {}
+        if self.feature_names_in_ is None and X.shape[1] == len(self.encoder_.columns_):
+            return dict(zip(self.encoder_.columns_, X.columns))
+        return {str(c): c for c in X.columns}
+
     def impute(self, X) -> pd.DataFrame:
-        """``X`` with its missing (or unparseable) cells filled by the model's predictions (tables)."""
+        """``X`` with its missing (or unparseable) cells filled by the model's predictions (tables);
+        a DataFrame keeps its index, its column labels and the columns the model does not read."""
         if self.backend == "cnn" or self.image_format_ is not None:
             raise TypeError("impute fills table cells; for images use reconstruct")
         frame = self._as_frame(X)[self.encoder_.columns_]
@@ -623,7 +649,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
         # the cells the model reads as missing: empty, and text or inf in a numeric column
         missing = pd.DataFrame(data.missing.numpy(), columns=self.encoder_.feature_names)[frame.columns]
         predicted = self._predicted_values(passes).set_axis(frame.index).astype(object)
-        return frame.astype(object).mask(missing.to_numpy(), predicted).infer_objects()
+        filled = frame.astype(object).mask(missing.to_numpy(), predicted).infer_objects()
+        if not isinstance(X, pd.DataFrame):
+            return filled
+        out, labels = X.copy(), self._labels(X)
+        for name in filled.columns:
+            out[labels[name]] = filled[name]
+        return out
 
     def explain(self, X, top_k: int | None = None) -> pd.DataFrame | np.ndarray:
         """Per-feature contributions to the reconstruction evidence, largest first per row; for an
@@ -667,6 +699,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, OutlierMixin, BaseEstimator):
             "contribution": contribution.ravel(),
             "tail_share": tail_share.ravel(),
         })
+        if labels := self._labels(X):
+            long["feature"] = long["feature"].map(labels)
         long["share"] = long["contribution"] / long.groupby("row")["contribution"].transform("sum").replace(0, 1)
         long = long.sort_values(["row", "contribution"], ascending=[True, False], kind="stable")
         if top_k is not None:

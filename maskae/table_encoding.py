@@ -218,10 +218,13 @@ def as_frame(X, feature_names: list[str] | None = None) -> pd.DataFrame:
         return X
     array = np.asarray(X)
     if array.ndim != 2:
-        raise ValueError(f"expected a 2-D table (rows x columns), got an array of shape {array.shape}")
+        raise ValueError(f"expected a 2-D table (rows x columns), got an array of shape {array.shape}: Reshape your "
+                         f"data with array.reshape(-1, 1) for a single feature or array.reshape(1, -1) for a single "
+                         f"sample")
     names = feature_names or [f"x{j}" for j in range(array.shape[1])]
     if len(names) != array.shape[1]:
-        raise ValueError(f"the model was fitted on {len(names)} columns, this array has {array.shape[1]}")
+        raise ValueError(f"X has {array.shape[1]} features, but MaskedAutoencoderDetector is expecting {len(names)} "
+                         f"features as input (the columns it was fitted on)")
     return pd.DataFrame(array, columns=names)
 
 

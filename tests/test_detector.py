@@ -13,6 +13,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.estimator_checks import check_estimator
 
 from maskae import MaskedAutoencoderDetector
 from maskae.table_encoding import EmptyRowWarning, UnknownCategoryWarning, UnusableValueWarning
@@ -292,7 +293,7 @@ def test_numpy_input_and_wrong_width():
     det = MaskedAutoencoderDetector(**FAST).fit(X)
     assert det.feature_names_in_ is None and det.n_features_in_ == 4
     assert det.anomaly_score(X[:3]).shape == (3,)
-    with pytest.raises(ValueError, match="4 columns"):
+    with pytest.raises(ValueError, match="X has 3 features, but MaskedAutoencoderDetector is expecting 4 features"):
         det.anomaly_score(X[:, :3])
 
 
@@ -552,6 +553,31 @@ def test_scikit_learn_inputs_numpy_parameters_random_states_and_sparse_tables(fi
     (tmp_path / "cut" / "maskae.json").write_text('{"format_version": 7, "par')  # a copy cut short
     with pytest.raises(ValueError, match=r"maskae.json is not a readable saved detector .*: save the detector again"):
         MaskedAutoencoderDetector.load(tmp_path / "cut")
+
+
+def test_outputs_keep_the_callers_column_labels_index_and_other_columns(mixed_frame):
+    numbers = mixed_frame.select_dtypes("number").head(300)
+    labelled = numbers.set_axis(range(numbers.shape[1]), axis=1)  # int labels, as pd.DataFrame(array) has
+    det = MaskedAutoencoderDetector(max_steps=50, random_state=0).fit(labelled)
+    batch = labelled.head(4).set_axis([10, 11, 12, 13]).assign(tx_id=["a", "b", "c", "d"])
+    batch.loc[10, 0] = np.nan
+    with pytest.warns(UserWarning, match="tx_id"):
+        rebuilt, filled, why = det.reconstruct(batch), det.impute(batch), det.explain(batch)
+    assert list(rebuilt.columns) == list(labelled.columns) and list(rebuilt.index) == [10, 11, 12, 13]
+    assert list(filled.columns) == list(batch.columns) and list(filled["tx_id"]) == ["a", "b", "c", "d"]
+    assert filled.loc[10, 0] == rebuilt.loc[10, 0] and filled.loc[11, 0] == batch.loc[11, 0]
+    assert set(why["feature"]) == set(labelled.columns)
+
+
+def test_scikit_learns_estimator_checks_pass_but_for_four_choices_of_design():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checks' own inputs: unseen categories, constant columns
+        check_estimator(MaskedAutoencoderDetector(max_steps=30, random_state=0), expected_failed_checks={
+            "check_dtype_object": "an object column is read as categories, not refused",
+            "check_estimators_nan_inf": "NaN is a missing cell, which training never scores; inf too, with a warning",
+            "check_transformer_preserve_dtypes": "transform gives the float32 network's embedding",
+            "check_methods_subset_invariance": "float32 sums in batches of other sizes differ by about 1e-6",
+        })
 
 
 def test_scoring_before_fit_raises_sklearns_not_fitted_error(mixed_frame):
