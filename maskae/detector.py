@@ -614,20 +614,25 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         resolution and dtype."""
         if self.backend == "cnn":
             return self._image_reconstruct(X)
-        predicted = self._predicted_values(self._passes(X)[0])
+        predicted = self._predicted_values(self._passes(X)[0], X)
         if self.image_format_ is None:
             return predicted.set_axis(X.index).rename(columns=self._labels(X)) if isinstance(X, pd.DataFrame) \
                 else predicted
         return self.image_format_.restore_layout(self.image_format_.unflatten(predicted.to_numpy(np.float32)), like=X)
 
-    def _predicted_values(self, passes: PassResult) -> pd.DataFrame:
+    def _predicted_values(self, passes: PassResult, X) -> pd.DataFrame:
+        """The values the model predicts, in the original units: the columns that ``X`` holds as
+        durations back as durations (predicted in seconds)."""
         # The likeliest named category: code 0 ("other", or never trained on) decodes to no value.
         codes = np.stack([p[:, 1:].argmax(axis=1) + 1 if p.shape[1] > 1 else np.zeros(len(p), dtype=np.int64)
                           for p in passes.category_probs], axis=1) if passes.category_probs \
             else np.zeros((len(passes.numeric), 0), dtype=np.int64)
         # Within each column's training range: beside an anomalous row the network extrapolates (a
         # negative amount), which an analyst reads as a bug; the scores use the errors, not these.
-        return self.encoder_.decode(self.tails_.clip(passes.numeric), codes)
+        predicted = self.encoder_.decode(self.tails_.clip(passes.numeric), codes)
+        durations = {str(c): pd.to_timedelta(predicted[str(c)], unit="s") for c in getattr(X, "columns", ())
+                     if str(c) in predicted.columns and pd.api.types.is_timedelta64_dtype(X[c])}
+        return predicted.assign(**durations) if durations else predicted
 
     def _labels(self, X) -> dict[str, object]:
         """The caller's label of each of the model's columns, for what is given back as a DataFrame
@@ -648,7 +653,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         passes, data = self._passes(frame)
         # the cells the model reads as missing: empty, and text or inf in a numeric column
         missing = pd.DataFrame(data.missing.numpy(), columns=self.encoder_.feature_names)[frame.columns]
-        predicted = self._predicted_values(passes).set_axis(frame.index).astype(object)
+        predicted = self._predicted_values(passes, frame).set_axis(frame.index).astype(object)
         filled = frame.astype(object).mask(missing.to_numpy(), predicted).infer_objects()
         if not isinstance(X, pd.DataFrame):
             return filled
@@ -684,7 +689,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         if self.image_format_ is not None:
             cells = self.image_format_.unflatten(self._normalised_cell_errors(passes, missing))
             return self.image_format_.to_input(cells.mean(dim=1).numpy(), like=X)
-        expected = self._predicted_values(passes)
+        expected = self._predicted_values(passes, frame)
         observed = np.maximum((~missing).sum(axis=1, keepdims=True), 1)
         contribution = self._normalised_cell_errors(passes, missing) / observed
         n_numeric = len(self.encoder_.numeric_)

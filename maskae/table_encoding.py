@@ -229,8 +229,19 @@ def as_frame(X, feature_names: list[str] | None = None) -> pd.DataFrame:
 
 
 def is_numeric_column(series: pd.Series) -> bool:
-    """Whether a column is read as numbers (numeric and not boolean); anything else is categorical."""
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    """Whether a column is read as numbers (numeric and not boolean, or durations); anything else is
+    categorical."""
+    return ((pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
+            or pd.api.types.is_timedelta64_dtype(series))
+
+
+def numbers(series: pd.Series) -> np.ndarray:
+    """A numeric column's values as float64, NaN where missing or not a number. Durations (the gap
+    since a card's last transaction) in seconds: pandas' own conversion gives their nanoseconds,
+    and a missing one (NaT) as -9.2e18."""
+    if pd.api.types.is_timedelta64_dtype(series):
+        return series.dt.total_seconds().to_numpy(dtype=float)
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
 
 
 def _holds_integers(series: pd.Series) -> bool:
@@ -313,7 +324,7 @@ class TableEncoder:
         for name in frame.columns:
             series = frame[name]
             if is_numeric_column(series):
-                self.numeric_.append(self._fit_numeric(str(name), series.to_numpy(dtype=float)))
+                self.numeric_.append(self._fit_numeric(str(name), numbers(series)))
             else:
                 self.categorical_.append(self._fit_categorical(str(name), series))
         return self
@@ -403,7 +414,7 @@ class TableEncoder:
         categorical = np.zeros((n, len(self.categorical_)), dtype=np.int64)
         missing = np.zeros((n, self.n_features), dtype=bool)
         for j, col in enumerate(self.numeric_):
-            values = pd.to_numeric(frame[col.name], errors="coerce").to_numpy(dtype=float)
+            values = numbers(frame[col.name])
             with np.errstate(all="ignore"):
                 encoded = col.encode(values)
             bad = ~np.isfinite(values)  # a finite value whose code overflows is extreme, not missing

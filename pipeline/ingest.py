@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskae.table_encoding import ColumnWarning, is_numeric_column, missing_cells
+from maskae.table_encoding import ColumnWarning, is_numeric_column, missing_cells, numbers
 from pipeline.config import format_from_suffix
 from pipeline.csv_lines import ShortLines, short_lines
 
@@ -665,7 +665,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
     clean.attrs.pop(SHORT_LINES, None)
     for name in schema.columns_of_kind("numeric"):
         raw = frame[name]
-        number = pd.to_numeric(raw, errors="coerce").astype("float64")
+        number = pd.Series(numbers(raw), index=raw.index)
         if not is_numeric_column(raw):  # text that fails to parse, as opposed to an empty cell
             notes.append(_notes(number.isna().to_numpy() & ~blank[name], raw, f"{name}: {{}} is not a number"))
         notes.append(_notes(np.isinf(number.to_numpy()), raw, f"{name}: {{}} is not a finite number"))

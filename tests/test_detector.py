@@ -569,6 +569,21 @@ def test_outputs_keep_the_callers_column_labels_index_and_other_columns(mixed_fr
     assert set(why["feature"]) == set(labelled.columns)
 
 
+def test_a_duration_column_is_read_as_seconds_and_given_back_as_durations():
+    rng = np.random.default_rng(0)
+    base, gap = pd.DataFrame({"a": rng.normal(size=300)}), rng.integers(1, 10, 300)
+    as_durations = MaskedAutoencoderDetector(max_steps=50, random_state=0).fit(
+        base.assign(gap=pd.to_timedelta(gap, unit="min")))
+    as_seconds = MaskedAutoencoderDetector(max_steps=50, random_state=0).fit(base.assign(gap=gap * 60.0))
+    batch = base.head(3).assign(gap=pd.to_timedelta([10**5, None, 3], unit="min"))  # a gap of 70 days
+    np.testing.assert_array_equal(as_durations.anomaly_score(batch),
+                                  as_seconds.anomaly_score(batch.assign(gap=[6e6, np.nan, 180.0])))
+    assert as_durations.anomaly_score(batch)[0] > as_durations.threshold_  # as categories it scored as typical
+    filled = as_durations.impute(batch)
+    assert pd.api.types.is_timedelta64_dtype(filled["gap"]) and filled["gap"].notna().all()
+    assert pd.api.types.is_timedelta64_dtype(as_durations.reconstruct(batch)["gap"])
+
+
 def test_scikit_learns_estimator_checks_pass_but_for_four_choices_of_design():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the checks' own inputs: unseen categories, constant columns

@@ -543,3 +543,17 @@ def test_extra_column_warns_and_is_kept(table, schema):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         validate(table.assign(is_fraud=0), Schema(**{**schema.to_dict(), "label_column": "is_fraud"}))
+
+
+def test_a_duration_column_is_a_number_of_seconds(tmp_path):
+    """A Parquet duration (the gap since a card's last transaction) is numeric, in seconds: pandas'
+    own conversion gave nanoseconds, and a missing one -9.2e18."""
+    frame = pd.DataFrame({"txn_id": ["a", "b", "c"], "gap": pd.to_timedelta([90, None, 5], unit="s"),
+                          "amount": [1.0, 2.0, 3.0]})
+    frame.to_parquet(tmp_path / "gaps.parquet")
+    read = next(iter_batches(tmp_path / "gaps.parquet"))
+    schema = Schema.infer(read, "txn_id")
+    assert schema.features == {"gap": "numeric", "amount": "numeric"}
+    checked = validate(read, schema)
+    assert checked.quarantined.empty and checked.clean["gap"].tolist()[::2] == [90.0, 5.0]
+    assert np.isnan(checked.clean["gap"].iloc[1])
