@@ -91,13 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _preflight(data: str | None = None, model: str | None = None, fmt: str | None = None,
-               out: str | None = None) -> None:
-    """Catch the usual mistakes (no such file, an empty one, no such model, an output folder inside
-    the image folder) before a flow starts, so they read as one line at once rather than a failed
-    flow run's log after Prefect's start."""
+               out: str | None = None, id_column: str | None = None) -> None:
+    """Catch the usual mistakes (no such file, an empty one, no such model, a table without the
+    model's columns, an output folder inside the image folder) before a flow starts, so they read
+    as one line at once rather than a failed flow run's log after Prefect's start."""
     from pipeline.image_ingest import IMAGE_SUFFIXES, image_files
     from pipeline.image_screen import check_out_dir
     from pipeline.ingest import iter_batches
+    from pipeline.screen import check_columns
     from pipeline.sources import source_files
     from pipeline.tracking import resolve_model, use_tracking
 
@@ -113,6 +114,8 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
             iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows
     if model is not None:
         resolve_model(model)
+    if model is not None and data is not None and not Path(data).is_dir():
+        check_columns(data, model, id_column)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -136,7 +139,7 @@ def _screen(args: argparse.Namespace) -> None:
 
     if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
         raise ValueError("--batch-rows and --dask-workers must be at least 1")
-    _preflight(data=args.data, model=args.model, out=args.out)
+    _preflight(data=args.data, model=args.model, out=args.out, id_column=args.id_col)
     print(screened_line(screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()),
                                     batch_rows=args.batch_rows, dask_workers=args.dask_workers,
                                     dask_address=args.dask_address)))

@@ -40,13 +40,14 @@ from tqdm.auto import tqdm
 from maskae.calibration import Calibration, ChunkedBatch
 from maskae.table_encoding import UnknownCategoryWarning
 from pipeline import tracking
+from pipeline.config import IMAGES
 from pipeline.ingest import FileChangedError, Schema, SchemaError, SeenIds, iter_batches, validate
 from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
 from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
 from pipeline.screening_output import ROW, ScreeningFolder, evidence_summary, read_summary, reasons_text
-from pipeline.sources import fingerprint
+from pipeline.sources import fingerprint, source_files
 
 BATCH_ROWS = 50_000  # rows read and scored at a time: peak memory follows this, not the file size
 FDR_WARNING = "calibration set too small for FDR"  # said once for the whole file, not per chunk
@@ -176,6 +177,31 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
                                   "columns": tally.columns},
                           unseen=unseen, params={"top_reasons": top_reasons})
     return ScreenResult(out_dir, read_summary(out_dir), reused=False)
+
+
+def check_columns(data: str | Path, model_ref: str, id_column: str | None = None) -> None:
+    """Refuse a table that lacks a column the model reads, from the files' headers and the schema
+    logged beside the model, without loading it: the command line says so at once, where the flow
+    would say it after Prefect's start (about 25 s). Image models and versions logged without a
+    schema pass; so does anything else that ``screen`` checks itself.
+
+    Raises
+    ------
+    SchemaError
+        Naming the file and the columns it lacks.
+    """
+    logged = tracking.logged_schema(tracking.resolve_model(model_ref))
+    if logged is None or logged.get("kind") == IMAGES:
+        return
+    schema = Schema.from_dict(logged)
+    if id_column is not None:
+        schema = Schema(id_column, schema.features, schema.label_column)
+    for file in source_files(data):
+        head = next(iter_batches(file, batch_rows=1, short_lines=False)).head(0)
+        try:
+            validate(head, schema, warn_extra=False)
+        except SchemaError as error:
+            raise SchemaError(f"{Path(file).name}: {error}") from error
 
 
 def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel, name: str) -> dict[str, Any] | None:

@@ -241,15 +241,15 @@ def registered_for(model_name: str, request_id: str) -> ModelVersionInfo | None:
     return ModelVersionInfo(model_name, version, first.run_id, _name_new_version(client, model_name, version))
 
 
-def _check_store() -> None:
+def _check_store(model: str) -> None:
     """A SQLite store that does not exist holds no model: say so, where MLflow would create an
     empty store there (a mistyped path, or a command run from another folder) and then say that
     the model does not exist."""
     uri = mlflow.get_tracking_uri()
     path = uri.removeprefix("sqlite:///").split("?")[0]
     if uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).exists():
-        raise ModelNotFoundError(f"no MLflow store at {path}: run the command in the folder where `maskae train` "
-                                 f"ran, or set MLFLOW_TRACKING_URI to the store that holds the model")
+        raise ModelNotFoundError(f"no model {model!r} here: no MLflow store at {path}; run the command in the folder "
+                                 f"where `maskae train` ran, or set MLFLOW_TRACKING_URI to the store that holds it")
 
 
 def _registered(client: MlflowClient, name: str, version: str | None = None):
@@ -282,7 +282,7 @@ def resolve_model(ref: str | ResolvedModel) -> ResolvedModel:
         name, alias = name.split("@", 1)
     elif "/" in name:
         (name, version), alias = name.split("/", 1), None
-    _check_store()
+    _check_store(ref)
     model = _registered(MlflowClient(), name, version)
     if alias is None:
         return ResolvedModel(name, version, None)
@@ -290,6 +290,18 @@ def resolve_model(ref: str | ResolvedModel) -> ResolvedModel:
         known = ", ".join(f"{a} -> v{v}" for a, v in sorted(model.aliases.items())) or "none"
         raise ModelNotFoundError(f"registered model {name!r} has no alias {alias!r} (aliases: {known})")
     return ResolvedModel(name, str(model.aliases[alias]), alias)
+
+
+def logged_schema(model: ResolvedModel) -> dict[str, Any] | None:
+    """The data schema logged beside the version (its run's ``schema.json``), without loading the
+    model; None for a version logged without one."""
+    run_id = MlflowClient().get_model_version(model.name, model.version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="schema.json", dst_path=tmp)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def data_kind(model: ResolvedModel) -> str:
@@ -303,7 +315,7 @@ def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
     alias is missing, the version pinned); other URIs (``models:/NAME/VERSION``, ``runs:/``,
     folders) go to MLflow as they are."""
     if uri.startswith("models:/"):
-        _check_store()
+        _check_store(uri)
     if uri.startswith("models:/") and "@" in uri:
         uri = resolve_model(uri).uri
     path = list(sys.path)

@@ -63,11 +63,16 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
     assert summary["model"]["name"] == "fraud" and str(summary["model"]["version"]) == "1"
     assert {"flagged.csv", "report.html", "summary.json"} <= {p.name for p in (workdir / "out" / "today").iterdir()}
-    # An error found inside the flow is one line too, without Prefect's traceback
+    # A batch that lacks a column is refused before Prefect starts: one line, nothing else
     pd.read_csv(workdir / "today.csv").drop(columns="country").to_csv(workdir / "no_country.csv", index=False)
     assert main(["screen", "--data", "no_country.csv", "--model", "fraud", "--out", "out/no_country"]) == 2
     err = capfd.readouterr().err
-    assert "Traceback" not in err and "maskae screen: error: no_country.csv: the batch lacks column(s) ['country']" in err
+    assert err.startswith("maskae screen: error: no_country.csv: the batch lacks column(s) ['country']")
+    assert err.count("\n") == 1 and not (workdir / "out" / "no_country").exists()
+    # so does one whose id column is not the model's, unless --id-col names it
+    pd.read_csv(workdir / "today.csv").rename(columns={"transaction_id": "txn"}).to_csv(workdir / "txn.csv", index=False)
+    assert main(["screen", "--data", "txn.csv", "--model", "fraud", "--out", "out/txn"]) == 2
+    assert "the batch lacks column(s) ['transaction_id']" in capfd.readouterr().err
     # A batch of which no row could be scored is written (its quarantine.csv says why), but the run fails.
     pd.read_csv(workdir / "today.csv").assign(transaction_id="").to_csv(workdir / "no_ids.csv", index=False)
     assert main(["screen", "--data", "no_ids.csv", "--model", "fraud", "--out", "out/no_ids"]) == 2
