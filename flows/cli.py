@@ -20,6 +20,7 @@ import sys
 import threading
 import warnings
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -56,13 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("--dask-workers", type=int, help="score chunks on a local Dask cluster of this many workers")
     screen.add_argument("--dask-address", help="score chunks on the Dask scheduler at this address (tcp://host:8786)")
 
-    promote = commands.add_parser("promote", help="move champion to the challenger if it is better on labels")
+    promote = commands.add_parser("promote", help="move champion to the challenger if it is better on labels, or "
+                                                  "to a version named by hand (--version: a rollback)")
     promote.add_argument("--model", required=True, help="registered model name")
     labels = promote.add_mutually_exclusive_group(required=True)
     labels.add_argument("--data", help="labelled evaluation data (with --label-col), or a folder of images "
                                        "labelled by subfolder (good = normal)")
     labels.add_argument("--verdicts-from", help="folder of screening runs: their analysts' verdicts are the labels "
                                                 "(flagged records only, so biased toward them)")
+    labels.add_argument("--version", help="make this version champion by hand (a rollback), no comparison; "
+                                          "challenger moves with champion when it is the version left")
+    promote.add_argument("--note", default="", help="with --version: why, recorded with the decision")
     promote.add_argument("--label-col", help="label column of --data (1 = confirmed anomaly)")
     promote.add_argument("--metric", default="auprc", choices=["auprc", "auroc"])
     promote.add_argument("--margin", type=float, default=0.0, help="required improvement (default 0)")
@@ -147,9 +152,13 @@ def _screen(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
-    from pipeline.promote import registered_name
+    from pipeline.promote import registered_name, set_champion
     from pipeline.tracking import CHALLENGER
 
+    if args.version is not None:  # a registry move, no evaluation: no flow
+        _preflight()
+        print(decision_line(asdict(set_champion(registered_name(args.model), args.version, args.note))))
+        return
     if args.data is not None and args.label_col is None and not Path(args.data).is_dir():  # a folder: images, by kind
         raise ValueError("--data needs --label-col, the column that holds the labels")
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():

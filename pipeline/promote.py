@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from mlflow import MlflowClient
 
 from pipeline import tracking
 from pipeline.config import IMAGES
@@ -57,7 +58,8 @@ def registered_name(model_name: str) -> str:
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """``decision`` is ``"promote"``, ``"keep"`` or ``"no change"`` (challenger already champion)."""
+    """``decision`` is ``"promote"``, ``"keep"``, ``"no change"`` (challenger already champion) or
+    ``"set"`` (champion set by hand: :func:`set_champion`)."""
 
     model_name: str
     decision: str
@@ -78,12 +80,44 @@ class PromotionDecision:
 def _policy(metric: str, margin: float, max_fpr: float | None, new: dict, old: dict) -> tuple[str, str]:
     gain = new[metric] - old[metric]
     compared = f"challenger {metric} {new[metric]:.4f} vs champion {old[metric]:.4f} (gain {gain:+.4f}"
+    if new["recall"] == 0 < old["recall"]:  # its threshold (+inf, say: a calibration set too small) flags nothing
+        return "keep", (f"{compared}) but its calibrated flags catch none of the labelled anomalies (recall 0, the "
+                        f"champion's {old['recall']:.4f}): as champion it would flag nothing; check its calibration")
     if gain <= margin:
         return "keep", f"{compared}, not more than the margin {margin})"
     if max_fpr is not None and new["fpr"] > max_fpr:
         return "keep", f"{compared}) but its realised FPR {new['fpr']:.4f} exceeds max_fpr {max_fpr}"
     return "promote", f"{compared} > margin {margin})" + (
         f", realised FPR {new['fpr']:.4f} <= max_fpr {max_fpr}" if max_fpr is not None else "")
+
+
+def set_champion(model_name: str, version: str, note: str = "") -> PromotionDecision:
+    """Make ``version`` champion by hand (a rollback, or a champion after the alias was removed),
+    recorded as a decision: the version's ``champion.*`` tags, the left version's
+    ``champion.rolled_back``, and a promotion run. When challenger is the version champion leaves
+    (a rolled-back promotion), challenger moves with champion, so that the next comparison does not
+    promote it again: it says "no change" until a new version is trained."""
+    registered_name(model_name)
+    target = tracking.resolve_model(f"{model_name}/{version}")
+    aliases = {name: str(v) for name, v in MlflowClient().get_registered_model(model_name).aliases.items()}
+    left, challenger = aliases.get(tracking.CHAMPION), aliases.get(tracking.CHALLENGER)
+    if left == target.version:
+        return PromotionDecision(model_name, "no change", f"version {version} is champion already", challenger or "",
+                                 left, "")
+    reason = f"champion set by hand to version {target.version}" + (f" (was {left})" if left else "") + (
+        f": {note}" if note else "")
+    if challenger is not None and challenger == left:
+        reason += f"; challenger moved from version {left} with it, so that no comparison promotes it again"
+    run_id = tracking.log_run(target, "promotion", params={"set_by_hand": True, "champion_version": left or "none"},
+                              metrics={}, tags={"decision": "set", "reason": reason})
+    record = {"decision": "set by hand", "note": note, "run_id": run_id}
+    tracking.move_alias(model_name, tracking.CHAMPION, target.version, record)
+    if left is not None:
+        tracking.tag_version(model_name, left, {"champion.rolled_back": json.dumps(
+            {"to": target.version, "note": note, "run_id": run_id}, sort_keys=True)})
+    if challenger is not None and challenger == left:
+        tracking.move_alias(model_name, tracking.CHALLENGER, target.version, record)
+    return PromotionDecision(model_name, "set", reason, target.version, left or "none", "", run_id=run_id)
 
 
 def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str,
@@ -104,15 +138,16 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     if not 0 < y.sum() < len(y):
         raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "
                          f"{source} hold {int(y.sum())} anomalies among {len(y)}")
+    counted = f"; {int(y.sum()):,} labelled anomalies among {len(y):,} records"
     results = []
     for model, clean in zip(models, cleans):
         out = model.score(feature_frame(clean.loc[rows], model.schema))
         results.append(label_metrics(y, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
     read = len(frame) + len(frame.attrs.get(MALFORMED_LINES, ()))
     unlabelled = int((~known).sum())
-    note = (f"; {len(y):,} of the {read:,} records evaluated ({unlabelled:,} without a label, "
+    note = (f" ({len(y):,} of the {read:,} records read: {unlabelled:,} without a label, "
             f"{read - len(y) - unlabelled:,} that a model cannot score)" if len(y) < read else "")
-    return results, len(y), note
+    return results, len(y), counted + note
 
 
 def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int, str]:
@@ -129,9 +164,9 @@ def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dic
                              f"defective among {len(labels)} (a subfolder named {NORMAL_KIND!r} holds the good ones)")
         out = model.score(read.images)
         results.append(label_metrics(labels, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
-    note = (f"; {len(labels):,} of the {len(labels) + unreadable:,} images evaluated ({unreadable:,} quarantined by "
+    note = (f" ({len(labels):,} of the {len(labels) + unreadable:,} images read: {unreadable:,} quarantined by "
             f"the image ingest)" if unreadable else "")
-    return results, len(labels), note
+    return results, len(labels), f"; {int(labels.sum()):,} defective images among {len(labels):,}" + note
 
 
 def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,
@@ -164,6 +199,10 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not -1 < margin < 1:
+        raise ValueError(f"margin must be in (-1, 1), a difference of {metric}s, got {margin}")
+    if max_fpr is not None and not 0 <= max_fpr <= 1:
+        raise ValueError(f"max_fpr must be a rate in [0, 1], got {max_fpr}")
     registered_name(model_name)
     if (data_path is None) == (verdicts_from is None):
         raise ValueError("give labelled data (data_path) or verdicts_from, not both")

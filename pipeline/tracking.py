@@ -218,13 +218,19 @@ def log_trained_model(
 
 
 def _name_new_version(client: MlflowClient, model_name: str, version: str) -> tuple[str, ...]:
-    """Point ``challenger`` at a new version, and ``champion`` too while the model has none; returns
-    the version's aliases. Repeatable: a retry after a failure part-way finishes the naming."""
+    """Point ``challenger`` at a new version, and ``champion`` too when it is the model's first;
+    returns the version's aliases. A later version finds champion missing only when someone
+    removed it (or its version): it is not made champion untested, and a warning says how to set
+    one. Repeatable: a retry after a failure part-way finishes the naming."""
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
-    if champion is None:
+    if champion is None and version == "1":  # MLflow numbers a model's versions from 1, never reusing one
         move_alias(model_name, CHAMPION, version, {"decision": "first version of the model"})
         champion = version
+    elif champion is None:
+        warnings.warn(f"{model_name!r} has no champion (its alias or its version was removed): version {version} is "
+                      f"its challenger, not made champion untested; set one with `maskae promote --model "
+                      f"{model_name} --version N`", UserWarning, stacklevel=2)
     return (CHALLENGER, CHAMPION) if str(champion) == version else (CHALLENGER,)
 
 

@@ -89,6 +89,11 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     assert main(["promote", "--model", "fraud@challenger", "--data", "today.csv", "--label-col", "is_fraud"]) == 2
     err = capfd.readouterr().err
     assert "takes a registered model's name alone" in err and "Beginning flow run" not in err  # before any flow
+    # A champion set by hand (a rollback) moves aliases with no flow, and says so in one line
+    assert main(["promote", "--model", "fraud", "--version", "2", "--note", "a test"]) == 0
+    captured = capfd.readouterr()
+    assert captured.out == "set: champion set by hand to version 2 (was 1): a test\n"
+    assert aliases("fraud") == {"champion": "2", "challenger": "2"} and "Beginning flow run" not in captured.err
 
 
 def test_identifier_and_timestamp_columns_can_be_left_out_by_flag(prefect_api, workdir):

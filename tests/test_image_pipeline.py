@@ -97,7 +97,8 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     (workdir / "new" / "good" / "broken.png").write_bytes(b"not a png")  # left out, and the reason says so
     decision = promote("bottles", "new")
     assert (decision.challenger_version, decision.champion_version, decision.rows_evaluated) == ("2", "1", 14)
-    assert decision.reason.endswith("; 14 of the 16 images evaluated (2 quarantined by the image ingest)")
+    assert re.search(r"; \d+ defective images among 14 \(14 of the 16 images read: 2 quarantined by the image "
+                     r"ingest\)$", decision.reason)
     assert decision.champion["auroc"] == 1.0 and decision.decision == "keep"  # no gain over a perfect ranking
     with pytest.raises(ValueError, match="reads images"):
         promote("bottles", verdicts_from=workdir / "out")

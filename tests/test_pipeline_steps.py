@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -23,7 +24,7 @@ from pipeline.ingest import Schema, SchemaError, read_table, validate  # noqa: E
 
 mlflow = pytest.importorskip("mlflow")
 from pipeline import scoring, screening_output, sources, tracking, training_plots  # noqa: E402
-from pipeline.promote import promote  # noqa: E402
+from pipeline.promote import _policy, promote, set_champion  # noqa: E402
 from pipeline.screen import screen  # noqa: E402
 from pipeline.train import train  # noqa: E402
 
@@ -303,8 +304,8 @@ def test_promotion_keeps_champion_when_challenger_is_worse(env, weak):
     assert mlflow.get_run(decision.run_id).data.tags["maskae.run_type"] == "promotion"
     rows = len(env["batch"])  # its broken rows (BAD_ROWS) are left out, and the reason says so
     assert decision.rows_evaluated == rows - len(BAD_ROWS)
-    assert decision.reason.endswith(f"; {rows - 3:,} of the {rows:,} records evaluated (0 without a label, 3 that a "
-                                    f"model cannot score)")
+    assert re.search(rf"; \d+ labelled anomalies among {rows - 3:,} records \({rows - 3:,} of the {rows:,} records "
+                     rf"read: 0 without a label, 3 that a model cannot score\)$", decision.reason)
     champion = mlflow.MlflowClient().get_model_version(NAME, "1").tags  # its side, apart from its own record
     assert (champion["promotion.last_decision"], champion["promotion.last_evaluation_data"]) == ("keep", "labelled file")
     assert json.loads(champion["promotion.last_metrics"]) == decision.champion
@@ -332,6 +333,34 @@ def test_promotion_moves_champion_to_a_better_challenger(env, weak):
     assert (tags["promotion.decision"], tags["promotion.run_id"]) == ("promote", decision.run_id)
     with pytest.raises(SchemaError, match="label column 'fraud' is not in"):  # checked even with nothing to compare
         promote(NAME, env["root"] / "batch.csv", "fraud")
+
+
+def test_a_challenger_that_flags_no_labelled_anomaly_is_kept_out_whatever_its_metric():
+    flags_nothing = {"auprc": 0.9, "recall": 0.0, "fpr": 0.0}  # a threshold of +inf passes any max_fpr
+    decision, reason = _policy("auprc", 0.0, 0.02, flags_nothing, {"auprc": 0.3, "recall": 0.4, "fpr": 0.01})
+    assert decision == "keep" and "catch none of the labelled anomalies (recall 0, the champion's 0.4000)" in reason
+    assert _policy("auprc", 0.0, None, flags_nothing, {**flags_nothing, "auprc": 0.3})[0] == "promote"  # neither flags
+    with pytest.raises(ValueError, match=r"max_fpr must be a rate in \[0, 1\], got 5"):
+        promote(NAME, "labelled.csv", "is_fraud", max_fpr=5)
+
+
+def test_champion_set_by_hand_rolls_back_and_takes_challenger_with_it(env, weak):
+    client = mlflow.MlflowClient()
+    tracking.move_alias(NAME, "champion", "2", {"decision": "test setup: version 2 was promoted"})
+    client.set_registered_model_alias(NAME, "challenger", "2")
+    rolled = set_champion(NAME, "1", note="version 2 flags too much")
+    assert (rolled.decision, rolled.challenger_version, rolled.champion_version) == ("set", "1", "2")
+    assert rolled.reason == ("champion set by hand to version 1 (was 2): version 2 flags too much; challenger moved "
+                             "from version 2 with it, so that no comparison promotes it again")
+    assert {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()} == {"champion": "1",
+                                                                                          "challenger": "1"}
+    assert json.loads(client.get_model_version(NAME, "1").tags["champion.reason"])["note"] == rolled.reason.split(
+        ": ", 1)[1].split(";")[0]
+    assert json.loads(client.get_model_version(NAME, "2").tags["champion.rolled_back"])["to"] == "1"
+    assert promote(NAME, env["root"] / "batch.csv", "is_fraud").decision == "no change"
+    assert set_champion(NAME, "1").decision == "no change"
+    with pytest.raises(tracking.ModelNotFoundError, match="has no version '9'"):
+        set_champion(NAME, "9")
 
 
 def test_labels_strategy_never_evaluates_its_threshold_on_the_rows_it_chose_it_on(env, first):

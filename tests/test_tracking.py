@@ -70,6 +70,17 @@ def test_second_version_moves_only_challenger(registry):
     assert tracking.resolve_model(f"{NAME}/2") == (NAME, "2", None)
 
 
+def test_a_later_version_is_not_made_champion_when_the_alias_was_removed(registry):
+    log = {**registry["log"], "model_name": "orphan", "experiment": "orphans"}
+    tracking.log_trained_model(**log)
+    mlflow.MlflowClient().delete_registered_model_alias("orphan", "champion")  # by hand, or its version deleted
+    with pytest.warns(UserWarning, match="'orphan' has no champion .* version 2 is its challenger, not made champion "
+                                         "untested; set one with `maskae promote --model orphan --version N`"):
+        second = tracking.log_trained_model(**log)
+    assert second.aliases == ("challenger",)
+    assert "champion" not in mlflow.MlflowClient().get_registered_model("orphan").aliases
+
+
 def test_a_request_finds_the_version_it_registered(registry):
     log = {**registry["log"], "model_name": "o'brien", "experiment": "requests"}  # a quote, which MLflow's search filter cannot escape
     info = tracking.log_trained_model(**log, request_id="task-run-1")
