@@ -269,6 +269,11 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[name] = value
 
 
+# Settings people look for in the config that live elsewhere, and where.
+ELSEWHERE = {"mlflow.tracking_uri": ": the store is set by the environment variable MLFLOW_TRACKING_URI, so that "
+                                    "train, screen and promote all find the one registry"}
+
+
 def _describe(error: ValidationError) -> str:
     """One line per problem: ``field.path: what is wrong (got value)``, with spelling hints."""
     lines = []
@@ -283,6 +288,7 @@ def _describe(error: ValidationError) -> str:
                 section = section.model_fields[part].annotation if isinstance(part, str) else section
             close = difflib.get_close_matches(str(problem["loc"][-1]), list(getattr(section, "model_fields", {})), 1)
             message = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
+            message += ELSEWHERE.get(where, "")
         elif problem["type"] != "value_error":
             message += f" (got {problem['input']!r})"
         lines.append(f"  {where}: {message}" if where else f"  {message}")

@@ -110,6 +110,11 @@ def use_tracking(workdir: Path) -> str:
     return uri
 
 
+def _sqlite_folder(uri: str) -> Path:
+    """The folder of a ``sqlite:///`` store's database (``sqlite:///rel.db`` is relative to here)."""
+    return Path(uri.removeprefix("sqlite:///").split("?")[0]).resolve().parent
+
+
 def _experiment_id(client: MlflowClient, name: str) -> str:
     """Id of experiment ``name``, created on first use. For a SQLite store its artifacts go to
     ``mlartifacts/`` beside the database: MLflow's own fallback is ``./mlruns`` under whatever the
@@ -120,7 +125,7 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     location, uri = None, mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):
         folder = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / folder).as_uri()
+        location = (_sqlite_folder(uri) / "mlartifacts" / folder).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 
@@ -327,6 +332,15 @@ def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
     path = list(sys.path)
     try:
         return mlflow.pyfunc.load_model(uri)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        tracked = mlflow.get_tracking_uri()
+        where = (f"mlartifacts/ in {_sqlite_folder(tracked)}, beside the database" if tracked.startswith("sqlite:///")
+                 else "its experiment's artifact location")
+        raise ModelNotFoundError(f"{uri} is registered, but its files are not in the artifact store ({error.message}); "
+                                 f"were the model's files ({where}) moved or deleted? Train it again, or restore "
+                                 f"them") from error
     finally:
         # MLflow puts the model's copy of maskae (code_paths) first on the path for good. This
         # process has maskae imported already, and processes it starts (Dask's workers) must import

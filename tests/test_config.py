@@ -94,6 +94,8 @@ def test_a_folder_is_read_as_images(tmp_path):
     ({"data.exclude_columns": ["ts"], "data.column_types": {"ts": "numeric"}}, "data.column_types"),
     ({"mlflow.model_name": "../models"}, "mlflow.model_name"),
     ({"model.max_step": 5}, "model.max_step: unknown setting (did you mean 'max_steps'?)"),
+    ({"mlflow.tracking_uri": "sqlite:///m.db"}, "unknown setting: the store is set by the environment variable "
+                                                "MLFLOW_TRACKING_URI"),
     ({"calibration.strategy": "labels"}, "data.label_column"),
 ])
 def test_bad_values_name_the_field(overrides, field):

@@ -140,6 +140,13 @@ def test_tasks_retry_what_a_retry_can_mend_and_nothing_else():
                       FileExistsError("taken"), OSError(errno.EROFS, "Read-only file system"),
                       OSError(errno.ENOSPC, "No space left on device")):
         assert not retried(permanent)
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    for permanent in (MlflowException("unsupported URI 'sqllite:///m.db'", error_code=INVALID_PARAMETER_VALUE),
+                      MlflowException("No such artifact: ''", error_code=RESOURCE_DOES_NOT_EXIST)):
+        assert not retried(permanent)
+    assert retried(MlflowException("API request failed", error_code=TEMPORARILY_UNAVAILABLE))
     for passing in (ConnectionError("tracking server down"), TimeoutError(), RuntimeError("database is locked"),
                     FileChangedError("still being copied"), OSError(errno.EIO, "Input/output error")):
         assert retried(passing)

@@ -170,6 +170,23 @@ def test_a_sqlite_store_that_does_not_exist_is_not_created_to_say_the_model_is_m
         mlflow.set_tracking_uri(previous)
 
 
+def test_a_relative_store_path_works_and_a_model_whose_files_were_deleted_is_named(registry, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("sqlite:///relative.db")  # as MLFLOW_TRACKING_URI=sqlite:///relative.db gives it
+    try:
+        tracking.log_trained_model(**{**registry["log"], "model_name": "here", "experiment": "relative"})
+        assert (tmp_path / "mlartifacts" / "relative").is_dir()  # beside the database, not in ./mlruns
+        shutil.rmtree(tmp_path / "mlartifacts")
+        with pytest.raises(tracking.ModelNotFoundError, match=r"models:/here/1 is registered, but its files are not "
+                                                              r"in the artifact store .*mlartifacts/ in "):
+            tracking.load_model("models:/here@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def test_move_alias_records_the_decision(registry):
     # Runs last: it moves champion, which the other tests read.
     previous = tracking.move_alias(NAME, "champion", "2", {"decision": "promote", "auprc_gain": 0.03})
