@@ -28,7 +28,8 @@ import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -47,7 +48,7 @@ from packaging.version import Version  # noqa: E402
 
 import maskae  # noqa: E402
 from maskae import MaskedAutoencoderDetector  # noqa: E402
-from maskae.calibration import Calibration  # noqa: E402
+from maskae.calibration import Calibration, SmallBatchWarning  # noqa: E402
 from maskae.table_encoding import UnknownCategoryWarning  # noqa: E402
 from pipeline.mlflow_model import (  # noqa: E402
     CALIBRATION_ARTIFACT, DETECTOR_ARTIFACT, SCHEMA_ARTIFACT, calibrated_scores)
@@ -134,6 +135,16 @@ def _requirements() -> list[str]:
     return [TORCH_CPU_INDEX, *(f"{name}=={Version(metadata.version(name)).public}" for name in REQUIREMENTS)]
 
 
+@contextmanager
+def _quiet_example() -> Iterator[None]:
+    """Score the input example (here, and in MLflow's check of it) without warning: its rows are
+    fitting's, whose rarer values fitting reported, and five rows are a small batch for any budget."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownCategoryWarning)
+        warnings.simplefilter("ignore", SmallBatchWarning)
+        yield
+
+
 def log_trained_model(
     detector: MaskedAutoencoderDetector, calibration: Calibration, *, model_name: str, experiment: str,
     params: Mapping[str, Any], metrics: Mapping[str, float], input_example: pd.DataFrame | np.ndarray,
@@ -178,9 +189,7 @@ def log_trained_model(
     example = input_example[:5]  # an image batch is an array, logged as a tensor of its dtype
     if isinstance(example, pd.DataFrame):
         example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    # The example is fitting's rows, scored here and by MLflow: fitting has reported their rarer values.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnknownCategoryWarning)
+    with _quiet_example():
         signature = mlflow.models.infer_signature(example, calibrated_scores(detector, calibration, example))
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_experiment_id(client, experiment)) as run:
         detector_dir = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
@@ -197,8 +206,7 @@ def log_trained_model(
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
         for key, path in (artifacts or {}).items():
             (mlflow.log_artifacts if Path(path).is_dir() else mlflow.log_artifact)(str(path), key)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnknownCategoryWarning)
+        with _quiet_example():
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(MODEL_CODE),  # models-from-code: the file is copied, nothing pickled

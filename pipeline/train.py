@@ -238,7 +238,7 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
               "rows_calibration": len(detector.calibration_scores_), "rows_validation": len(evaluate),
               "known_anomalies_set_aside": int(y.sum())}
     source = fingerprint(files)
-    data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.columns": len(frame.columns),
+    data_tags = {"data.rows": rows_read, "data.rows_sampled": len(frame), "data.file_columns": len(frame.columns),
                  "data.sha256": source["sha256"],
                  "data.bytes": source["bytes"], "data.path": os.path.abspath(data.path)}  # a glob stays one
     params = {"data.id_column": data.id_column, "data.label_column": data.label_column,
@@ -274,8 +274,12 @@ def log_training(config: PipelineConfig, detector: MaskedAutoencoderDetector, ca
     if calibration.threshold is not None and np.isfinite(calibration.threshold):
         metrics["threshold"] = calibration.threshold
     metrics |= {**counts, "train_seconds": round(time.perf_counter() - started, 2)}
+    # Only the settings that took part: patch_size is the CNN's, objective the labels strategy's.
+    unused = {"model.patch_size"} if model_params.get("backend") == "mlp" else set()
+    unused |= {"calibration.objective"} if config.calibration.strategy != "labels" else set()
     params = {**{f"model.{k}": v for k, v in model_params.items()},
               **{f"calibration.{k}": v for k, v in config.calibration.model_dump().items()}, **params}
+    params = {k: v for k, v in params.items() if k not in unused}
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
         plots.mkdir()

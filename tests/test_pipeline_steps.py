@@ -102,6 +102,9 @@ def test_train_registers_first_version_and_sets_known_frauds_aside(env, first):
     sha = hashlib.sha256((env["root"] / "train.csv").read_bytes()).hexdigest()
     assert run.data.tags["data.sha256"] == sha and run.data.params["data.rows"] == str(first.rows_read)
     assert run.data.metrics["known_anomalies_set_aside"] == frauds
+    logged = run.data.params  # the settings that took part, and the file's width apart from the feature list
+    assert logged["model.backend"] == "mlp" and not {"model.patch_size", "calibration.objective"} & set(logged)
+    assert logged["data.file_columns"] == str(len(env["history"].columns)) and "data.columns" not in logged
     client = mlflow.MlflowClient()
     files = {f.path for f in client.list_artifacts(first.run_id, "plots")}
     assert files == {"plots/score_histogram.png", "plots/pr_curve.png", "plots/training_loss.png"}

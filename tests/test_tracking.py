@@ -81,6 +81,21 @@ def test_a_later_version_is_not_made_champion_when_the_alias_was_removed(registr
     assert "champion" not in mlflow.MlflowClient().get_registered_model("orphan").aliases
 
 
+def test_logging_a_budget_model_does_not_warn_about_its_five_row_example(registry):
+    import warnings
+
+    from maskae.calibration import SmallBatchWarning
+
+    budget = Calibration.fit(registry["detector"].calibration_scores_, strategy="budget", level=0.02)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracking.log_trained_model(**{**registry["log"], "calibration": budget, "model_name": "budget",
+                                      "experiment": "budgets"})
+    assert not [w for w in caught if issubclass(w.category, SmallBatchWarning)]
+    with pytest.warns(SmallBatchWarning):  # a caller's small batch still warns
+        tracking.load_model("models:/budget@champion").predict(registry["frame"].head(5))
+
+
 def test_a_request_finds_the_version_it_registered(registry):
     log = {**registry["log"], "model_name": "o'brien", "experiment": "requests"}  # a quote, which MLflow's search filter cannot escape
     info = tracking.log_trained_model(**log, request_id="task-run-1")
