@@ -333,6 +333,9 @@ class TableEncoder:
         strings = _category_strings(series)
         counts = strings.value_counts()
         n_observed = int(counts.sum())
+        if n_observed == 0:  # all its categories would be unseen: every later value would read as unknown
+            raise ValueError(f"column {name!r} has no value to learn categories from: leave it out, or train on rows "
+                             f"where it is filled")
         if self.max_categories is not None and len(counts) > self.max_categories:
             # The most frequent values, ties in value order so that a refit keeps the same ones.
             ranked = counts[counts >= MIN_KEPT_COUNT].rename_axis("value").reset_index(name="n").sort_values(

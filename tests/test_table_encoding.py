@@ -164,9 +164,11 @@ def test_repeated_column_names_are_refused_by_name():
         TableEncoder().fit(frame)
 
 
-def test_a_numeric_column_without_any_value_is_named_with_the_fix():
+def test_a_column_without_any_value_is_named_with_the_fix():
     with pytest.raises(ValueError, match="column 'k' has no finite value to learn a scale from: leave it out"):
         TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "k": [np.nan, np.inf]}))
+    with pytest.raises(ValueError, match="column 'c' has no value to learn categories from: leave it out"):
+        TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "c": [None, None]}))
 
 
 def test_a_number_that_only_grows_down_the_rows_is_named_as_a_clock_or_counter():
