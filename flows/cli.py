@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "challenger moves with champion when it is the version left")
     promote.add_argument("--note", default="", help="with --version: why, recorded with the decision")
     promote.add_argument("--label-col", help="label column of --data (1 = confirmed anomaly)")
-    promote.add_argument("--metric", default="auprc", choices=["auprc", "auroc"])
-    promote.add_argument("--margin", type=float, default=0.0, help="required improvement (default 0)")
+    promote.add_argument("--metric", choices=["auprc", "auroc"], help="compared metric (default auprc)")
+    promote.add_argument("--margin", type=float, help="required improvement (default 0)")
     promote.add_argument("--max-fpr", type=float, help="largest acceptable realised false-positive rate")
 
     review = commands.add_parser("review", help="attach an analyst's verdicts to a screening run")
@@ -155,6 +155,13 @@ def _promote(args: argparse.Namespace) -> None:
     from pipeline.promote import registered_name, set_champion
     from pipeline.tracking import CHALLENGER
 
+    compare = [f"--{name.replace('_', '-')}" for name in ("label_col", "metric", "margin", "max_fpr")
+               if getattr(args, name) is not None]
+    if args.version is not None and compare:
+        raise ValueError(f"--version sets champion by hand, with no comparison: {', '.join(compare)} would not be "
+                         f"used; leave them out, or compare with --data or --verdicts-from instead of --version")
+    if args.version is None and args.note:
+        raise ValueError("--note goes with --version (why champion is set by hand); a comparison records its reason")
     if args.version is not None:  # a registry move, no evaluation: no flow
         _preflight()
         print(decision_line(asdict(set_champion(registered_name(args.model), args.version, args.note))))
@@ -164,8 +171,8 @@ def _promote(args: argparse.Namespace) -> None:
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
     _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}")
-    print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric, args.margin, args.max_fpr,
-                                     workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)))
+    print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric or "auprc", args.margin or 0.0,
+                                     args.max_fpr, workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)))
 
 
 def _review(args: argparse.Namespace) -> None:

@@ -42,6 +42,9 @@ MAX_CODE = 1e4
 # A categorical column with this many distinct values per observed row cannot generalise: it is
 # an identifier or a timestamp, and fitting warns (so it does for dates, however few).
 UNIQUE_SHARE = 0.5
+# The detector fits the encoding on the training rows it does not hold out for calibration.
+_FIT_ROWS_FIX = (" in the rows it is fit on (those not held out for calibration): leave it out, or train on rows "
+                 "where it is filled")
 MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
 MIN_ROWS_FOR_ORDER = 100  # a numeric column this long that only grows down the rows is a clock or a counter
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}.*)?")
@@ -334,8 +337,7 @@ class TableEncoder:
         counts = strings.value_counts()
         n_observed = int(counts.sum())
         if n_observed == 0:  # all its categories would be unseen: every later value would read as unknown
-            raise ValueError(f"column {name!r} has no value to learn categories from: leave it out, or train on rows "
-                             f"where it is filled")
+            raise ValueError(f"column {name!r} has no value to learn categories from{_FIT_ROWS_FIX}")
         if self.max_categories is not None and len(counts) > self.max_categories:
             # The most frequent values, ties in value order so that a refit keeps the same ones.
             ranked = counts[counts >= MIN_KEPT_COUNT].rename_axis("value").reset_index(name="n").sort_values(
@@ -360,8 +362,7 @@ class TableEncoder:
     def _fit_numeric(self, name: str, values: np.ndarray) -> NumericColumn:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
-            raise ValueError(f"column {name!r} has no finite value to learn a scale from: leave it out, or train on "
-                             f"rows where it is filled")
+            raise ValueError(f"column {name!r} has no finite value to learn a scale from{_FIT_ROWS_FIX}")
         if _counts_up(finite):
             warnings.warn(f"column {name!r} only grows (or only falls) down its {finite.size:,} training rows, as a "
                           f"timestamp or a row counter does: later batches will lie beyond its training range and "

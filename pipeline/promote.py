@@ -102,7 +102,7 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
     aliases = {name: str(v) for name, v in MlflowClient().get_registered_model(model_name).aliases.items()}
     left, challenger = aliases.get(tracking.CHAMPION), aliases.get(tracking.CHALLENGER)
     if left == target.version:
-        return PromotionDecision(model_name, "no change", f"version {version} is champion already", challenger or "",
+        return PromotionDecision(model_name, "no change", f"version {left} is champion already", challenger or "",
                                  left, "")
     reason = f"champion set by hand to version {target.version}" + (f" (was {left})" if left else "") + (
         f": {note}" if note else "")
@@ -111,12 +111,13 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
     run_id = tracking.log_run(target, "promotion", params={"set_by_hand": True, "champion_version": left or "none"},
                               metrics={}, tags={"decision": "set", "reason": reason})
     record = {"decision": "set by hand", "note": note, "run_id": run_id}
-    tracking.move_alias(model_name, tracking.CHAMPION, target.version, record)
     if left is not None:
         tracking.tag_version(model_name, left, {"champion.rolled_back": json.dumps(
             {"to": target.version, "note": note, "run_id": run_id}, sort_keys=True)})
     if challenger is not None and challenger == left:
         tracking.move_alias(model_name, tracking.CHALLENGER, target.version, record)
+    # Champion last: a command stopped part-way finds the old champion still set, and a rerun finishes.
+    tracking.move_alias(model_name, tracking.CHAMPION, target.version, record)
     return PromotionDecision(model_name, "set", reason, target.version, left or "none", "", run_id=run_id)
 
 

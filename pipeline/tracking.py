@@ -302,9 +302,10 @@ def resolve_model(ref: str | ResolvedModel) -> ResolvedModel:
     elif "/" in name:
         (name, version), alias = name.split("/", 1), None
     _check_store(ref)
-    model = _registered(MlflowClient(), name, version)
-    if alias is None:
-        return ResolvedModel(name, version, None)
+    client = MlflowClient()
+    model = _registered(client, name, version)
+    if alias is None:  # as MLflow numbers it: "02" is version 2, which its aliases and tags name "2"
+        return ResolvedModel(name, str(client.get_model_version(name, version).version), None)
     if alias not in model.aliases:
         known = ", ".join(f"{a} -> v{v}" for a, v in sorted(model.aliases.items())) or "none"
         raise ModelNotFoundError(f"registered model {name!r} has no alias {alias!r} (aliases: {known})")
@@ -330,19 +331,18 @@ def data_kind(model: ResolvedModel) -> str:
 
 
 def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
-    """Load a model as a pyfunc. ``models:/NAME@ALIAS`` is resolved first (a clear error when the
-    alias is missing, the version pinned); other URIs (``models:/NAME/VERSION``, ``runs:/``,
+    """Load a model as a pyfunc. A ``models:/`` URI is resolved first (a clear error when the model,
+    its version or its alias is missing; an alias's version pinned); other URIs (``runs:/``,
     folders) go to MLflow as they are."""
-    if uri.startswith("models:/"):
-        _check_store(uri)
-    if uri.startswith("models:/") and "@" in uri:
+    registered = uri.startswith("models:/")
+    if registered:
         uri = resolve_model(uri).uri
     path = list(sys.path)
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as error:
-        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
+        if not registered or error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # a registered version found missing here has lost its files
         tracked = mlflow.get_tracking_uri()
         where = (f"mlartifacts/ in {_sqlite_folder(tracked)}, beside the database" if tracked.startswith("sqlite:///")
                  else "its experiment's artifact location")

@@ -34,6 +34,14 @@ def test_demo_trains_registers_screens_and_says_where_things_are(prefect_api, tm
     assert (tmp_path / "mlflow.db").exists()
 
 
+def test_promote_refuses_options_that_would_not_be_used(capfd):
+    assert main(["promote", "--model", "fraud", "--version", "1", "--margin", "0.1", "--metric", "auroc"]) == 2
+    assert "--version sets champion by hand, with no comparison: --metric, --margin would not be used" in \
+        capfd.readouterr().err
+    assert main(["promote", "--model", "fraud", "--data", "x.csv", "--label-col", "y", "--note", "why"]) == 2
+    assert "--note goes with --version" in capfd.readouterr().err
+
+
 def test_errors_are_one_line_not_a_traceback(capfd, tmp_path):
     assert main(["demo", "--customers", "0", "--out", str(tmp_path / "demo-x")]) == 2
     assert not (tmp_path / "demo-x").exists()  # a refused demo leaves no folder behind

@@ -165,9 +165,9 @@ def test_repeated_column_names_are_refused_by_name():
 
 
 def test_a_column_without_any_value_is_named_with_the_fix():
-    with pytest.raises(ValueError, match="column 'k' has no finite value to learn a scale from: leave it out"):
+    with pytest.raises(ValueError, match="column 'k' has no finite value to learn a scale from in the rows it is fit on"):
         TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "k": [np.nan, np.inf]}))
-    with pytest.raises(ValueError, match="column 'c' has no value to learn categories from: leave it out"):
+    with pytest.raises(ValueError, match="column 'c' has no value to learn categories from in the rows it is fit on"):
         TableEncoder().fit(pd.DataFrame({"x": [1.0, 2.0], "c": [None, None]}))
 
 

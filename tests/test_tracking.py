@@ -198,6 +198,8 @@ def test_a_relative_store_path_works_and_a_model_whose_files_were_deleted_is_nam
         with pytest.raises(tracking.ModelNotFoundError, match=r"models:/here/1 is registered, but its files are not "
                                                               r"in the artifact store .*mlartifacts/ in "):
             tracking.load_model("models:/here@champion")
+        with pytest.raises(tracking.ModelNotFoundError, match="registered model 'here' has no version '9'"):
+            tracking.load_model("models:/here/9")  # missing from the registry, not from the artifact store
     finally:
         mlflow.set_tracking_uri(previous)
 
