@@ -182,8 +182,11 @@ def _review(args: argparse.Namespace) -> None:
     result = review(args.run, args.verdicts)
     flags = result.flags
     precision = "" if flags.precision is None else f"; precision of the reviewed flags {flags.precision:.1%}"
+    unflagged = "" if not flags.not_flagged else (f" {flags.not_flagged} verdict(s) on records the run did not "
+                                                  f"flag: kept, but promotion on verdicts cannot use them (the run "
+                                                  f"kept no values for them).")
     print(f"{result.submitted} verdict(s) attached; the run holds {result.stored}. Reviewed {flags.reviewed} of "
-          f"{flags.flagged} flagged records ({flags.anomalous} {flags.words[0]}){precision}.\n"
+          f"{flags.flagged} flagged records ({flags.anomalous} {flags.words[0]}){precision}.{unflagged}\n"
           f"report: {Path(args.run) / 'report.html'}")
 
 

@@ -189,7 +189,9 @@ def _review_line(review: FlagReview) -> str:
         line += (f": {review.anomalous:,} {review.words[0]}, {review.reviewed - review.anomalous:,} {review.words[1]} — "
                  f"precision of the flags {review.precision:.1%}")
     if review.not_flagged:
-        line += f". {review.not_flagged:,} verdicts are on records that were not flagged"
+        line += (f". {review.not_flagged:,} " + ("verdict is on a record" if review.not_flagged == 1 else
+                                                  "verdicts are on records") + " that the run did not flag (kept, "
+                 "but not counted here, nor used by promotion on verdicts: the run kept no values for them)")
     return line + "."
 
 

@@ -125,7 +125,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     flags = flag_review(flagged[id_column].tolist(), dict(zip(verdicts[id_column], verdicts["outcome"])), words)
     if summary.get("mlflow_run_id"):
         metrics = {"verdicts": len(verdicts), "verdicts_fraud": int((verdicts["outcome"] == words[0]).sum()),
-                   "flags_reviewed": flags.reviewed}
+                   "flags_reviewed": flags.reviewed, "verdicts_not_flagged": flags.not_flagged}
         if flags.precision is not None:
             metrics["flag_precision"] = flags.precision
         tracking.add_to_run(summary["mlflow_run_id"], metrics=metrics, artifact=run_dir / VERDICTS,

@@ -139,8 +139,9 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     ``VERDICT_LABEL`` (1 = fraud, 0 = legitimate).
 
     Run folders are found at any depth by their ``verdicts.csv``; a record reviewed in more than one
-    run keeps the verdict of the run that finished last. Verdicts on records that were not flagged
-    are left out: the run kept no values for them.
+    run (its id and values alike) keeps the verdict of the run that finished last. One id with other
+    values is another record (ids that restart with every file), and is kept. Verdicts on records
+    that were not flagged are left out: the run kept no values for them.
 
     Raises
     ------
@@ -166,4 +167,6 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
         labelled[VERDICT_LABEL] = (labelled.pop("outcome") == TABLE_OUTCOMES[0]).astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))
     records = pd.concat(parts, ignore_index=True)
-    return records.drop_duplicates(id_column, keep="last").reset_index(drop=True)
+    # A record is its id and values: the columns every run kept (a retrained model may read more).
+    values = [c for c in records.columns if c != VERDICT_LABEL and all(c in part for part in parts)]
+    return records.drop_duplicates(values, keep="last").reset_index(drop=True)

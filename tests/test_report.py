@@ -166,7 +166,8 @@ def test_verdicts_show_per_record_and_as_precision():
                            "note": ["card reported stolen", "", ""]})
     html = page(verdicts=marked)
     assert "Reviewed 2 of 3 flagged records: 1 fraud, 1 legitimate — precision of the flags 50.0%" in html
-    assert "1 verdicts are on records that were not flagged" in html and "card reported stolen" in html
+    assert "1 verdict is on a record that the run did not flag (kept, but not counted here, nor used by " \
+           "promotion" in html and "card reported stolen" in html
     assert 'id="precision"' not in page()
 
 

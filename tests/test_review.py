@@ -67,7 +67,15 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(run["root"])  # where the store is, as an analyst would run it
     assert main(["review", "--run", str(run["run"]), "--verdicts", str(run["file"])]) == 0
     out = capfd.readouterr().out
-    assert f"{len(run['flagged'])} verdict(s) attached" in out and "report:" in out
+    assert f"{len(run['flagged'])} verdict(s) attached" in out and "report:" in out and "did not flag" not in out
+    scored = pd.read_parquet(run["run"] / "scores.parquet", columns=["transaction_id"])["transaction_id"].astype(str)
+    unflagged = sorted(set(scored) - set(run["flagged"]["transaction_id"]))[0]
+    (tmp_path / "unflagged.csv").write_text(f"id,outcome\n{unflagged},legitimate\n")
+    assert main(["review", "--run", str(run["run"]), "--verdicts", str(tmp_path / "unflagged.csv")]) == 0
+    assert "1 verdict(s) on records the run did not flag: kept, but promotion on verdicts cannot use them" in \
+        capfd.readouterr().out
+    summary = pd.read_json(run["run"] / "summary.json", typ="series")
+    assert mlflow.get_run(summary["mlflow_run_id"]).data.metrics["verdicts_not_flagged"] == 1
     assert main(["review", "--run", str(tmp_path), "--verdicts", str(run["file"])]) == 2
     err = capfd.readouterr().err
     assert err.startswith("maskae review: error:") and "not a finished screening folder" in err and err.count("\n") == 1
@@ -86,6 +94,25 @@ def test_collected_verdicts_are_promotions_labelled_data(run, tmp_path):
     expected = (run["verdicts"].set_index("id")["outcome"] == "fraud").astype(int)
     assert (labelled[VERDICT_LABEL].to_numpy() == expected[labelled["transaction_id"]].to_numpy()).all()
     assert "amount" in labelled and "reasons" not in labelled
+
+    # The same records reviewed again in a later run count once, with the later verdict; an id that
+    # another run gave to other values (ids restarting with each file) is another record.
+    later = shutil.copytree(run["run"], tmp_path / "runs" / "later")
+    summary = pd.read_json(later / "summary.json", typ="series")
+    summary["finished_at"] = "9999-12-31T00:00:00+00:00"
+    summary.to_json(later / "summary.json")
+    first_id = flagged.loc[0, "transaction_id"]
+    stored = pd.read_csv(later / "verdicts.csv", dtype=str, keep_default_na=False)
+    flipped = "legitimate" if stored.set_index("transaction_id").loc[first_id, "outcome"] == "fraud" else "fraud"
+    stored.loc[stored["transaction_id"] == first_id, "outcome"] = flipped
+    stored.to_csv(later / "verdicts.csv", index=False)
+    other = pd.read_csv(later / "flagged.csv", dtype=str, keep_default_na=False)
+    other.loc[1, "amount"] = "123456.78"
+    other.to_csv(later / "flagged.csv", index=False)
+    again = labelled_records(tmp_path / "runs")
+    assert len(again) == len(labelled) + 1 and (again["transaction_id"] == other.loc[1, "transaction_id"]).sum() == 2
+    assert again.set_index("transaction_id").loc[first_id, VERDICT_LABEL] == int(flipped == "fraud")
+    shutil.rmtree(later)
 
     weak = run["config"].model_copy(update={"calibration": run["config"].calibration.model_copy(
         update={"strategy": "budget", "level": 0.02})})
