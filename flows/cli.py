@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--metric", choices=["auprc", "auroc"], help="compared metric (default auprc)")
     promote.add_argument("--margin", type=float, help="required improvement (default 0)")
     promote.add_argument("--max-fpr", type=float, help="largest acceptable realised false-positive rate")
+    promote.add_argument("--min-anomalies", type=int, help="fewest labelled anomalies a promotion may rest on "
+                                                           "(default 10)")
 
     review = commands.add_parser("review", help="attach an analyst's verdicts to a screening run")
     review.add_argument("--run", required=True, help="the screening run's output folder")
@@ -152,10 +154,10 @@ def _screen(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
-    from pipeline.promote import registered_name, set_champion
+    from pipeline.promote import MIN_ANOMALIES, registered_name, set_champion
     from pipeline.tracking import CHALLENGER
 
-    compare = [f"--{name.replace('_', '-')}" for name in ("label_col", "metric", "margin", "max_fpr")
+    compare = [f"--{name.replace('_', '-')}" for name in ("label_col", "metric", "margin", "max_fpr", "min_anomalies")
                if getattr(args, name) is not None]
     if args.version is not None and compare:
         raise ValueError(f"--version sets champion by hand, with no comparison: {', '.join(compare)} would not be "
@@ -172,7 +174,8 @@ def _promote(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
     _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}")
     print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric or "auprc", args.margin or 0.0,
-                                     args.max_fpr, workdir=str(Path.cwd()), verdicts_from=args.verdicts_from)))
+                                     args.max_fpr, workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,
+                                     min_anomalies=MIN_ANOMALIES if args.min_anomalies is None else args.min_anomalies)))
 
 
 def _review(args: argparse.Namespace) -> None:

@@ -17,27 +17,29 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.retries import transient
-from pipeline.promote import PromotionDecision, promote
+from pipeline.promote import MIN_ANOMALIES, PromotionDecision, promote
 from pipeline.tracking import use_tracking
 
 
 @task(name="evaluate-and-decide", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def evaluate_and_decide(model_name: str, data_path: str | None, label_column: str | None, verdicts_from: str | None,
-                        metric: str, margin: float, max_fpr: float | None) -> PromotionDecision:
+                        metric: str, margin: float, max_fpr: float | None, min_anomalies: int) -> PromotionDecision:
     return promote(model_name, data_path, label_column, verdicts_from=verdicts_from, metric=metric, margin=margin,
-                   max_fpr=max_fpr)
+                   max_fpr=max_fpr, min_anomalies=min_anomalies)
 
 
 @flow(name="maskae-promote", log_prints=True)
 def promote_flow(model_name: str, data_path: str | None = None, label_column: str | None = None,
                  metric: str = "auprc", margin: float = 0.0, max_fpr: float | None = None,
-                 workdir: str | None = None, verdicts_from: str | None = None) -> dict[str, Any]:
+                 workdir: str | None = None, verdicts_from: str | None = None,
+                 min_anomalies: int = MIN_ANOMALIES) -> dict[str, Any]:
     """Move ``champion`` to the challenger only when the policy says so; the decision is recorded.
 
     The labelled records are ``data_path`` (with ``label_column``) or the analysts' verdicts in the
     screening runs under ``verdicts_from``."""
     use_tracking(Path(workdir or Path.cwd()))
-    decision = evaluate_and_decide(model_name, data_path, label_column, verdicts_from, metric, margin, max_fpr)
+    decision = evaluate_and_decide(model_name, data_path, label_column, verdicts_from, metric, margin, max_fpr,
+                                   min_anomalies)
     create_markdown_artifact(
         f"## {model_name}: {decision.decision}\n\n{decision.reason}\n\n"
         f"challenger v{decision.challenger_version}: {decision.challenger}\n\n"

@@ -44,6 +44,7 @@ from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_
 from pipeline.verdicts import VERDICT_LABEL, labelled_records
 
 METRICS = ("auprc", "auroc")
+MIN_ANOMALIES = 10  # the default fewest labelled anomalies a promotion may rest on
 VERDICTS_CAVEAT = ("evaluated on analysts' verdicts, which exist only for flagged records: "
                    "biased toward the flagged population")
 
@@ -122,10 +123,10 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
 
 
 def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str,
-              source: str) -> tuple[list[dict], int, str]:
+              source: str) -> tuple[list[dict], int, int, str]:
     """Label metrics of each model on the labelled rows of ``frame`` (numbered 0..n-1) that every
-    model can score, how many, and a note on those left out; ``source`` names where the rows came
-    from in errors."""
+    model can score, how many and how many anomalies among them, and a note on those left out;
+    ``source`` names where the rows came from in errors."""
     if label_column not in frame.columns:
         raise SchemaError(f"label column {label_column!r} is not in {source}; it has {list(frame.columns)}")
     y, known = anomaly_labels(frame[label_column])
@@ -148,12 +149,12 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     unlabelled = int((~known).sum())
     note = (f" ({len(y):,} of the {read:,} records read: {unlabelled:,} without a label, "
             f"{read - len(y) - unlabelled:,} that a model cannot score)" if len(y) < read else "")
-    return results, len(y), counted + note
+    return results, len(y), int(y.sum()), counted + note
 
 
-def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int, str]:
+def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int, int, str]:
     """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal), how many
-    images, and a note on those left out (quarantined)."""
+    images and how many defective, and a note on those left out (quarantined)."""
     results, paths, unreadable = [], None, 0
     for model in models:
         read = read_as_trained(folder, model.schema)
@@ -167,12 +168,12 @@ def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dic
         results.append(label_metrics(labels, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
     note = (f" ({len(labels):,} of the {len(labels) + unreadable:,} images read: {unreadable:,} quarantined by "
             f"the image ingest)" if unreadable else "")
-    return results, len(labels), f"; {int(labels.sum()):,} defective images among {len(labels):,}" + note
+    return results, len(labels), int(labels.sum()), f"; {int(labels.sum()):,} defective images among {len(labels):,}" + note
 
 
 def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,
             verdicts_from: str | Path | None = None, metric: str = "auprc", margin: float = 0.0,
-            max_fpr: float | None = None) -> PromotionDecision:
+            max_fpr: float | None = None, min_anomalies: int = MIN_ANOMALIES) -> PromotionDecision:
     """Compare ``model_name@challenger`` with ``@champion`` on labelled records and apply the policy.
 
     Parameters
@@ -193,6 +194,9 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         Required improvement: promote only when ``challenger - champion > margin``.
     max_fpr : float or None, default=None
         Upper bound on the challenger's realised false-positive rate at its calibrated flags.
+    min_anomalies : int, default=10
+        Fewest labelled anomalies (defective images) a promotion rests on: with fewer, a gain is
+        kept as a finding, not acted on (one anomaly more or less moves AUPRC by tens of points).
 
     Returns
     -------
@@ -204,6 +208,8 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         raise ValueError(f"margin must be in (-1, 1), a difference of {metric}s, got {margin}")
     if max_fpr is not None and not 0 <= max_fpr <= 1:
         raise ValueError(f"max_fpr must be a rate in [0, 1], got {max_fpr}")
+    if min_anomalies < 1:
+        raise ValueError(f"min_anomalies must be at least 1, got {min_anomalies}")
     registered_name(model_name)
     if (data_path is None) == (verdicts_from is None):
         raise ValueError("give labelled data (data_path) or verdicts_from, not both")
@@ -220,29 +226,33 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         origin = {"verdicts_from": str(Path(verdicts_from).resolve())}
     else:
         source, origin = repr(str(data_path)), {"data.path": str(Path(data_path).resolve())}
-    params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, **origin,
+    params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, "min_anomalies": min_anomalies, **origin,
               "label_column": label_column, "challenger_version": new.version, "champion_version": old.version}
     same = new.version == old.version
     models = [load_scoring_model(version, images=images) for version in ([new] if same else [new, old])]
     if images:
-        results, rows, note = _evaluate_images(models, Path(data_path))
+        results, rows, anomalies, note = _evaluate_images(models, Path(data_path))
     else:
         frame = (labelled_records(verdicts_from) if verdicts_from is not None
                  else read_table(data_path, text_columns=[c for m in models for c in m.schema.text_columns]))
-        results, rows, note = _evaluate(models, frame, label_column, source)
+        results, rows, anomalies, note = _evaluate(models, frame, label_column, source)
     if same:
         results = results * 2
         decision, reason = "no change", (f"challenger and champion are the same version (v{new.version}), "
                                          f"{metric} {results[0][metric]:.4f}")
     else:
         decision, reason = _policy(metric, margin, max_fpr, *results)
+        if decision == "promote" and anomalies < min_anomalies:
+            decision, reason = "keep", (f"{reason}, but it rests on {anomalies} labelled anomalies, fewer than "
+                                        f"min_anomalies {min_anomalies}: too few to act on; label more records, "
+                                        f"or lower min_anomalies knowingly")
     reason += note + (f"; {VERDICTS_CAVEAT}" if verdicts_from is not None else "")
     metrics = {f"{who}_{k}": v for who, r in zip(("challenger", "champion"), results) for k, v in r.items()}
     metrics["rows_evaluated"] = rows
     run_id = tracking.log_run(new, "promotion", params=params, metrics=metrics,
                               tags={"decision": decision, "reason": reason})
     record = {"decision": decision, "reason": reason, "run_id": run_id, "metric": metric, "margin": margin,
-              "max_fpr": max_fpr, "challenger": results[0], "champion": results[1]}
+              "max_fpr": max_fpr, "min_anomalies": min_anomalies, "challenger": results[0], "champion": results[1]}
     evaluation_data = (f"verdicts ({VERDICTS_CAVEAT})" if verdicts_from is not None
                        else "labelled image folder" if images else "labelled file")
     if not same:  # the champion's own promotion record stays; its side of this comparison is last_*

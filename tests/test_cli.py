@@ -35,9 +35,10 @@ def test_demo_trains_registers_screens_and_says_where_things_are(prefect_api, tm
 
 
 def test_promote_refuses_options_that_would_not_be_used(capfd):
-    assert main(["promote", "--model", "fraud", "--version", "1", "--margin", "0.1", "--metric", "auroc"]) == 2
-    assert "--version sets champion by hand, with no comparison: --metric, --margin would not be used" in \
-        capfd.readouterr().err
+    assert main(["promote", "--model", "fraud", "--version", "1", "--margin", "0.1", "--metric", "auroc",
+                 "--min-anomalies", "5"]) == 2
+    assert "--version sets champion by hand, with no comparison: --metric, --margin, --min-anomalies would not be " \
+        "used" in capfd.readouterr().err
     assert main(["promote", "--model", "fraud", "--data", "x.csv", "--label-col", "y", "--note", "why"]) == 2
     assert "--note goes with --version" in capfd.readouterr().err
 

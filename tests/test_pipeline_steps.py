@@ -323,6 +323,11 @@ def test_promotion_moves_champion_to_a_better_challenger(env, weak):
     mlflow.MlflowClient().set_registered_model_alias(NAME, "challenger", "1")
     strict = promote(NAME, env["root"] / "batch.csv", "is_fraud", max_fpr=1e-9)
     assert strict.decision == "keep" and "exceeds max_fpr" in strict.reason
+    anomalies = int(pd.read_csv(env["root"] / "batch.csv")["is_fraud"].sum())
+    thin = promote(NAME, env["root"] / "batch.csv", "is_fraud", margin=0.01, min_anomalies=anomalies + 1)
+    assert thin.decision == "keep" and tracking.resolve_model(NAME).version == "2"
+    assert re.search(rf"> margin 0.01\), but it rests on \d+ labelled anomalies, fewer than min_anomalies "
+                     rf"{anomalies + 1}: too few to act on", thin.reason)
     decision = promote(NAME, env["root"] / "batch.csv", "is_fraud", margin=0.01, max_fpr=0.5)
     assert decision.promoted and decision.challenger["auprc"] > decision.champion["auprc"] + 0.01
     assert tracking.resolve_model(NAME).version == "1"
