@@ -81,4 +81,11 @@ def test_report_opens_from_disk_safely_and_lists_the_flagged_records(browser, sc
     browser.find_element(By.ID, "filter-score").send_keys(str(scores[1]))
     shown = [r for r in browser.find_elements(By.CSS_SELECTOR, "#flagged tbody tr") if r.is_displayed()]
     assert len(shown) == sum(s >= scores[1] for s in scores)
+    # The text filter finds a record by any of its values, as name=value, not only by what its row shows.
+    browser.find_element(By.ID, "filter-score").clear()
+    values = [r.get_attribute("data-values") for r in rows]
+    country = next(t for t in values[0].split(" ") if t.startswith("country="))
+    browser.find_element(By.ID, "filter-text").send_keys(country)
+    shown = [r for r in browser.find_elements(By.CSS_SELECTOR, "#flagged tbody tr") if r.is_displayed()]
+    assert 0 < len(shown) == sum(country.lower() in v.lower() for v in values)
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

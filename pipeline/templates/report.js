@@ -37,7 +37,9 @@
     var shown = 0;
     rows.forEach(function (row) {
       var score = parseFloat(row.getAttribute("data-score"));
-      var keep = (!needle || row.textContent.toLowerCase().indexOf(needle) !== -1) && (isNaN(floor) || score >= floor);
+      // The row's text and every value of the record (its detail section's), as name=value.
+      var haystack = (row.textContent + " " + row.getAttribute("data-values")).toLowerCase();
+      var keep = (!needle || haystack.indexOf(needle) !== -1) && (isNaN(floor) || score >= floor);
       row.hidden = !keep;
       shown += keep ? 1 : 0;
     });
