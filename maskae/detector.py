@@ -629,10 +629,15 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
             else np.zeros((len(passes.numeric), 0), dtype=np.int64)
         # Within each column's training range: beside an anomalous row the network extrapolates (a
         # negative amount), which an analyst reads as a bug; the scores use the errors, not these.
-        predicted = self.encoder_.decode(self.tails_.clip(passes.numeric), codes)
-        durations = {str(c): pd.to_timedelta(predicted[str(c)], unit="s") for c in getattr(X, "columns", ())
-                     if str(c) in predicted.columns and pd.api.types.is_timedelta64_dtype(X[c])}
-        return predicted.assign(**durations) if durations else predicted
+        return self._as_durations(self.encoder_.decode(self.tails_.clip(passes.numeric), codes), X)
+
+    @staticmethod
+    def _as_durations(values: pd.DataFrame, X) -> pd.DataFrame:
+        """``values`` (numbers of seconds where a column is a duration) with the columns that ``X``
+        holds as durations back as durations."""
+        durations = {str(c): pd.to_timedelta(values[str(c)], unit="s") for c in getattr(X, "columns", ())
+                     if str(c) in values.columns and pd.api.types.is_timedelta64_dtype(X[c])}
+        return values.assign(**durations) if durations else values
 
     def _labels(self, X) -> dict[str, object]:
         """The caller's label of each of the model's columns, for what is given back as a DataFrame
@@ -677,7 +682,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         value is in its own column, the tail evidence's reading: the share of training values at
         least as far out on its side, about ``1 / (n + 1)`` beyond the training range, ``n`` the
         column's observed training values; NaN for categories, missing cells and models saved in
-        formats 1 and 2).
+        formats 1 and 2) and ``beyond`` (the training value it lies beyond, in original units: its
+        column's largest when above it, smallest when below; NaN within the range, and where
+        ``tail_share`` is NaN).
         """
         if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
@@ -695,6 +702,11 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         n_numeric = len(self.encoder_.numeric_)
         tail_share = np.full(missing.shape, np.nan)
         tail_share[:, :n_numeric] = self.tails_.tail_shares(data.numeric.numpy(), missing[:, :n_numeric])
+        bounds = np.where(missing[:, :n_numeric], np.nan, self.tails_.beyond_range(data.numeric.numpy()))
+        beyond = self._as_durations(pd.DataFrame(  # six digits: the bound went through float32
+            {c.name: [float(f"{b:.6g}") for b in c.decode(bounds[:, j].astype(float))]
+             for j, c in enumerate(self.encoder_.numeric_)}, index=range(len(frame)), columns=self.encoder_.columns_,
+            dtype=float), frame)
         names = self.encoder_.feature_names
         long = pd.DataFrame({
             "row": np.repeat(np.arange(len(frame)), len(names)),
@@ -703,6 +715,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
             "expected": expected[names].to_numpy(dtype=object).ravel(),
             "contribution": contribution.ravel(),
             "tail_share": tail_share.ravel(),
+            "beyond": beyond[names].to_numpy(dtype=object).ravel(),
         })
         if labels := self._labels(X):
             long["feature"] = long["feature"].map(labels)

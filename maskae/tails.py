@@ -71,6 +71,13 @@ class ColumnTails:
         are its smallest and largest observed training values)."""
         return np.clip(values, self.quantiles[0], self.quantiles[-1])
 
+    def beyond_range(self, values: np.ndarray) -> np.ndarray:
+        """(n, n_columns) the training value a cell lies beyond (its column's largest when above it,
+        smallest when below), NaN within the range: the tail probability stops at ``1 / (n + 1)``
+        there, and this says how far."""
+        return np.where(values > self.quantiles[-1], self.quantiles[-1],
+                        np.where(values < self.quantiles[0], self.quantiles[0], np.nan))
+
     def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """(n, n_columns) each cell's two-sided tail probability: the share of its column's training
         values at least as far out on its side, ``min(P(X <= x), P(X >= x))``; ``1 / (n + 1)``
@@ -113,3 +120,5 @@ class RobustZTails:
     def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """All NaN: these models kept no column distributions to read a tail probability from."""
         return np.full(values.shape, np.nan)
+
+    beyond_range = tail_shares  # nor a training range

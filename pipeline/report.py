@@ -16,7 +16,8 @@ Example
 >>> parse_reasons("amount=4522.93 (expected ~799.16, 47%, as far out as 1 in 2,500 training values); "
 ...               "country=IT (expected ~DE, 17%)", ["amount", "country"])
 ... # doctest: +NORMALIZE_WHITESPACE
-[{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47, 'tail': '1 in 2,500'},
+[{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47,
+  'tail': 'as far out as 1 in 2,500 training values'},
  {'feature': 'country', 'observed': 'IT', 'expected': 'DE', 'share': '17%', 'width': 17, 'tail': None}]
 """
 
@@ -45,7 +46,8 @@ IMAGE_KINDS = ("original", "reconstruction", "overlay")
 # An analyst's verdict, (a flag that was right, one that was not): on card transactions, and on images.
 TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
 _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%"
-                     r"(?:, as far out as (?P<tail>1 in [\d,]+) training values)?\)", re.DOTALL)
+                     r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|beyond every training value: "
+                     r"they end at .*))?\)", re.DOTALL)
 
 
 def _number(value: Any) -> str:
@@ -72,7 +74,8 @@ def _number_text(text: str) -> str:
 def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
     """The ``reasons`` cell of ``flagged.csv`` as one dict per feature (``feature``, ``observed``,
     ``expected``, ``share``, ``width`` = share in percent, ``tail`` = how far out the value lies in
-    its column, ``"1 in 2,500"``, or None), splitting only before a known feature
+    its column, ``"as far out as 1 in 2,500 training values"``, ``"beyond every training value: they
+    end at 23"``, or None), splitting only before a known feature
     name, so a value that contains ``"; "`` stays whole. A part that does not parse comes back as
     ``{"text": part}``: shown as written rather than lost."""
     if not isinstance(text, str) or not text.strip():

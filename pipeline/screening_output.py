@@ -16,7 +16,7 @@ Example
 -------
 >>> explanation = pd.DataFrame({"row": [0, 0], "feature": ["amount", "country"],
 ...     "observed": [4522.931, "IT"], "expected": [799.1634, "DE"], "contribution": [2.0, 0.7],
-...     "share": [0.47, 0.17], "tail_share": [0.0004, float("nan")]})
+...     "share": [0.47, 0.17], "tail_share": [0.0004, float("nan")], "beyond": [float("nan")] * 2})
 >>> reasons_text(explanation, n_rows=1)
 ['amount=4522.93 (expected ~799.16, 47%, as far out as 1 in 2,500 training values); country=IT (expected ~DE, 17%)']
 >>> evidence = pd.DataFrame({"reconstruction": [2.5], "tails": [0.4], "neighbours@16": [3.0], "neighbours@64": [3.4]})
@@ -158,7 +158,8 @@ def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...], words: dict
 def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None,
                  top_k: int | None = None, far_out_values: bool = True) -> list[str]:
     """One ``"feature=observed (expected ~value, share%[, as far out as 1 in N training values])"``
-    list per row, ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
+    list per row (``", beyond every training value: they end at V"`` for a value past its column's
+    training range), ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
     when given and not empty.
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X)`` of ``n_rows`` records; the share
@@ -169,10 +170,12 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training values
     is named regardless, with how far out it lies (``", as far out as 1 in 2,500 training
     values"``): the tail evidence's reason, which reconstruction shares alone would hide. (In a
-    column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1).)
+    column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1);
+    a value beyond them all is named, with where they end.)
     ``far_out_values=False`` leaves that out, for a model whose score has no tail evidence.
     """
-    far_out = (explanation["tail_share"] <= RARE_TAIL_SHARE) & far_out_values  # False for NaN
+    # A value beyond every training value is named even where the column is too short to call it rare.
+    far_out = ((explanation["tail_share"] <= RARE_TAIL_SHARE) | explanation["beyond"].notna()) & far_out_values
     if top_k is not None:
         by_share = explanation.groupby("row")["contribution"].rank(method="first", ascending=False)
         by_rarity = explanation["tail_share"].where(far_out).groupby(explanation["row"]).rank(method="first")
@@ -181,11 +184,17 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row, rare in zip(explanation.itertuples(index=False), far_out):
         if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
-            # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
-            tail = f", as far out as 1 in {float(f'{1 / row.tail_share:.2g}'):,.0f} training values" if rare else ""
+            tail = "" if not rare else _far_out_text(row.beyond, row.tail_share)
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
                                   f"{row.share:.0%}{tail})")
     return ["; ".join(p) for p in parts]
+
+
+def _far_out_text(beyond: Any, tail_share: float) -> str:
+    if pd.notna(beyond):  # its tail probability is the floor, 1 / (n + 1): where the training values end says more
+        return f", beyond every training value: they end at {_text(beyond)}"
+    # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
+    return f", as far out as 1 in {float(f'{1 / tail_share:.2g}'):,.0f} training values"
 
 
 def read_summary(out_dir: Path) -> dict[str, Any] | None:

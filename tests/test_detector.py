@@ -249,6 +249,9 @@ def test_injected_extreme_value_scores_high_and_is_explained(fitted, mixed_frame
     assert reasons.loc[0, "feature"] == "hour"
     assert reasons.loc[0, "observed"] == 60.0 and abs(reasons.loc[0, "expected"] - 14) < 5
     assert reasons.loc[0, "tail_share"] == pytest.approx(1 / (len(mixed_frame) + 1))  # beyond every training hour
+    assert reasons.loc[0, "beyond"] == mixed_frame["hour"].max()  # where the training hours end
+    low = fitted.explain(odd.assign(hour=-5.0)).set_index("feature")["beyond"]
+    assert low["hour"] == mixed_frame["hour"].min() and low.drop("hour").isna().all()  # the others lie within
 
 
 def test_explain_reads_how_rare_each_value_is_in_its_own_column(fitted, mixed_frame):

@@ -130,7 +130,7 @@ def test_reasons_lead_with_the_evidence_that_stood_out_in_words():
     # A kind the model's score leaves out is not named, however large.
     assert evidence_summary(evidence, kinds=("reconstruction", "neighbours"))[0] == "unlike any training record +1.5 sd"
     why = pd.DataFrame({"row": [0], "feature": ["amount"], "observed": [9000.0], "expected": [60.0],
-                        "contribution": [3.0], "share": [0.9], "tail_share": [0.2]})
+                        "contribution": [3.0], "share": [0.9], "tail_share": [0.2], "beyond": [np.nan]})
     text = reasons_text(why, 2, evidence=["unlike any training record +3.0 sd", ""])
     assert text == ["unlike any training record +3.0 sd; amount=9000 (expected ~60, 90%)", ""]
     parsed = parse_reasons(text[0], ["amount"])
@@ -141,7 +141,7 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     why = pd.DataFrame({"row": [0, 0, 0], "feature": ["amount", "hour", "country"],
                         "observed": [9000.0, 3.0, "FR"], "expected": [8000.0, 14.0, "GB"],
                         "contribution": [0.1, 2.0, 0.9], "share": [0.03, 0.67, 0.3],
-                        "tail_share": [1 / 601, 0.2, np.nan]})
+                        "tail_share": [1 / 601, 0.2, np.nan], "beyond": [np.nan, np.nan, np.nan]})
     text = reasons_text(why, 1)[0]
     assert text == ("amount=9000 (expected ~8000, 3%, as far out as 1 in 600 training values); "
                     "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%)")
@@ -155,10 +155,20 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     # A model whose score leaves the tails out is not explained by them.
     assert reasons_text(ranked, 1, top_k=2, far_out_values=False)[0] == \
         "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%)"
-    assert amount["tail"] == "1 in 600" and hour["tail"] is None and amount["share"] == "3%"
+    assert amount["tail"] == "as far out as 1 in 600 training values" and hour["tail"] is None
+    assert amount["share"] == "3%"
     html = page(flagged=pd.DataFrame({"transaction_id": ["tx1"], "anomaly_score": [9.0], "p_value": [0.001],
                                       "reasons": [text], "amount": [9000.0], "hour": [3.0], "country": ["FR"]}))
     assert "<b>amount</b> 9,000 where ~8,000 was expected (3% of the mismatch; as far out as 1 in 600 training values)" in html
+
+
+def test_a_value_beyond_every_training_value_says_where_they_end_however_few_they_were():
+    # 1 in 31 is not rare, but 47 lies past every one of the 30 training hours: where they end says more.
+    why = pd.DataFrame({"row": [0], "feature": ["hour"], "observed": [47.0], "expected": [14.0],
+                        "contribution": [2.0], "share": [0.05], "tail_share": [1 / 31], "beyond": [23.0]})
+    text = reasons_text(why, 1)[0]
+    assert text == "hour=47 (expected ~14, 5%, beyond every training value: they end at 23)"
+    assert parse_reasons(text, ["hour"])[0]["tail"] == "beyond every training value: they end at 23"
 
 
 def test_verdicts_show_per_record_and_as_precision():
