@@ -163,7 +163,7 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
     except IngestError:  # said already
         raise
     except UnicodeDecodeError as error:
-        line = _first_line_not_utf8(path)
+        line = first_line_not_utf8(path)
         where = f"line {line:,}" if line else "it"
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "
                           f"0x{error.object[error.start]:02x}); export the file as UTF-8") from error
@@ -189,7 +189,7 @@ def _opener(path: Path) -> Callable[..., Any] | None:
     return _OPENERS.get(suffix, open)
 
 
-def _first_line_not_utf8(path: Path) -> int | None:
+def first_line_not_utf8(path: Path) -> int | None:
     """The number of the first line of ``path`` that is not UTF-8 (read only once reading failed);
     None for a compression whose lines cannot be read one by one here (zip, zstd)."""
     opener = _opener(path)

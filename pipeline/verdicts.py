@@ -27,6 +27,7 @@ from typing import IO
 
 import pandas as pd
 
+from pipeline.ingest import first_line_not_utf8
 from pipeline.report import TABLE_OUTCOMES
 from pipeline.screening_output import FLAGGED, read_output_csv, read_summary, without_formula_quote
 
@@ -37,6 +38,16 @@ MAX_LISTED = 5  # bad lines named in one error message
 
 class VerdictError(ValueError):
     """A verdict file that cannot be used; the message names the file, line and column."""
+
+
+def _not_utf8(source: str | Path | IO[str], error: UnicodeDecodeError) -> str:
+    """Where a file that is not UTF-8 first stops being it, and what it likely is instead."""
+    if error.object[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "the file is UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8"
+    line = first_line_not_utf8(Path(source)) if isinstance(source, (str, Path)) else None
+    where = f"line {line:,}" if line else "it"
+    return (f"{where} is not UTF-8 text (byte 0x{error.object[error.start]:02x}: likely Windows-1252, which "
+            f"Excel's plain 'CSV' saves)")
 
 
 def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None,
@@ -74,9 +85,9 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         # blank lines kept (then left out below), so that line numbers count them; index_col=False, as
         # a first row longer than the header would make its ids the index
         frame = pd.read_csv(source, dtype=str, keep_default_na=False, skip_blank_lines=False, index_col=False)
-    except UnicodeDecodeError:
-        raise VerdictError(f"{name}: cannot read the verdicts: the file is not UTF-8 text (a spreadsheet's "
-                           f"'Unicode text' is UTF-16); save it as 'CSV UTF-8'") from None
+    except UnicodeDecodeError as error:
+        raise VerdictError(f"{name}: cannot read the verdicts: {_not_utf8(source, error)}; save it as "
+                           f"'CSV UTF-8'") from None
     except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as error:
         raise VerdictError(f"{name}: cannot read the verdicts: {error}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -118,8 +129,13 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
                                f"left out: spell it as the run does") for i in verdicts.index[ambiguous]]
     if known_ids is not None:
         unknown = verdicts.index[(verdicts[id_column] != "") & ~verdicts[id_column].isin(known_ids) & ~ambiguous]
-        problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run")
-                     for i in unknown]
+        # A spreadsheet reads an id of digits as a number, and drops its leading zeros.
+        unpadded = pd.Series(known_ids, index=known_ids.str.lstrip("0"))
+        unpadded = unpadded[~unpadded.index.duplicated(keep=False)]
+        problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run" + (
+            f" (the run has {unpadded[verdicts[id_column][i]]!r}: a spreadsheet drops an id's leading zeros; "
+            f"format the id column as text)" if verdicts[id_column][i] in unpadded.index else ""))
+            for i in unknown]
     if problems:
         problems.sort()
         listed = "; ".join(f"line {line}, column {column!r}: {what}" for line, column, what in problems[:MAX_LISTED])

@@ -224,8 +224,16 @@ def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
     assert read.to_dict("list") == {"transaction_id": ["tx1", "tx2 "], "outcome": ["fraud", "legitimate"],
                                     "note": ["a", ""]}  # each id as the run spells it (a CHAR column pads it)
     (tmp_path / "unicode.csv").write_text("id,outcome\ntx1,fraud\n", encoding="utf-16")
-    with pytest.raises(VerdictError, match="not UTF-8 text .* save it as 'CSV UTF-8'"):
+    with pytest.raises(VerdictError, match="the file is UTF-16 text .* save it as 'CSV UTF-8'"):
         read_verdicts(tmp_path / "unicode.csv", "transaction_id")
+    (tmp_path / "excel.csv").write_text("id,outcome,note\ntx1,fraud,\ntx2,legitimate,caf\u00e9\n", encoding="cp1252")
+    with pytest.raises(VerdictError, match=r"line 3 is not UTF-8 text \(byte 0xe9: likely Windows-1252, which "
+                                           r"Excel's plain 'CSV' saves\); save it as 'CSV UTF-8'"):
+        read_verdicts(tmp_path / "excel.csv", "transaction_id")
+    # An id of digits that a spreadsheet read as a number lost its leading zeros: the run's id is named.
+    with pytest.raises(VerdictError, match=r"line 2, column 'id': '4521' is not a record of this screening run "
+                                           r"\(the run has '0004521': a spreadsheet drops"):
+        read_verdicts(io.StringIO("id,outcome\n4521,fraud\n"), "transaction_id", known_ids=pd.Index(["0004521"]))
 
 
 def test_an_id_copied_from_flagged_csv_with_its_formula_quote_is_the_runs_id():
