@@ -188,7 +188,8 @@ def _review(args: argparse.Namespace) -> None:
     unflagged = "" if not flags.not_flagged else (f" {flags.not_flagged} verdict(s) on records the run did not "
                                                   f"flag: kept, but promotion on verdicts cannot use them (the run "
                                                   f"kept no values for them).")
-    print(f"{result.submitted} verdict(s) attached; the run holds {result.stored}. Reviewed {flags.reviewed} of "
+    overturned = f" ({result.overturned} changed an earlier outcome)" if result.overturned else ""
+    print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. Reviewed {flags.reviewed} of "
           f"{flags.flagged} flagged records ({flags.anomalous} {flags.words[0]}){precision}.{unflagged}\n"
           f"report: {Path(args.run) / 'report.html'}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ class ReviewResult:
     submitted: int  # verdicts in the file (a repeated id counted once)
     stored: int  # verdicts the run holds now, earlier reviews included
     flags: FlagReview  # the run's flags against all its verdicts
+    overturned: int = 0  # verdicts of this review that changed a record's earlier outcome
 
 
 def _replace(path: Path, text: str) -> None:
@@ -112,8 +114,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     if missing:  # all of this fails before anything is written
         raise FileNotFoundError(f"{str(run_dir)!r} lacks {len(missing)} of its report's images, e.g. {missing[0]!r}")
 
-    verdicts = pd.concat([stored_verdicts(run_dir), submitted], ignore_index=True)
-    verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)  # the latest verdict wins
+    verdicts, overturned = _merged(stored_verdicts(run_dir), submitted, id_column)
     _replace(run_dir / VERDICTS, verdicts.to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
@@ -130,4 +131,19 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
             metrics["flag_precision"] = flags.precision
         tracking.add_to_run(summary["mlflow_run_id"], metrics=metrics, artifact=run_dir / VERDICTS,
                             artifact_path="review")
-    return ReviewResult(run_dir, len(submitted), len(verdicts), flags)
+    return ReviewResult(run_dir, len(submitted), len(verdicts), flags, overturned)
+
+
+def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame, id_column: str) -> tuple[pd.DataFrame, int]:
+    """The run's verdicts with ``submitted`` added, and how many of these overturned an earlier
+    outcome. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where it
+    overturned an earlier outcome, that outcome (``previous_outcome``; a verdict that repeats the
+    earlier outcome keeps the earlier one's)."""
+    stored = pd.DataFrame(columns=[id_column, "outcome"]) if stored is None else stored
+    earlier = stored.set_index(id_column).reindex(submitted[id_column])
+    outcome, previous = earlier["outcome"].to_numpy(), earlier.get("previous_outcome", pd.Series(index=earlier.index))
+    overturned = pd.notna(outcome) & (outcome != submitted["outcome"].to_numpy())
+    submitted = submitted.assign(reviewed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                 previous_outcome=np.where(overturned, outcome, previous.fillna("").to_numpy()))
+    merged = pd.concat([stored, submitted], ignore_index=True).fillna("")  # reviews before the stamps: empty
+    return merged.drop_duplicates(id_column, keep="last").reset_index(drop=True), int(overturned.sum())

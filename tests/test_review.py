@@ -46,6 +46,10 @@ def test_verdicts_are_stored_merged_logged_and_shown(run, tmp_path):
     stored = pd.read_csv(run["run"] / "verdicts.csv", dtype=str, keep_default_na=False)
     assert again.stored == len(stored) == len(run["flagged"]) and stored["transaction_id"].is_unique
     assert stored.set_index("transaction_id").loc[changed["id"][0], "note"] == "second look"  # the latest wins
+    # Kept for audit: when each verdict was given, and the outcome it overturned.
+    assert again.overturned == 1 and (stored["reviewed_at"] != "").all()
+    assert stored.set_index("transaction_id")["previous_outcome"].to_dict() == {
+        i: (run["verdicts"]["outcome"][0] if i == changed["id"][0] else "") for i in stored["transaction_id"]}
 
     summary = pd.read_json(run["run"] / "summary.json", typ="series")
     logged = mlflow.get_run(summary["mlflow_run_id"])
