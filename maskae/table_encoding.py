@@ -27,6 +27,7 @@ import os
 import re
 import sys
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -431,10 +432,17 @@ class TableEncoder:
             categorical[:, j], missing[:, offset + j] = encoded[col.name]
         return EncodedBatch(numeric, categorical, missing, _unseen(encoded))
 
-    def unseen_counts(self, frame: pd.DataFrame) -> dict[str, int]:
+    def unseen_values(self, frame: pd.DataFrame) -> dict[str, Counter]:
         """Per categorical column of ``frame``, its values that :meth:`transform` reads as "unknown" or
-        "other" (columns with none left out), without encoding the rest of the table."""
-        return _unseen({col.name: col.encode(frame[col.name]) for col in self.categorical_})
+        "other", each with how often (as text; columns with none left out), without encoding the
+        rest of the table."""
+        found = {}
+        for col in self.categorical_:
+            codes, missing = col.encode(frame[col.name])
+            unseen = (codes == UNKNOWN_CODE) & ~missing
+            if unseen.any():
+                found[col.name] = Counter(_category_strings(frame[col.name][unseen]).tolist())
+        return found
 
     def decode(self, numeric: np.ndarray, categorical: np.ndarray) -> pd.DataFrame:
         """Codes back to values in the original units (UNKNOWN_CODE, "unknown" or "other", decodes to None)."""

@@ -136,7 +136,9 @@ def _unseen_fact(unseen: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str
     if not unseen:
         return []
     return [("values not seen in training", "; ".join(
-        f"{name}: {_number(u['values'])} ({u['share']:.2%} of rows scored), read as {u['reads_as']}"
+        f"{name}: {_number(u['values'])} ({u['share']:.2%} of rows scored), read as {u['reads_as']}" + (
+            ", most frequent " + ", ".join(f"{value} ({_number(n)})" for value, n in u["most_common"].items())
+            if u.get("most_common") else "")  # runs screened before the values were counted have none
         for name, u in unseen.items()))]
 
 

@@ -49,6 +49,8 @@ from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
 from pipeline.screening_output import ROW, ScreeningFolder, evidence_summary, read_summary, reasons_text
 from pipeline.sources import fingerprint, source_files
 
+UNSEEN_KEPT = 10_000  # distinct unseen values counted per column (a column of new ids has millions)
+UNSEEN_NAMED = 10  # the most frequent unseen values a summary names per column
 BATCH_ROWS = 50_000  # rows read and scored at a time: peak memory follows this, not the file size
 FDR_WARNING = "calibration set too small for FDR"  # said once for the whole file, not per chunk
 ChunkScorer = Callable[[Iterable[pd.DataFrame]], Iterator[np.ndarray]]
@@ -171,7 +173,7 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
         top = folder.write_flagged(hits, columns, REPORT_ROWS)
         if fingerprint([data_path])["sha256"] != source["sha256"]:
             raise FileChangedError(f"{str(data_path)!r} changed while it was screened; screen it again once it is complete")
-        unseen = _unseen_categories(tally.unseen, model, tally.batch.rows, data_path.name)
+        unseen = tally.unseen.summary(model, tally.batch.rows, data_path.name)
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
                           source={"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},
                                   "columns": tally.columns},
@@ -318,16 +320,40 @@ def _drift_text(drift: dict[str, Any]) -> str:
     return "" if ks is None else f" (score drift: KS statistic {ks:.2f})"
 
 
-def _unseen_categories(counts: Counter, model: ScoringModel, rows_scored: int, file_name: str) -> dict[str, dict]:
-    """Per categorical column with values the model has not learnt (new merchants, a new country):
-    how many, their share of the scored rows, and whether they read as "unknown" or as "other"
-    (rarer than the column's ``max_categories`` kept values). Warns once per column for the whole
-    file, where the scorer kept quiet chunk by chunk."""
-    columns, found = {c.name: c for c in model.detector.encoder_.categorical_}, {}
-    for name, n in sorted(counts.items()):
-        warnings.warn(f"{file_name}: {columns[name].unknown_message(n)}", UnknownCategoryWarning, stacklevel=3)
-        found[name] = {"values": n, "share": n / rows_scored, "reads_as": columns[name].reads_as}
-    return found
+@dataclass
+class UnseenValues:
+    """Per categorical column, the values a file holds that the model never learnt: their exact
+    number, and how often each came. Memory stays bounded on a column of new ids: past
+    ``UNSEEN_KEPT`` distinct values, only the most frequent tenth is kept, and the column's counts
+    become lower bounds (``counts_exact`` false)."""
+
+    totals: Counter = field(default_factory=Counter)
+    values: dict[str, Counter] = field(default_factory=dict)
+    pruned: set[str] = field(default_factory=set)
+
+    def add(self, found: dict[str, Counter]) -> None:
+        for name, counts in found.items():
+            self.totals[name] += sum(counts.values())
+            kept = self.values.setdefault(name, Counter())
+            kept.update(counts)
+            if len(kept) > UNSEEN_KEPT:
+                self.values[name] = Counter(dict(kept.most_common(UNSEEN_KEPT // 10)))
+                self.pruned.add(name)
+
+    def summary(self, model: ScoringModel, rows_scored: int, file_name: str) -> dict[str, dict]:
+        """Per column with unseen values (new merchants, a new country): how many, their share of the
+        scored rows, whether they read as "unknown" or as "other" (rarer than the column's
+        ``max_categories`` kept values), and the ``UNSEEN_NAMED`` most frequent. Warns once per
+        column for the whole file, where the scorer kept quiet chunk by chunk."""
+        columns, found = {c.name: c for c in model.detector.encoder_.categorical_}, {}
+        for name, n in sorted(self.totals.items()):
+            common = dict(self.values[name].most_common(UNSEEN_NAMED))
+            examples = ", ".join(f"{value!r} ({count:,})" for value, count in list(common.items())[:3])
+            warnings.warn(f"{file_name}: {columns[name].unknown_message(n)} (most frequent: {examples})",
+                          UnknownCategoryWarning, stacklevel=3)
+            found[name] = {"values": n, "share": n / rows_scored, "reads_as": columns[name].reads_as,
+                           "most_common": common, "counts_exact": name not in self.pruned}
+        return found
 
 
 @dataclass
@@ -339,7 +365,7 @@ class Tally:
     histogram: ScoreHistogram
     rows_quarantined: int = 0
     columns: list[str] | None = None
-    unseen: Counter = field(default_factory=Counter)  # column -> values read as "unknown" or "other"
+    unseen: UnseenValues = field(default_factory=UnseenValues)  # values read as "unknown" or "other"
     observed: Counter = field(default_factory=Counter)  # feature column -> cells with a value, in scored rows
 
     def add(self, folder: ScreeningFolder, ids: pd.Series, rows: np.ndarray, scores: np.ndarray) -> None:
@@ -372,7 +398,7 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
             tally.rows_quarantined += len(checked.quarantined)
             pending.append(checked.clean)
             features = feature_frame(checked.clean, schema)
-            tally.unseen.update(model.detector.encoder_.unseen_counts(features))
+            tally.unseen.add(model.detector.encoder_.unseen_values(features))
             tally.observed.update(features.notna().sum().to_dict())
             yield features
 

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import warnings
+from collections import Counter
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -25,7 +26,7 @@ from pipeline.ingest import Schema, SchemaError, read_table, validate  # noqa: E
 mlflow = pytest.importorskip("mlflow")
 from pipeline import scoring, screening_output, sources, tracking, training_plots  # noqa: E402
 from pipeline.promote import _policy, promote, set_champion  # noqa: E402
-from pipeline.screen import screen  # noqa: E402
+from pipeline.screen import UnseenValues, screen  # noqa: E402
 from pipeline.train import train  # noqa: E402
 
 NAME = "fraud"
@@ -378,3 +379,14 @@ def test_labels_strategy_never_evaluates_its_threshold_on_the_rows_it_chose_it_o
     assert "validation_auprc" in result.metrics and "threshold" in result.metrics
     tags = mlflow.MlflowClient().get_model_version(NAME, result.version).tags
     assert tags["calibration.strategy"] == "labels"
+
+
+def test_unseen_values_stay_bounded_on_a_column_of_new_ids(monkeypatch):
+    import pipeline.screen
+
+    monkeypatch.setattr(pipeline.screen, "UNSEEN_KEPT", 10)  # keeps the most frequent tenth past 10 values
+    unseen = UnseenValues()
+    unseen.add({"merchant": Counter({"big": 50, **{f"id{i}": 1 for i in range(20)}})})
+    unseen.add({"merchant": Counter({"big": 1, "id0": 1}), "country": Counter({"XK": 2})})
+    assert unseen.totals == Counter({"merchant": 72, "country": 2})  # exact, whatever was dropped
+    assert unseen.values["merchant"] == Counter({"big": 51, "id0": 1}) and unseen.pruned == {"merchant"}

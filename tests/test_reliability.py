@@ -318,19 +318,23 @@ def test_new_category_values_are_counted_for_the_whole_file_and_warned_once(scre
     from maskae.table_encoding import UnknownCategoryWarning
 
     frame = batch(screened)
-    frame.loc[[4, 70, 150, 151], "merchant_category"] = ["new-merchant-type"] * 4  # in three of four chunks
+    frame.loc[[4, 70, 150, 151], "merchant_category"] = ["new-merchant-type"] * 3 + ["another"]  # in 3 of 4 chunks
     path = write(frame, tmp_path / "batch.csv")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = screen(path, "fraud", tmp_path / "out", batch_rows=64).out_dir
     said = [str(w.message) for w in caught if issubclass(w.category, UnknownCategoryWarning)]
-    assert said == ["batch.csv: column 'merchant_category': 4 value(s) never seen in training, scored as 'unknown'"]
+    assert said == ["batch.csv: column 'merchant_category': 4 value(s) never seen in training, scored as 'unknown' "
+                    "(most frequent: 'new-merchant-type' (3), 'another' (1))"]
     summary = accounted(out, frame)
-    assert summary["unseen_categories"] == {"merchant_category": {"values": 4, "share": 4 / 200, "reads_as": "unknown"}}
+    assert summary["unseen_categories"] == {"merchant_category": {
+        "values": 4, "share": 4 / 200, "reads_as": "unknown", "most_common": {"new-merchant-type": 3, "another": 1},
+        "counts_exact": True}}
     import mlflow
 
     assert mlflow.get_run(summary["mlflow_run_id"]).data.metrics["unseen_category_values"] == 4
-    assert "merchant_category: 4 (2.00% of rows scored), read as unknown" in (out / "report.html").read_text()
+    assert "merchant_category: 4 (2.00% of rows scored), read as unknown, most frequent new-merchant-type (3), " \
+        "another (1)" in (out / "report.html").read_text()
     clean = write(batch(screened), tmp_path / "clean.csv")
     assert read_summary(screen(clean, "fraud", tmp_path / "clean").out_dir)["unseen_categories"] == {}
 

@@ -202,7 +202,7 @@ def test_whole_numbers_in_a_column_named_as_an_identifier_are_named_at_fit():
         TableEncoder().fit(pd.DataFrame({"accountNo": rng.permutation(101) + 1000}))
 
 
-def test_unseen_counts_match_what_transform_counts(mixed_frame):
+def test_unseen_values_match_what_transform_counts(mixed_frame):
     with pytest.warns(ColumnWarning, match="the 2 most frequent"):
         enc = TableEncoder(max_categories=2).fit(mixed_frame)
     new = mixed_frame.copy()
@@ -210,4 +210,7 @@ def test_unseen_counts_match_what_transform_counts(mixed_frame):
     new.loc[5, "channel"] = None  # missing, not unseen
     kept = next(c for c in enc.categorical_ if c.name == "category").categories  # 2 most frequent: a third is "other"
     others = int((~mixed_frame.loc[5:, "category"].isin(kept)).sum())
-    assert enc.unseen_counts(new) == enc.transform(new).unseen_counts == {"category": 5 + others}
+    values = enc.unseen_values(new)
+    assert {name: sum(c.values()) for name, c in values.items()} == enc.transform(new).unseen_counts == {
+        "category": 5 + others}
+    assert values["category"]["never-seen"] == 5 and not set(values["category"]) & set(kept)
