@@ -13,8 +13,8 @@ vector, which a streamed screening does not hold: it takes a histogram (see
 
 Example
 -------
->>> parse_reasons("amount=4522.93 (expected ~799.16, 47%, as far out as 1 in 2,500 training values); "
-...               "country=IT (expected ~DE, 17%)", ["amount", "country"])
+>>> parse_reasons("amount=4522.93 (expected ~799.16, 47% of the mismatch, as far out as 1 in 2,500 training "
+...               "values); country=IT (expected ~DE, 17% of the mismatch)", ["amount", "country"])
 ... # doctest: +NORMALIZE_WHITESPACE
 [{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47,
   'tail': 'as far out as 1 in 2,500 training values'},
@@ -45,7 +45,9 @@ DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to
 IMAGE_KINDS = ("original", "reconstruction", "overlay")
 # An analyst's verdict, (a flag that was right, one that was not): on card transactions, and on images.
 TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
-_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), (?P<share>\d+)%"
+# "of the mismatch" is optional: runs screened before it was written are reviewed with this too
+_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), "
+                     r"(?P<share>\d+)%(?: of the mismatch)?"
                      r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|beyond every training value: "
                      r"they end at .*))?\)", re.DOTALL)
 

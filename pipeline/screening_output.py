@@ -17,8 +17,9 @@ Example
 >>> explanation = pd.DataFrame({"row": [0, 0], "feature": ["amount", "country"],
 ...     "observed": [4522.931, "IT"], "expected": [799.1634, "DE"], "contribution": [2.0, 0.7],
 ...     "share": [0.47, 0.17], "tail_share": [0.0004, float("nan")], "beyond": [float("nan")] * 2})
->>> reasons_text(explanation, n_rows=1)
-['amount=4522.93 (expected ~799.16, 47%, as far out as 1 in 2,500 training values); country=IT (expected ~DE, 17%)']
+>>> reasons_text(explanation, n_rows=1)  # doctest: +NORMALIZE_WHITESPACE
+['amount=4522.93 (expected ~799.16, 47% of the mismatch, as far out as 1 in 2,500 training values); country=IT (expected
+  ~DE, 17% of the mismatch)']
 >>> evidence = pd.DataFrame({"reconstruction": [2.5], "tails": [0.4], "neighbours@16": [3.0], "neighbours@64": [3.4]})
 >>> evidence_summary(evidence, kinds=("reconstruction", "neighbours", "tails"))
 ['unlike any training record +3.2 sd, columns that do not fit together +2.5 sd']
@@ -186,7 +187,7 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
         if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
             tail = "" if not rare else _far_out_text(row.beyond, row.tail_share)
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
-                                  f"{row.share:.0%}{tail})")
+                                  f"{row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
 
 

@@ -132,7 +132,7 @@ def test_reasons_lead_with_the_evidence_that_stood_out_in_words():
     why = pd.DataFrame({"row": [0], "feature": ["amount"], "observed": [9000.0], "expected": [60.0],
                         "contribution": [3.0], "share": [0.9], "tail_share": [0.2], "beyond": [np.nan]})
     text = reasons_text(why, 2, evidence=["unlike any training record +3.0 sd", ""])
-    assert text == ["unlike any training record +3.0 sd; amount=9000 (expected ~60, 90%)", ""]
+    assert text == ["unlike any training record +3.0 sd; amount=9000 (expected ~60, 90% of the mismatch)", ""]
     parsed = parse_reasons(text[0], ["amount"])
     assert parsed[0] == {"text": "unlike any training record +3.0 sd"} and parsed[1]["feature"] == "amount"
 
@@ -143,18 +143,18 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
                         "contribution": [0.1, 2.0, 0.9], "share": [0.03, 0.67, 0.3],
                         "tail_share": [1 / 601, 0.2, np.nan], "beyond": [np.nan, np.nan, np.nan]})
     text = reasons_text(why, 1)[0]
-    assert text == ("amount=9000 (expected ~8000, 3%, as far out as 1 in 600 training values); "
-                    "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%)")
+    assert text == ("amount=9000 (expected ~8000, 3% of the mismatch, as far out as 1 in 600 training values); "
+                    "hour=3 (expected ~14, 67% of the mismatch); country=FR (expected ~GB, 30% of the mismatch)")
     amount, hour, _ = parse_reasons(text, ["amount", "hour", "country"])
     # With top_k, the rare amount is still read though it comes last by share; the third by share is not.
     merchant = why.iloc[[2]].assign(feature="merchant", observed="x", expected="y", contribution=0.5, share=0.2)
     ranked = pd.concat([why, merchant]).sort_values("contribution", ascending=False)  # explain's order
     top = reasons_text(ranked, 1, top_k=2)[0]
-    assert top == "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%); " \
-                  "amount=9000 (expected ~8000, 3%, as far out as 1 in 600 training values)"
+    assert top == "hour=3 (expected ~14, 67% of the mismatch); country=FR (expected ~GB, 30% of the mismatch); " \
+                  "amount=9000 (expected ~8000, 3% of the mismatch, as far out as 1 in 600 training values)"
     # A model whose score leaves the tails out is not explained by them.
     assert reasons_text(ranked, 1, top_k=2, far_out_values=False)[0] == \
-        "hour=3 (expected ~14, 67%); country=FR (expected ~GB, 30%)"
+        "hour=3 (expected ~14, 67% of the mismatch); country=FR (expected ~GB, 30% of the mismatch)"
     assert amount["tail"] == "as far out as 1 in 600 training values" and hour["tail"] is None
     assert amount["share"] == "3%"
     html = page(flagged=pd.DataFrame({"transaction_id": ["tx1"], "anomaly_score": [9.0], "p_value": [0.001],
@@ -167,7 +167,7 @@ def test_a_value_beyond_every_training_value_says_where_they_end_however_few_the
     why = pd.DataFrame({"row": [0], "feature": ["hour"], "observed": [47.0], "expected": [14.0],
                         "contribution": [2.0], "share": [0.05], "tail_share": [1 / 31], "beyond": [23.0]})
     text = reasons_text(why, 1)[0]
-    assert text == "hour=47 (expected ~14, 5%, beyond every training value: they end at 23)"
+    assert text == "hour=47 (expected ~14, 5% of the mismatch, beyond every training value: they end at 23)"
     assert parse_reasons(text, ["hour"])[0]["tail"] == "beyond every training value: they end at 23"
 
 
