@@ -189,6 +189,7 @@ def _review(args: argparse.Namespace) -> None:
                                                   f"flag: kept, but promotion on verdicts cannot use them (the run "
                                                   f"kept no values for them).")
     overturned = f" ({result.overturned} changed an earlier outcome)" if result.overturned else ""
+    overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
     print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. Reviewed {flags.reviewed} of "
           f"{flags.flagged} flagged records ({flags.anomalous} {flags.words[0]}){precision}.{unflagged}\n"
           f"report: {Path(args.run) / 'report.html'}")

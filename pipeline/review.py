@@ -30,7 +30,7 @@ from pipeline.ingest import parquet_stream
 from pipeline.report import IMAGE_OUTCOMES, QUARANTINE_ROWS, FlagReview, flag_review, outcome_words, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.scoring import load_scoring_model
-from pipeline.screening_output import (CSV_LINE_END, FLAGGED, QUARANTINE, REPORT, SCORES, read_output_csv,
+from pipeline.screening_output import (CSV_LINE_END, FLAGGED, QUARANTINE, REPORT, SCORES, for_csv, read_output_csv,
                                        read_summary)
 from pipeline.verdicts import VERDICTS, read_verdicts, stored_verdicts
 
@@ -41,6 +41,7 @@ class ReviewResult:
 
     run_dir: Path
     submitted: int  # verdicts in the file (a repeated id counted once)
+    undecided: int  # rows of the file with an id and no outcome yet: left out
     stored: int  # verdicts the run holds now, earlier reviews included
     flags: FlagReview  # the run's flags against all its verdicts
     overturned: int = 0  # verdicts of this review that changed a record's earlier outcome
@@ -106,7 +107,11 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     id_column = summary["id_column"]
     known = pq.read_table(run_dir / SCORES, columns=[id_column]).column(0).to_pandas().astype(str)
     words = outcome_words(summary)  # ("fraud", "legitimate"), or ("defect", "good") on images
-    submitted = read_verdicts(verdicts_path, id_column, known_ids=pd.Index(known), outcomes=words)
+    quarantine = run_dir / QUARANTINE
+    quarantined = (read_output_csv(quarantine, dtype=str, usecols=lambda c: c == id_column).fillna("")
+                   .get(id_column, pd.Series(dtype=str)) if quarantine.is_file() else pd.Series(dtype=str))
+    submitted = read_verdicts(verdicts_path, id_column, known_ids=pd.Index(known), outcomes=words,
+                              quarantined_ids=pd.Index(quarantined))
     calibration = load_scoring_model(summary["model"]["uri"], images=words == IMAGE_OUTCOMES).calibration
     pictures = {record: {view: run_dir / file for view, file in views.items()}
                 for record, views in summary.get("record_images", {}).items()}
@@ -115,7 +120,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
         raise FileNotFoundError(f"{str(run_dir)!r} lacks {len(missing)} of its report's images, e.g. {missing[0]!r}")
 
     verdicts, overturned = _merged(stored_verdicts(run_dir), submitted, id_column)
-    _replace(run_dir / VERDICTS, verdicts.to_csv(index=False, lineterminator=CSV_LINE_END))
+    _replace(run_dir / VERDICTS, for_csv(verdicts).to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
     page = render_report(summary, flagged, _quarantined_head(run_dir),
@@ -131,7 +136,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
             metrics["flag_precision"] = flags.precision
         tracking.add_to_run(summary["mlflow_run_id"], metrics=metrics, artifact=run_dir / VERDICTS,
                             artifact_path="review")
-    return ReviewResult(run_dir, len(submitted), len(verdicts), flags, overturned)
+    return ReviewResult(run_dir, len(submitted), submitted.attrs["undecided"], len(verdicts), flags, overturned)
 
 
 def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame, id_column: str) -> tuple[pd.DataFrame, int]:

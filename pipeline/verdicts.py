@@ -51,7 +51,7 @@ def _not_utf8(source: str | Path | IO[str], error: UnicodeDecodeError) -> str:
 
 
 def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None,
-                  outcomes: tuple[str, str] = TABLE_OUTCOMES) -> pd.DataFrame:
+                  outcomes: tuple[str, str] = TABLE_OUTCOMES, quarantined_ids: pd.Index | None = None) -> pd.DataFrame:
     """Read and check an analyst's verdict file.
 
     Parameters
@@ -64,12 +64,15 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         The run's record ids (as text): a verdict on any other id is refused.
     outcomes : (str, str), default=("fraud", "legitimate")
         The run's verdict words (:func:`pipeline.report.outcome_words`; ``("defect", "good")`` on images).
+    quarantined_ids : Index or None, default=None
+        The run's quarantined record ids: a verdict on one is refused as such (it was never scored).
 
     Returns
     -------
     DataFrame
         ``id_column``, ``outcome`` (lower case), ``note`` (empty when none), as text, in file order;
-        a repeated id keeps its last verdict. Surrounding spaces do not count: an id is spelt as
+        a repeated id keeps its last verdict. A row with an id and no outcome (not decided yet) is
+        left out, and counted in ``attrs["undecided"]``. Column names are read in any case. Surrounding spaces do not count: an id is spelt as
         the run spells it (a CHAR column's export pads its ids with spaces), and a spreadsheet's
         empty rows and empty unnamed columns are left out. An id copied from ``flagged.csv`` with the
         "'" that kept a spreadsheet from running it as a formula (``'=HYPERLINK(...)``) is read as
@@ -88,9 +91,13 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     except UnicodeDecodeError as error:
         raise VerdictError(f"{name}: cannot read the verdicts: {_not_utf8(source, error)}; save it as "
                            f"'CSV UTF-8'") from None
-    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+    except pd.errors.EmptyDataError:
+        raise VerdictError(f"{name}: holds no verdicts (the file is empty)") from None
+    except (OSError, pd.errors.ParserError) as error:
         raise VerdictError(f"{name}: cannot read the verdicts: {error}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    # Any case: a spreadsheet user writes "ID", "Outcome"
+    names = {id_column.lower(): id_column, "id": "id", "outcome": "outcome", "note": "note"}
+    frame.columns = [names.get(str(c).strip().lower(), str(c).strip()) for c in frame.columns]
     blank = frame.apply(lambda column: column.str.strip() == "")
     frame = frame.loc[~blank.all(axis=1), ~(blank.all() & frame.columns.str.startswith("Unnamed: "))]
     ids = id_column if id_column in frame.columns else "id"
@@ -111,8 +118,11 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     if extra:
         raise VerdictError(f"{name}: unexpected column(s) {extra}: a verdict file holds {id_column!r} (or 'id'), "
                            f"'outcome' and 'note' only")
+    undecided = (frame["outcome"].str.strip() == "") & (frame[ids].str.strip() != "")
+    frame = frame[~undecided]
     if frame.empty:
-        raise VerdictError(f"{name}: holds no verdicts")
+        raise VerdictError(f"{name}: holds no verdicts" + (f" ({undecided.sum():,} row(s) with an id have no outcome "
+                                                           f"yet)" if undecided.any() else ""))
     verdicts = pd.DataFrame({id_column: frame[ids].str.strip(), "outcome": frame["outcome"].str.strip().str.lower(),
                              "note": frame["note"].str.strip() if "note" in frame else ""})
     ambiguous = pd.Series(False, index=verdicts.index)
@@ -132,22 +142,28 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         # A spreadsheet reads an id of digits as a number, and drops its leading zeros.
         unpadded = pd.Series(known_ids, index=known_ids.str.lstrip("0"))
         unpadded = unpadded[~unpadded.index.duplicated(keep=False)]
-        problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} is not a record of this screening run" + (
-            f" (the run has {unpadded[verdicts[id_column][i]]!r}: a spreadsheet drops an id's leading zeros; "
-            f"format the id column as text)" if verdicts[id_column][i] in unpadded.index else ""))
+        quarantined = pd.Index([]) if quarantined_ids is None else quarantined_ids.str.strip()
+        problems += [(i + 2, ids, f"{verdicts[id_column][i]!r} " + (
+            "was quarantined, not scored (quarantine.csv says why): it has no flag to review"
+            if verdicts[id_column][i] in quarantined else "is not a record of this screening run" + (
+                f" (the run has {unpadded[verdicts[id_column][i]]!r}: a spreadsheet drops an id's leading zeros; "
+                f"format the id column as text)" if verdicts[id_column][i] in unpadded.index else "")))
             for i in unknown]
     if problems:
         problems.sort()
         listed = "; ".join(f"line {line}, column {column!r}: {what}" for line, column, what in problems[:MAX_LISTED])
         more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
         raise VerdictError(f"{name}: {listed}{more}")
-    return verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)
+    verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)
+    verdicts.attrs["undecided"] = int(undecided.sum())
+    return verdicts
 
 
 def stored_verdicts(run_dir: Path) -> pd.DataFrame | None:
-    """The run folder's ``verdicts.csv`` (all as text), or None before any review."""
+    """The run folder's ``verdicts.csv`` (all as text, a note that would run as a formula without the
+    "'" it was written with), or None before any review."""
     path = Path(run_dir) / VERDICTS
-    return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
+    return read_output_csv(path, dtype=str).fillna("") if path.is_file() else None
 
 
 def labelled_records(runs_root: str | Path) -> pd.DataFrame:

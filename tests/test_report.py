@@ -223,6 +223,19 @@ def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
     read = read_verdicts(io.StringIO(sheet), "transaction_id", known_ids=pd.Index(["tx1", "tx2 "]))
     assert read.to_dict("list") == {"transaction_id": ["tx1", "tx2 "], "outcome": ["fraud", "legitimate"],
                                     "note": ["a", ""]}  # each id as the run spells it (a CHAR column pads it)
+    # Headers in any case; a row not decided yet (an id, no outcome) is left out and counted, not refused.
+    read = read_verdicts(io.StringIO("ID,Outcome,Note\ntx1,Fraud,\ntx2,,ask the branch\n"), "transaction_id",
+                         known_ids=pd.Index(["tx1", "tx2"]))
+    assert read.to_dict("list") == {"transaction_id": ["tx1"], "outcome": ["fraud"], "note": [""]}
+    assert read.attrs["undecided"] == 1
+    with pytest.raises(VerdictError, match=r"holds no verdicts \(1 row\(s\) with an id have no outcome yet\)"):
+        read_verdicts(io.StringIO("id,outcome\ntx2,\n"), "transaction_id")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(VerdictError, match=r"empty.csv: holds no verdicts \(the file is empty\)"):
+        read_verdicts(tmp_path / "empty.csv", "transaction_id")
+    with pytest.raises(VerdictError, match="line 2, column 'id': 'tx9' was quarantined, not scored"):
+        read_verdicts(io.StringIO("id,outcome\ntx9,fraud\n"), "transaction_id", known_ids=pd.Index(["tx1"]),
+                      quarantined_ids=pd.Index(["tx9"]))
     (tmp_path / "unicode.csv").write_text("id,outcome\ntx1,fraud\n", encoding="utf-16")
     with pytest.raises(VerdictError, match="the file is UTF-16 text .* save it as 'CSV UTF-8'"):
         read_verdicts(tmp_path / "unicode.csv", "transaction_id")

@@ -14,7 +14,7 @@ from pipeline import tracking
 from pipeline.promote import VERDICTS_CAVEAT, promote
 from pipeline.review import review
 from pipeline.train import train
-from pipeline.verdicts import VERDICT_LABEL, VerdictError, labelled_records
+from pipeline.verdicts import VERDICT_LABEL, VerdictError, labelled_records, stored_verdicts
 
 
 @pytest.fixture
@@ -40,12 +40,14 @@ def test_verdicts_are_stored_merged_logged_and_shown(run, tmp_path):
     assert f"precision of the flags {fraud / len(run['flagged']):.1%}" in page and 'class="verdict-fraud"' in page
 
     changed = run["verdicts"].iloc[:1].assign(outcome="legitimate" if run["verdicts"]["outcome"][0] == "fraud"
-                                              else "fraud", note="second look")
+                                              else "fraud", note="=second look")  # formula-like: kept inert
     changed.to_csv(tmp_path / "again.csv", index=False)
     again = review(run["run"], tmp_path / "again.csv")
     stored = pd.read_csv(run["run"] / "verdicts.csv", dtype=str, keep_default_na=False)
     assert again.stored == len(stored) == len(run["flagged"]) and stored["transaction_id"].is_unique
-    assert stored.set_index("transaction_id").loc[changed["id"][0], "note"] == "second look"  # the latest wins
+    assert stored.set_index("transaction_id").loc[changed["id"][0], "note"] == "'=second look"  # the latest wins
+    assert stored_verdicts(run["run"]).set_index("transaction_id").loc[changed["id"][0], "note"] == \
+        "=second look"  # read back as written
     # Kept for audit: when each verdict was given, and the outcome it overturned.
     assert again.overturned == 1 and (stored["reviewed_at"] != "").all()
     assert stored.set_index("transaction_id")["previous_outcome"].to_dict() == {
