@@ -155,6 +155,7 @@ def _screen(args: argparse.Namespace) -> None:
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
     from pipeline.promote import MIN_ANOMALIES, registered_name, set_champion
+    from pipeline.verdicts import reviewed_runs
     from pipeline.tracking import CHALLENGER
 
     compare = [f"--{name.replace('_', '-')}" for name in ("label_col", "metric", "margin", "max_fpr", "min_anomalies")
@@ -172,6 +173,8 @@ def _promote(args: argparse.Namespace) -> None:
         raise ValueError("--data needs --label-col, the column that holds the labels")
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
+    if args.verdicts_from is not None:
+        reviewed_runs(args.verdicts_from)  # none: said before Prefect starts
     _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}")
     print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric or "auprc", args.margin or 0.0,
                                      args.max_fpr, workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,

@@ -166,6 +166,20 @@ def stored_verdicts(run_dir: Path) -> pd.DataFrame | None:
     return read_output_csv(path, dtype=str).fillna("") if path.is_file() else None
 
 
+def reviewed_runs(runs_root: str | Path) -> list[tuple[str, Path, str]]:
+    """(finished at, folder, id column) of each reviewed screening run under ``runs_root``, at any
+    depth; VerdictError when there is none."""
+    runs = []
+    for path in Path(runs_root).rglob(VERDICTS):
+        summary = read_summary(path.parent)
+        if summary is not None and (path.parent / FLAGGED).is_file():
+            runs.append((summary.get("finished_at", ""), path.parent, summary["id_column"]))
+    if not runs:
+        raise VerdictError(f"no reviewed screening run under {str(runs_root)!r}: attach verdicts to a run with "
+                           f"`maskae review --run DIR --verdicts FILE` first")
+    return runs
+
+
 def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     """Every reviewed flagged record under ``runs_root``: its values from ``flagged.csv`` and
     ``VERDICT_LABEL`` (1 = fraud, 0 = legitimate).
@@ -180,14 +194,7 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
     VerdictError
         No reviewed screening run under ``runs_root``.
     """
-    runs = []
-    for path in Path(runs_root).rglob(VERDICTS):
-        summary = read_summary(path.parent)
-        if summary is not None and (path.parent / FLAGGED).is_file():
-            runs.append((summary.get("finished_at", ""), path.parent, summary["id_column"]))
-    if not runs:
-        raise VerdictError(f"no reviewed screening run under {str(runs_root)!r}: attach verdicts to a run with "
-                           f"`maskae review --run DIR --verdicts FILE` first")
+    runs = reviewed_runs(runs_root)
     id_columns = {id_column for _, _, id_column in runs}
     if len(id_columns) > 1:
         raise VerdictError(f"the reviewed runs under {str(runs_root)!r} name their ids differently "

@@ -43,6 +43,12 @@ def test_promote_refuses_options_that_would_not_be_used(capfd):
     assert "--note goes with --version" in capfd.readouterr().err
 
 
+def test_promote_on_verdicts_with_no_review_fails_before_prefect_starts(capfd, tmp_path):
+    assert main(["promote", "--model", "fraud", "--verdicts-from", str(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert "no reviewed screening run under" in err and "Beginning flow run" not in err
+
+
 def test_errors_are_one_line_not_a_traceback(capfd, tmp_path):
     assert main(["demo", "--customers", "0", "--out", str(tmp_path / "demo-x")]) == 2
     assert not (tmp_path / "demo-x").exists()  # a refused demo leaves no folder behind
