@@ -212,6 +212,9 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
                           exclude_columns=data.exclude_columns, column_types=data.column_types)
     checked = validate(frame, schema, warn_extra=False)  # the columns left out were the user's choice
+    if empty := [c for c in schema.feature_columns if len(checked.clean) and checked.clean[c].isna().all()]:
+        raise SchemaError(f"column(s) {empty} have no value in any training row: leave them out (--exclude-columns "
+                          f"{','.join(empty)}, or data.exclude_columns), or train on rows where they are filled")
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
     fraction = config.calibration.calibration_fraction  # the detector holds out at least 1 row for it

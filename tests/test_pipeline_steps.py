@@ -269,6 +269,13 @@ def test_missing_column_is_refused_before_any_output(env, first):
     assert not out.exists() and not list(out.parent.glob(".no_amount*"))
 
 
+def test_a_feature_column_never_filled_in_training_is_refused_with_the_flag_that_leaves_it_out(env):
+    env["history"].assign(country=None).to_csv(env["root"] / "no_country.csv", index=False)
+    with pytest.raises(SchemaError, match=r"column\(s\) \['country'\] have no value in any training row: leave them "
+                                          r"out \(--exclude-columns country, or data.exclude_columns\)"):
+        train(config(env["root"] / "no_country.csv"))
+
+
 def test_an_id_column_that_is_a_feature_is_refused_before_any_output(env, first):
     out = env["root"] / "out" / "id_is_a_feature"
     with pytest.raises(SchemaError, match="id column 'merchant_category' is a feature of fraud version 1; name the "
