@@ -65,8 +65,8 @@ class PromotionDecision:
     model_name: str
     decision: str
     reason: str
-    challenger_version: str
-    champion_version: str  # before the decision
+    challenger_version: str  # the version compared with champion; set by hand: the version named
+    champion_version: str  # before the decision ("none" when there was none)
     metric: str
     challenger: dict[str, float] = field(default_factory=dict)
     champion: dict[str, float] = field(default_factory=dict)
@@ -103,8 +103,7 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
     aliases = {name: str(v) for name, v in MlflowClient().get_registered_model(model_name).aliases.items()}
     left, challenger = aliases.get(tracking.CHAMPION), aliases.get(tracking.CHALLENGER)
     if left == target.version:
-        return PromotionDecision(model_name, "no change", f"version {left} is champion already", challenger or "",
-                                 left, "")
+        return PromotionDecision(model_name, "no change", f"version {left} is champion already", left, left, "")
     reason = f"champion set by hand to version {target.version}" + (f" (was {left})" if left else "") + (
         f": {note}" if note else "")
     if challenger is not None and challenger == left:
