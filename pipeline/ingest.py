@@ -36,6 +36,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -468,6 +469,8 @@ class Schema:
     id_column: str
     features: dict[str, str]
     label_column: str | None = None
+    # The training data's other columns, left out by choice: a batch that holds them is not warned of them.
+    left_out: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         bad = {name: kind for name, kind in self.features.items() if kind not in KINDS}
@@ -510,14 +513,16 @@ class Schema:
             features[name] = overrides.get(name) or ("numeric" if is_numeric_column(frame[name]) else "categorical")
             if name not in overrides and features[name] == "categorical":
                 _warn_if_mostly_numbers(name, frame[name])
-        return cls(id_column, features, label_column)
+        left_out = [str(c) for c in frame.columns if c not in (id_column, label_column, *names)]
+        return cls(id_column, features, label_column, left_out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id_column": self.id_column, "label_column": self.label_column, "features": dict(self.features)}
+        return {"id_column": self.id_column, "label_column": self.label_column, "features": dict(self.features),
+                "left_out": list(self.left_out)}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Schema:
-        return cls(state["id_column"], dict(state["features"]), state.get("label_column"))
+        return cls(state["id_column"], dict(state["features"]), state.get("label_column"), list(state.get("left_out", [])))
 
 
 class SeenIds:
@@ -642,7 +647,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
                    ": renamed, or spelt with other case or spaces?)"
         raise SchemaError(f"the batch lacks column(s) {missing}{hint}; expected id column {schema.id_column!r} and "
                           f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
-    extra = [c for c in frame.columns if c not in expected and c != schema.label_column]
+    extra = [c for c in frame.columns if c not in expected and c != schema.label_column and c not in schema.left_out]
     if extra and warn_extra:
         warnings.warn(f"column(s) {extra} are not in the schema: they are kept but not checked or scored", stacklevel=2)
     ids = frame[schema.id_column]

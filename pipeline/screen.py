@@ -27,7 +27,7 @@ import sys
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
     if id_column in model.schema.features:  # its values would be read as ids: repeats quarantined as duplicates
         raise SchemaError(f"id column {id_column!r} is a feature of {resolved.name} version {resolved.version}; "
                           f"name the batch's record id column (the model was trained with {model.schema.id_column!r})")
-    schema = model.schema if id_column is None else Schema(id_column, model.schema.features, model.schema.label_column)
+    schema = model.schema if id_column is None else replace(model.schema, id_column=id_column)
     with ScreeningFolder(out_dir, schema.id_column) as folder:
         try:
             tally = _score_file(data_path, model, schema, batch_rows, folder, (scorer or in_process_scorer)(model))
@@ -197,7 +197,7 @@ def check_columns(data: str | Path, model_ref: str, id_column: str | None = None
         return
     schema = Schema.from_dict(logged)
     if id_column is not None:
-        schema = Schema(id_column, schema.features, schema.label_column)
+        schema = replace(schema, id_column=id_column)
     for file in source_files(data):
         head = next(iter_batches(file, batch_rows=1, short_lines=False)).head(0)
         try:

@@ -405,7 +405,14 @@ def test_schema_kinds_overrides_and_json_round_trip(table):
     assert Schema.from_dict(json.loads(json.dumps(schema.to_dict()))) == schema
     with pytest.raises(SchemaError, match="nope"):
         Schema.infer(table, "txn_id", columns=["amount", "nope"])
-    assert list(Schema.infer(table, "txn_id", exclude_columns=["mcc"]).features) == ["amount", "card_present"]
+    excluded = Schema.infer(table, "txn_id", exclude_columns=["mcc"])
+    assert list(excluded.features) == ["amount", "card_present"] and excluded.left_out == ["mcc"]
+    assert Schema.from_dict(json.loads(json.dumps(excluded.to_dict()))) == excluded
+    with warnings.catch_warnings():  # a column left out at training is no news in a batch
+        warnings.simplefilter("error")
+        validate(table, excluded)
+    with pytest.warns(UserWarning, match=r"column\(s\) \['new'\] are not in the schema"):
+        validate(table.assign(new=1), excluded)
     with pytest.raises(SchemaError, match="nope"):  # a misspelt exclusion is not silently ignored
         Schema.infer(table, "txn_id", exclude_columns=["nope"])
 
