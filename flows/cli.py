@@ -154,7 +154,7 @@ def _screen(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
-    from pipeline.promote import MIN_ANOMALIES, registered_name, set_champion
+    from pipeline.promote import MIN_ANOMALIES, check_policy, registered_name, set_champion
     from pipeline.verdicts import reviewed_runs
     from pipeline.tracking import CHALLENGER
 
@@ -169,6 +169,11 @@ def _promote(args: argparse.Namespace) -> None:
         _preflight()
         print(decision_line(asdict(set_champion(registered_name(args.model), args.version, args.note))))
         return
+    if args.verdicts_from is not None and args.label_col is not None:
+        raise ValueError("--label-col goes with --data: on --verdicts-from, the analysts' verdicts are the labels")
+    policy = (args.metric or "auprc", args.margin or 0.0, args.max_fpr,
+              MIN_ANOMALIES if args.min_anomalies is None else args.min_anomalies)
+    check_policy(*policy)
     if args.data is not None and args.label_col is None and not Path(args.data).is_dir():  # a folder: images, by kind
         raise ValueError("--data needs --label-col, the column that holds the labels")
     if args.verdicts_from is not None and not Path(args.verdicts_from).is_dir():
@@ -176,26 +181,22 @@ def _promote(args: argparse.Namespace) -> None:
     if args.verdicts_from is not None:
         reviewed_runs(args.verdicts_from)  # none: said before Prefect starts
     _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}")
-    print(decision_line(promote_flow(args.model, args.data, args.label_col, args.metric or "auprc", args.margin or 0.0,
-                                     args.max_fpr, workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,
-                                     min_anomalies=MIN_ANOMALIES if args.min_anomalies is None else args.min_anomalies)))
+    metric, margin, max_fpr, min_anomalies = policy
+    print(decision_line(promote_flow(args.model, args.data, args.label_col, metric, margin, max_fpr,
+                                     workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,
+                                     min_anomalies=min_anomalies)))
 
 
 def _review(args: argparse.Namespace) -> None:
+    from pipeline.report import review_line
     from pipeline.review import review
 
     _preflight()
     result = review(args.run, args.verdicts)
-    flags = result.flags
-    precision = "" if flags.precision is None else f"; precision of the reviewed flags {flags.precision:.1%}"
-    unflagged = "" if not flags.not_flagged else (f" {flags.not_flagged} verdict(s) on records the run did not "
-                                                  f"flag: kept, but promotion on verdicts cannot use them (the run "
-                                                  f"kept no values for them).")
     overturned = f" ({result.overturned} changed an earlier outcome)" if result.overturned else ""
     overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
-    print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. Reviewed {flags.reviewed} of "
-          f"{flags.flagged} flagged records ({flags.anomalous} {flags.words[0]}){precision}.{unflagged}\n"
-          f"report: {Path(args.run) / 'report.html'}")
+    print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. "
+          f"{review_line(result.flags)}\nreport: {Path(args.run) / 'report.html'}")
 
 
 def _serve(args: argparse.Namespace) -> None:

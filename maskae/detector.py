@@ -71,8 +71,9 @@ from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
-from maskae.table_encoding import (EmptyRowWarning, TableEncoder, UnknownCategoryWarning, as_frame,
-                                   outside_stacklevel)
+from maskae.table_encoding import EmptyRowWarning, TableEncoder, UnknownCategoryWarning, as_frame
+from maskae.table_encoding import numbers as column_numbers  # the stdlib's numbers is in use here
+from maskae.table_encoding import outside_stacklevel
 from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
@@ -703,8 +704,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         tail_share = np.full(missing.shape, np.nan)
         tail_share[:, :n_numeric] = self.tails_.tail_shares(data.numeric.numpy(), missing[:, :n_numeric])
         bounds = np.where(missing[:, :n_numeric], np.nan, self.tails_.beyond_range(data.numeric.numpy()))
-        beyond = self._as_durations(pd.DataFrame(  # six digits: the bound went through float32
-            {c.name: [float(f"{b:.6g}") for b in c.decode(bounds[:, j].astype(float))]
+        beyond = self._as_durations(pd.DataFrame(
+            {c.name: _shown_bound(c.decode(bounds[:, j].astype(float)), column_numbers(frame[c.name]))
              for j, c in enumerate(self.encoder_.numeric_)}, index=range(len(frame)), columns=self.encoder_.columns_,
             dtype=float), frame)
         names = self.encoder_.feature_names
@@ -735,6 +736,13 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
     def load(cls, path: str | Path) -> "MaskedAutoencoderDetector":
         """Read a detector written by :meth:`save`."""
         return load_detector_state(cls, Path(path))
+
+
+def _shown_bound(bound: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """A training range's end for people: to float32's 7 digits (it was stored so: 23, not
+    22.9999995), unless rounding would put it past the value said to lie beyond it."""
+    rounded = np.array([float(f"{b:.7g}") for b in bound])
+    return np.where(np.sign(observed - rounded) == np.sign(observed - bound), rounded, bound)
 
 
 def _refuse_sparse(X) -> None:

@@ -78,6 +78,18 @@ class PromotionDecision:
         return self.decision == "promote"
 
 
+def check_policy(metric: str, margin: float, max_fpr: float | None, min_anomalies: int) -> None:
+    """ValueError for a policy setting out of its range (the command line checks before Prefect starts)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not -1 < margin < 1:
+        raise ValueError(f"margin must be in (-1, 1), a difference of {metric}s, got {margin}")
+    if max_fpr is not None and not 0 <= max_fpr <= 1:
+        raise ValueError(f"max_fpr must be a rate in [0, 1], got {max_fpr}")
+    if min_anomalies < 1:
+        raise ValueError(f"min_anomalies must be at least 1, got {min_anomalies}")
+
+
 def _policy(metric: str, margin: float, max_fpr: float | None, new: dict, old: dict) -> tuple[str, str]:
     gain = new[metric] - old[metric]
     compared = f"challenger {metric} {new[metric]:.4f} vs champion {old[metric]:.4f} (gain {gain:+.4f}"
@@ -201,14 +213,7 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
     -------
     PromotionDecision
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if not -1 < margin < 1:
-        raise ValueError(f"margin must be in (-1, 1), a difference of {metric}s, got {margin}")
-    if max_fpr is not None and not 0 <= max_fpr <= 1:
-        raise ValueError(f"max_fpr must be a rate in [0, 1], got {max_fpr}")
-    if min_anomalies < 1:
-        raise ValueError(f"min_anomalies must be at least 1, got {min_anomalies}")
+    check_policy(metric, margin, max_fpr, min_anomalies)
     registered_name(model_name)
     if (data_path is None) == (verdicts_from is None):
         raise ValueError("give labelled data (data_path) or verdicts_from, not both")

@@ -65,6 +65,13 @@ def _number(value: Any) -> str:
     return f"{value:,.2f}" if abs(value) >= 0.01 else f"{value:.3g}"
 
 
+def _as_written(value: Any) -> str:
+    """A value as ``flagged.csv`` spells it: a whole float as an integer, a missing one empty."""
+    if isinstance(value, float) and (math.isnan(value) or value.is_integer()):
+        return "" if math.isnan(value) else str(int(value))
+    return str(value)
+
+
 def _number_text(text: str) -> str:
     """``_number`` of a number written as text (a reason's observed value), other text as it is."""
     try:
@@ -139,7 +146,8 @@ def _unseen_fact(unseen: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str
         return []
     return [("values not seen in training", "; ".join(
         f"{name}: {_number(u['values'])} ({u['share']:.2%} of rows scored), read as {u['reads_as']}" + (
-            ", most frequent " + ", ".join(f"{value} ({_number(n)})" for value, n in u["most_common"].items())
+            ", most frequent " + ", ".join(f"{value} ({'' if u['counts_exact'] else 'at least '}{_number(n)})"
+                                           for value, n in u["most_common"].items())
             if u.get("most_common") else "")  # runs screened before the values were counted have none
         for name, u in unseen.items()))]
 
@@ -190,7 +198,8 @@ def flag_review(flagged_ids: Sequence[str], outcomes: Mapping[str, str],
     return FlagReview(len(flagged_ids), len(found), found.count(words[0]), len(outcomes) - len(found), words)
 
 
-def _review_line(review: FlagReview) -> str:
+def review_line(review: FlagReview) -> str:
+    """How a run's flags fared with the analysts, in a sentence (the report's, and the review command's)."""
     line = f"Reviewed {review.reviewed:,} of {review.flagged:,} flagged records"
     if review.reviewed:
         line += (f": {review.anomalous:,} {review.words[0]}, {review.reviewed - review.anomalous:,} {review.words[1]} — "
@@ -222,6 +231,8 @@ def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[st
             "p_value": f"{row['p_value']:.3g}", "p_raw": repr(float(row["p_value"])),
             "reasons": parse_reasons(row.get("reasons"), features), "verdict": verdict, "note": note,
             "cells": [(c, _number(row[c])) for c in values], "images": _images(images, record_id),
+            # what the text filter searches: each value as shown, and as flagged.csv spells it
+            "search": " ".join(f"{c}={_number(row[c])} {c}={_as_written(row[c])}" for c in values),
         })
     return records
 
@@ -292,7 +303,7 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         flag_rate_line=(f"Flag rate {summary['flag_rate']:.2%} ({_number(summary['rows_flagged'])} of "
                         f"{_number(summary['rows_scored'])} scored); "
                         f"{expected_flag_rate(summary['calibration'], summary['rows_scored'])}."),
-        review=_review_line(flag_review([str(i) for i in ordered[id_column]], {i: o for i, (o, _) in verdict_of.items()},
+        review=review_line(flag_review([str(i) for i in ordered[id_column]], {i: o for i, (o, _) in verdict_of.items()},
                                         outcome_words(summary))) if verdict_of else None,
         histogram_png=histogram_plot(counts, edges, threshold, calibration_counts),
         drift_png=drift_plot(counts, edges, calibration_counts) if show_drift else None,

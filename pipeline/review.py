@@ -146,7 +146,7 @@ def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame, id_column: str
     earlier outcome keeps the earlier one's)."""
     stored = pd.DataFrame(columns=[id_column, "outcome"]) if stored is None else stored
     earlier = stored.set_index(id_column).reindex(submitted[id_column])
-    outcome, previous = earlier["outcome"].to_numpy(), earlier.get("previous_outcome", pd.Series(index=earlier.index))
+    outcome, previous = earlier["outcome"].to_numpy(), earlier.get("previous_outcome", pd.Series("", index=earlier.index, dtype=object))
     overturned = pd.notna(outcome) & (outcome != submitted["outcome"].to_numpy())
     submitted = submitted.assign(reviewed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                  previous_outcome=np.where(overturned, outcome, previous.fillna("").to_numpy()))

@@ -348,7 +348,8 @@ class UnseenValues:
         columns, found = {c.name: c for c in model.detector.encoder_.categorical_}, {}
         for name, n in sorted(self.totals.items()):
             common = dict(self.values[name].most_common(UNSEEN_NAMED))
-            examples = ", ".join(f"{value!r} ({count:,})" for value, count in list(common.items())[:3])
+            at_least = "at least " if name in self.pruned else ""
+            examples = ", ".join(f"{value!r} ({at_least}{count:,})" for value, count in list(common.items())[:3])
             warnings.warn(f"{file_name}: {columns[name].unknown_message(n)} (most frequent: {examples})",
                           UnknownCategoryWarning, stacklevel=3)
             found[name] = {"values": n, "share": n / rows_scored, "reads_as": columns[name].reads_as,

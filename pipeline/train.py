@@ -212,11 +212,13 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
                           exclude_columns=data.exclude_columns, column_types=data.column_types)
     checked = validate(frame, schema, warn_extra=False)  # the columns left out were the user's choice
-    if empty := [c for c in schema.feature_columns if len(checked.clean) and checked.clean[c].isna().all()]:
-        raise SchemaError(f"column(s) {empty} have no value in any training row: leave them out (--exclude-columns "
-                          f"{','.join(empty)}, or data.exclude_columns), or train on rows where they are filled")
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
+    if empty := [c for c in schema.feature_columns if len(fit_rows) and fit_rows[c].isna().all()]:
+        leave_out = ("drop them from --columns (data.columns)" if data.columns else
+                     f"--exclude-columns {','.join(empty)}, or data.exclude_columns")
+        raise SchemaError(f"column(s) {empty} have no value in any row trained on (known anomalies set aside): leave "
+                          f"them out ({leave_out}), or train on rows where they are filled")
     fraction = config.calibration.calibration_fraction  # the detector holds out at least 1 row for it
     if len(fit_rows) - (max(1, round(fraction * len(fit_rows))) if fraction > 0 else 0) < 3:
         # the detector's own message could not say where the rows went

@@ -206,6 +206,14 @@ def labelled_records(runs_root: str | Path) -> pd.DataFrame:
         labelled[VERDICT_LABEL] = (labelled.pop("outcome") == TABLE_OUTCOMES[0]).astype(int)
         parts.append(labelled.drop(columns=["anomaly_score", "p_value", "reasons"], errors="ignore"))
     records = pd.concat(parts, ignore_index=True)
-    # A record is its id and values: the columns every run kept (a retrained model may read more).
-    values = [c for c in records.columns if c != VERDICT_LABEL and all(c in part for part in parts)]
-    return records.drop_duplicates(values, keep="last").reset_index(drop=True)
+    # A record is its id (as text: 007 is not 7) and values: the columns every run kept (a retrained
+    # model may read more), numbers compared as numbers (one run writes an amount 500, another 500.0).
+    values = [c for c in records.columns if c not in (VERDICT_LABEL, id_column) and all(c in p for p in parts)]
+    repeated = records[values].apply(_as_number_where_one).assign(**{id_column: records[id_column]}).duplicated(
+        keep="last")
+    return records[~repeated].reset_index(drop=True)
+
+
+def _as_number_where_one(column: pd.Series) -> pd.Series:
+    parsed = pd.to_numeric(column, errors="coerce")
+    return column.astype(object).where(parsed.isna(), parsed)

@@ -41,6 +41,10 @@ def test_promote_refuses_options_that_would_not_be_used(capfd):
         "used" in capfd.readouterr().err
     assert main(["promote", "--model", "fraud", "--data", "x.csv", "--label-col", "y", "--note", "why"]) == 2
     assert "--note goes with --version" in capfd.readouterr().err
+    assert main(["promote", "--model", "fraud", "--verdicts-from", ".", "--label-col", "is_fraud"]) == 2
+    assert "--label-col goes with --data" in capfd.readouterr().err
+    assert main(["promote", "--model", "fraud", "--data", "x.csv", "--label-col", "y", "--min-anomalies", "0"]) == 2
+    assert "min_anomalies must be at least 1, got 0" in capfd.readouterr().err
 
 
 def test_promote_on_verdicts_with_no_review_fails_before_prefect_starts(capfd, tmp_path):

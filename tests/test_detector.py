@@ -254,6 +254,15 @@ def test_injected_extreme_value_scores_high_and_is_explained(fitted, mixed_frame
     assert low["hour"] == mixed_frame["hour"].min() and low.drop("hour").isna().all()  # the others lie within
 
 
+def test_a_training_ranges_end_is_shown_rounded_but_never_past_the_value_beyond_it():
+    from maskae.detector import _shown_bound
+
+    ends = np.array([22.9999995, 123456.78125, 9.9999996, 2.0000001, np.nan])  # as float32 stored them
+    observed = np.array([47.0, 123456.79, 9.99999999, 1.5, 3.0])  # past the ends (the fourth below its start)
+    shown = _shown_bound(ends, observed)
+    assert shown[:4].tolist() == [23, 123456.78125, 9.9999996, 2] and np.isnan(shown[4])
+
+
 def test_explain_reads_how_rare_each_value_is_in_its_own_column(fitted, mixed_frame):
     long = fitted.explain(mixed_frame).set_index(["row", "feature"])["tail_share"]
     hours = mixed_frame["hour"]

@@ -408,6 +408,7 @@ def test_schema_kinds_overrides_and_json_round_trip(table):
     excluded = Schema.infer(table, "txn_id", exclude_columns=["mcc"])
     assert list(excluded.features) == ["amount", "card_present"] and excluded.left_out == ["mcc"]
     assert Schema.from_dict(json.loads(json.dumps(excluded.to_dict()))) == excluded
+    assert Schema.from_dict({"id_column": "txn_id", "features": {"amount": "numeric"}}).left_out == []  # older models
     with warnings.catch_warnings():  # a column left out at training is no news in a batch
         warnings.simplefilter("error")
         validate(table, excluded)

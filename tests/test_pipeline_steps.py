@@ -271,8 +271,8 @@ def test_missing_column_is_refused_before_any_output(env, first):
 
 def test_a_feature_column_never_filled_in_training_is_refused_with_the_flag_that_leaves_it_out(env):
     env["history"].assign(country=None).to_csv(env["root"] / "no_country.csv", index=False)
-    with pytest.raises(SchemaError, match=r"column\(s\) \['country'\] have no value in any training row: leave them "
-                                          r"out \(--exclude-columns country, or data.exclude_columns\)"):
+    with pytest.raises(SchemaError, match=r"column\(s\) \['country'\] have no value in any row trained on \(known "
+                                          r"anomalies set aside\): leave them out \(drop them from --columns"):
         train(config(env["root"] / "no_country.csv"))
 
 

@@ -171,6 +171,20 @@ def test_a_value_beyond_every_training_value_says_where_they_end_however_few_the
     assert parse_reasons(text, ["hour"])[0]["tail"] == "beyond every training value: they end at 23"
 
 
+def test_the_filter_finds_a_value_as_shown_and_as_flagged_csv_spells_it():
+    html = page(flagged=FLAGGED.assign(amount=[4822.5, 12345.0, np.nan]))
+    assert "amount=4,822.50 amount=4822.5 " in html and "amount=12,345 amount=12345 " in html
+
+
+def test_new_category_values_are_named_and_lower_bounds_said_so():
+    unseen = {"merchant": {"values": 9, "share": 0.0075, "reads_as": "unknown", "most_common": {"ACME": 7, "Zed": 2},
+                           "counts_exact": False},
+              "country": {"values": 1, "share": 0.001, "reads_as": "unknown"}}  # a run screened before names
+    html = page(summary=summary(unseen_categories=unseen))
+    assert "merchant: 9 (0.75% of rows scored), read as unknown, most frequent ACME (at least 7), Zed (at least " \
+           "2); country: 1 (0.10% of rows scored), read as unknown" in html
+
+
 def test_verdicts_show_per_record_and_as_precision():
     marked = pd.DataFrame({"transaction_id": ["tx1", "tx2", "tx77"], "outcome": ["fraud", "legitimate", "fraud"],
                            "note": ["card reported stolen", "", ""]})
