@@ -48,8 +48,9 @@ TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
 # "of the mismatch" is optional: runs screened before it was written are reviewed with this too
 _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), "
                      r"(?P<share>\d+)%(?: of the mismatch)?"
-                     r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|beyond every training value: "
-                     r"they end at .*))?\)", re.DOTALL)
+                     r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|(?P<side>(?:above the largest|below "
+                     r"the smallest) training value, |outside the training values, which end at )(?P<end>.*)))?\)",
+                     re.DOTALL)
 
 
 def _number(value: Any) -> str:
@@ -83,8 +84,8 @@ def _number_text(text: str) -> str:
 def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
     """The ``reasons`` cell of ``flagged.csv`` as one dict per feature (``feature``, ``observed``,
     ``expected``, ``share``, ``width`` = share in percent, ``tail`` = how far out the value lies in
-    its column, ``"as far out as 1 in 2,500 training values"``, ``"beyond every training value: they
-    end at 23"``, or None), splitting only before a known feature
+    its column, ``"as far out as 1 in 2,500 training values"``, ``"above the largest training value,
+    3,573.32"``, or None), splitting only before a known feature
     name, so a value that contains ``"; "`` stays whole. A part that does not parse comes back as
     ``{"text": part}``: shown as written rather than lost."""
     if not isinstance(text, str) or not text.strip():
@@ -99,7 +100,8 @@ def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
             continue
         reasons.append({"feature": match["feature"], "observed": _number_text(match["observed"]),
                         "expected": _number_text(match["expected"]), "share": f"{match['share']}%",
-                        "width": int(match["share"]), "tail": match["tail"]})
+                        "width": int(match["share"]),
+                        "tail": match["side"] + _number_text(match["end"]) if match["side"] else match["tail"]})
     return reasons
 
 

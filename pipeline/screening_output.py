@@ -159,8 +159,8 @@ def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...], words: dict
 def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None,
                  top_k: int | None = None, far_out_values: bool = True) -> list[str]:
     """One ``"feature=observed (expected ~value, share%[, as far out as 1 in N training values])"``
-    list per row (``", beyond every training value: they end at V"`` for a value past its column's
-    training range), ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
+    list per row (``", above the largest training value, V"`` or ``"below the smallest"`` for a value
+    past its column's training range), ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
     when given and not empty.
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X)`` of ``n_rows`` records; the share
@@ -185,15 +185,19 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row, rare in zip(explanation.itertuples(index=False), far_out):
         if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
-            tail = "" if not rare else _far_out_text(row.beyond, row.tail_share)
+            tail = "" if not rare else _far_out_text(row.observed, row.beyond, row.tail_share)
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
                                   f"{row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
 
 
-def _far_out_text(beyond: Any, tail_share: float) -> str:
+def _far_out_text(observed: Any, beyond: Any, tail_share: float) -> str:
     if pd.notna(beyond):  # its tail probability is the floor, 1 / (n + 1): where the training values end says more
-        return f", beyond every training value: they end at {_text(beyond)}"
+        try:
+            side = "above the largest" if observed > beyond else "below the smallest"
+        except TypeError:  # a number given as text to the library: no side to tell
+            return f", outside the training values, which end at {_text(beyond)}"
+        return f", {side} training value, {_text(beyond)}"
     # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
     return f", as far out as 1 in {float(f'{1 / tail_share:.2g}'):,.0f} training values"
 

@@ -164,11 +164,18 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
 
 def test_a_value_beyond_every_training_value_says_where_they_end_however_few_they_were():
     # 1 in 31 is not rare, but 47 lies past every one of the 30 training hours: where they end says more.
-    why = pd.DataFrame({"row": [0], "feature": ["hour"], "observed": [47.0], "expected": [14.0],
-                        "contribution": [2.0], "share": [0.05], "tail_share": [1 / 31], "beyond": [23.0]})
-    text = reasons_text(why, 1)[0]
-    assert text == "hour=47 (expected ~14, 5% of the mismatch, beyond every training value: they end at 23)"
-    assert parse_reasons(text, ["hour"])[0]["tail"] == "beyond every training value: they end at 23"
+    why = pd.DataFrame({"row": [0, 1, 2], "feature": ["hour", "amount", "amount"], "observed": [47.0, 0.61, "0.61"],
+                        "expected": [14.0, 40.0, 40.0], "contribution": [2.0, 2.0, 2.0], "share": [0.05, 0.02, 0.02],
+                        "tail_share": [1 / 31, 1e-4, 1e-4], "beyond": [23.0, 1234.5, 1234.5]})
+    why.loc[1:, "beyond"] = 0.79  # the smallest training amount
+    text = reasons_text(why, 3)
+    assert text == ["hour=47 (expected ~14, 5% of the mismatch, above the largest training value, 23)",
+                    "amount=0.61 (expected ~40, 2% of the mismatch, below the smallest training value, 0.79)",
+                    # a number given as text, which the library reads but cannot compare
+                    "amount=0.61 (expected ~40, 2% of the mismatch, outside the training values, which end at 0.79)"]
+    assert parse_reasons(text[0], ["hour"])[0]["tail"] == "above the largest training value, 23"
+    assert parse_reasons("amount=5000 (expected ~40, 2% of the mismatch, above the largest training value, 3573.32)",
+                         ["amount"])[0]["tail"] == "above the largest training value, 3,573.32"  # as the report writes
 
 
 def test_the_filter_finds_a_value_as_shown_and_as_flagged_csv_spells_it():
