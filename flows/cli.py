@@ -193,7 +193,9 @@ def _review(args: argparse.Namespace) -> None:
 
     _preflight()
     result = review(args.run, args.verdicts)
-    overturned = f" ({result.overturned} changed an earlier outcome)" if result.overturned else ""
+    changed = result.overturned
+    overturned = (f" ({len(changed)} changed an earlier outcome: {', '.join(changed[:5])}"
+                  f"{', ...' if len(changed) > 5 else ''})" if changed else "")
     overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
     print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. "
           f"{review_line(result.flags)}\nreport: {Path(args.run) / 'report.html'}")

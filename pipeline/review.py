@@ -44,7 +44,7 @@ class ReviewResult:
     undecided: int  # rows of the file with an id and no outcome yet: left out
     stored: int  # verdicts the run holds now, earlier reviews included
     flags: FlagReview  # the run's flags against all its verdicts
-    overturned: int = 0  # verdicts of this review that changed a record's earlier outcome
+    overturned: tuple[str, ...] = ()  # records whose earlier outcome this review changed
 
 
 def _replace(path: Path, text: str) -> None:
@@ -139,16 +139,21 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     return ReviewResult(run_dir, len(submitted), submitted.attrs["undecided"], len(verdicts), flags, overturned)
 
 
-def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame, id_column: str) -> tuple[pd.DataFrame, int]:
-    """The run's verdicts with ``submitted`` added, and how many of these overturned an earlier
-    outcome. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where it
-    overturned an earlier outcome, that outcome (``previous_outcome``; a verdict that repeats the
-    earlier outcome keeps the earlier one's)."""
-    stored = pd.DataFrame(columns=[id_column, "outcome"]) if stored is None else stored
+def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame,
+            id_column: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The run's verdicts with ``submitted`` added, and the records whose earlier outcome these
+    overturned. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where
+    it overturned an earlier outcome, that outcome (``previous_outcome``; a verdict that repeats the
+    earlier outcome keeps the earlier one's). A verdict submitted again as it stands (outcome and
+    note) changes nothing, its first time kept."""
+    stored = pd.DataFrame(columns=[id_column, "outcome", "note"]) if stored is None else stored
     earlier = stored.set_index(id_column).reindex(submitted[id_column])
-    outcome, previous = earlier["outcome"].to_numpy(), earlier.get("previous_outcome", pd.Series("", index=earlier.index, dtype=object))
-    overturned = pd.notna(outcome) & (outcome != submitted["outcome"].to_numpy())
-    submitted = submitted.assign(reviewed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 previous_outcome=np.where(overturned, outcome, previous.fillna("").to_numpy()))
-    merged = pd.concat([stored, submitted], ignore_index=True).fillna("")  # reviews before the stamps: empty
-    return merged.drop_duplicates(id_column, keep="last").reset_index(drop=True), int(overturned.sum())
+    outcome, given = earlier["outcome"].to_numpy(), submitted["outcome"].to_numpy()
+    previous = earlier.get("previous_outcome", pd.Series("", index=earlier.index, dtype=object)).fillna("")
+    overturned = pd.notna(outcome) & (outcome != given)
+    repeated = (outcome == given) & (earlier["note"].to_numpy() == submitted["note"].to_numpy())
+    added = submitted.assign(reviewed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             previous_outcome=np.where(overturned, outcome, previous.to_numpy()))[~repeated]
+    merged = pd.concat([stored, added], ignore_index=True).fillna("")  # reviews before the stamps: empty
+    return (merged.drop_duplicates(id_column, keep="last").reset_index(drop=True),
+            tuple(submitted[id_column][overturned]))

@@ -50,7 +50,7 @@ def test_verdicts_are_stored_merged_logged_and_shown(run, tmp_path):
     assert stored_verdicts(run["run"]).set_index("transaction_id").loc[changed["id"][0], "note"] == \
         "=second look"  # read back as written
     # Kept for audit: when each verdict was given, and the outcome it overturned.
-    assert again.overturned == 1 and (stored["reviewed_at"] != "").all()
+    assert again.overturned == (changed["id"][0],) and (stored["reviewed_at"] != "").all()
     assert stored.set_index("transaction_id")["previous_outcome"].to_dict() == {
         i: (run["verdicts"]["outcome"][0] if i == changed["id"][0] else "") for i in stored["transaction_id"]}
 
@@ -71,9 +71,13 @@ def test_verdicts_stored_before_the_audit_columns_merge_without_complaint():
         warnings.simplefilter("error")  # pandas warns of filling a float column with text, and will refuse it
         merged, overturned = _merged(old, new, "transaction_id")
         first, _ = _merged(None, new, "transaction_id")
-    assert overturned == 1 and merged.set_index("transaction_id")["previous_outcome"].to_dict() == {
+    assert overturned == ("tx2",) and merged.set_index("transaction_id")["previous_outcome"].to_dict() == {
         "tx1": "", "tx2": "fraud", "tx3": ""}
     assert (merged.set_index("transaction_id")["reviewed_at"]["tx1"], first["previous_outcome"].tolist()) == ("", ["", ""])
+    # The same verdict submitted again changes nothing: its first review time stays.
+    stamped = merged.assign(reviewed_at="2026-01-01T00:00:00+00:00")
+    again, none = _merged(stamped, new, "transaction_id")
+    assert none == () and again.equals(stamped)
 
 
 def test_a_bad_verdict_file_changes_nothing(run, tmp_path):
