@@ -137,9 +137,18 @@ def _facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("rows in", _number(summary["rows_in"])), ("rows scored", _number(summary["rows_scored"])),
         ("rows quarantined", _number(summary["rows_quarantined"])), ("rows flagged", _number(summary["rows_flagged"])),
         *_unseen_fact(summary.get("unseen_categories") or {}),
+        *_missing_fact(summary.get("missing_values") or {}, summary["rows_scored"]),
         ("screened", f"{summary.get('started_at', '')} to {summary.get('finished_at', '')}"),
         ("MLflow run", summary.get("mlflow_run_id") or ""),
     ]
+
+
+def _missing_fact(missing: Mapping[str, int], rows_scored: int) -> list[tuple[str, str]]:
+    """Empty cells of scored rows (an amount left out): scored as hidden cells, which an analyst should know."""
+    if not missing:
+        return []
+    return [("values missing", "; ".join(f"{name}: {_number(n)} ({n / rows_scored:.2%} of rows scored)"
+                                         for name, n in missing.items()) + "; scored as hidden cells, from the others")]
 
 
 def _unseen_fact(unseen: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:

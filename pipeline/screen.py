@@ -252,6 +252,8 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
                         "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
         "drift": tally.drift.summary(),
         "unseen_categories": unseen,
+        # empty cells of scored rows, per feature column: scored as hidden cells, as in training
+        "missing_values": {c: rows - n for c, n in sorted(tally.observed.items()) if n < rows},
         "score_histogram": tally.histogram.to_dict(),
         "input": source,
         "started_at": started,
@@ -262,6 +264,7 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
                                     for record, views in images.items()}
     metrics = {k: summary[k] for k in ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "flag_rate")}
     metrics["unseen_category_values"] = sum(u["values"] for u in unseen.values())
+    metrics["missing_values"] = sum(summary["missing_values"].values())
     metrics |= {f"drift_{k}": v for k, v in summary["drift"].items() if v is not None}
     summary["mlflow_run_id"] = tracking.log_run(
         model, "screening", metrics=metrics,

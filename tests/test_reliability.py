@@ -319,6 +319,7 @@ def test_new_category_values_are_counted_for_the_whole_file_and_warned_once(scre
 
     frame = batch(screened)
     frame.loc[[4, 70, 150, 151], "merchant_category"] = ["new-merchant-type"] * 3 + ["another"]  # in 3 of 4 chunks
+    frame.loc[[9, 99], "amount"] = np.nan  # scored as hidden cells, and said so
     path = write(frame, tmp_path / "batch.csv")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -333,6 +334,9 @@ def test_new_category_values_are_counted_for_the_whole_file_and_warned_once(scre
     import mlflow
 
     assert mlflow.get_run(summary["mlflow_run_id"]).data.metrics["unseen_category_values"] == 4
+    assert summary["missing_values"] == {"amount": 2}
+    assert "values missing</th><td>amount: 2 (1.00% of rows scored); scored as hidden cells" in \
+        (out / "report.html").read_text()
     assert "merchant_category: 4 (2.00% of rows scored), read as unknown, most frequent new-merchant-type (3), " \
         "another (1)" in (out / "report.html").read_text()
     clean = write(batch(screened), tmp_path / "clean.csv")
