@@ -22,6 +22,7 @@ Example
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import IO
 
@@ -38,6 +39,10 @@ MAX_LISTED = 5  # bad lines named in one error message
 
 class VerdictError(ValueError):
     """A verdict file that cannot be used; the message names the file, line and column."""
+
+
+def _header(name: str) -> str:
+    return re.sub(r"[\s_]+", "_", name.strip().lower())
 
 
 def _not_utf8(source: str | Path | IO[str], error: UnicodeDecodeError) -> str:
@@ -95,9 +100,9 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         raise VerdictError(f"{name}: holds no verdicts (the file is empty)") from None
     except (OSError, pd.errors.ParserError) as error:
         raise VerdictError(f"{name}: cannot read the verdicts: {error}") from None
-    # Any case: a spreadsheet user writes "ID", "Outcome"
-    names = {id_column.lower(): id_column, "id": "id", "outcome": "outcome", "note": "note"}
-    frame.columns = [names.get(str(c).strip().lower(), str(c).strip()) for c in frame.columns]
+    # Any case, spaces for underscores: a spreadsheet user writes "ID", "Outcome", "Transaction ID"
+    names = {_header(name): name for name in (id_column, "id", "outcome", "note")}
+    frame.columns = [names.get(_header(str(c)), str(c).strip()) for c in frame.columns]
     blank = frame.apply(lambda column: column.str.strip() == "")
     frame = frame.loc[~blank.all(axis=1), ~(blank.all() & frame.columns.str.startswith("Unnamed: "))]
     ids = id_column if id_column in frame.columns else "id"

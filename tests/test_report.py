@@ -245,8 +245,8 @@ def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
     assert read.to_dict("list") == {"transaction_id": ["tx1", "tx2 "], "outcome": ["fraud", "legitimate"],
                                     "note": ["a", ""]}  # each id as the run spells it (a CHAR column pads it)
     # Headers in any case; a row not decided yet (an id, no outcome) is left out and counted, not refused.
-    read = read_verdicts(io.StringIO("ID,Outcome,Note\ntx1,Fraud,\ntx2,,ask the branch\n"), "transaction_id",
-                         known_ids=pd.Index(["tx1", "tx2"]))
+    read = read_verdicts(io.StringIO("Transaction ID,Outcome,Note\ntx1,Fraud,\ntx2,,ask the branch\n"),
+                         "transaction_id", known_ids=pd.Index(["tx1", "tx2"]))
     assert read.to_dict("list") == {"transaction_id": ["tx1"], "outcome": ["fraud"], "note": [""]}
     assert read.attrs["undecided"] == 1
     with pytest.raises(VerdictError, match=r"holds no verdicts \(1 row\(s\) with an id have no outcome yet\)"):
