@@ -16,9 +16,10 @@ Example
 >>> parse_reasons("amount=4522.93 (expected ~799.16, 47% of the mismatch, as far out as 1 in 2,500 training "
 ...               "values); country=IT (expected ~DE, 17% of the mismatch)", ["amount", "country"])
 ... # doctest: +NORMALIZE_WHITESPACE
-[{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'share': '47%', 'width': 47,
+[{'feature': 'amount', 'observed': '4,522.93', 'expected': '799.16', 'doubted': False, 'share': '47%', 'width': 47,
   'tail': 'as far out as 1 in 2,500 training values'},
- {'feature': 'country', 'observed': 'IT', 'expected': 'DE', 'share': '17%', 'width': 17, 'tail': None}]
+ {'feature': 'country', 'observed': 'IT', 'expected': 'DE', 'doubted': False, 'share': '17%', 'width': 17,
+  'tail': None}]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ IMAGE_KINDS = ("original", "reconstruction", "overlay")
 # An analyst's verdict, (a flag that was right, one that was not): on card transactions, and on images.
 TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
 # "of the mismatch" is optional: runs screened before it was written are reviewed with this too
-_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*), "
+_REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*?)(?P<doubted> but doubted)?, "
                      r"(?P<share>\d+)%(?: of the mismatch)?"
                      r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|(?P<side>(?:above the largest|below "
                      r"the smallest) training value, |outside the training values, which end at )(?P<end>.*)))?\)",
@@ -99,8 +100,8 @@ def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
             reasons.append({"text": part})
             continue
         reasons.append({"feature": match["feature"], "observed": _number_text(match["observed"]),
-                        "expected": _number_text(match["expected"]), "share": f"{match['share']}%",
-                        "width": int(match["share"]),
+                        "expected": _number_text(match["expected"]), "doubted": bool(match["doubted"]),
+                        "share": f"{match['share']}%", "width": int(match["share"]),
                         "tail": match["side"] + _number_text(match["end"]) if match["side"] else match["tail"]})
     return reasons
 

@@ -125,6 +125,9 @@ def _text(value: Any) -> str:
 
 
 MIN_SHARE = 0.05
+# A value the model expected, but doubted enough to carry this share of the mismatch, is named too:
+# left out, the reasons listed could add up to a small part of it.
+DOUBTED_SHARE = 0.25
 RARE_TAIL_SHARE = 0.01  # a value this far out in its own column is named, and how far out said
 # The detector's kinds of evidence (maskae.detector) in an analyst's words. Feature shares explain
 # only the reconstruction evidence, so a record flagged for being unlike every training record
@@ -164,11 +167,12 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     when given and not empty.
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X)`` of ``n_rows`` records; the share
-    is the feature's part of the row's reconstruction evidence. With ``top_k``, a row's ``top_k``
+    is the feature's part of the row's reconstruction evidence (``"expected ~False but doubted"``: the
+    value the model expected, but with enough doubt to carry ``DOUBTED_SHARE`` of it). With ``top_k``, a row's ``top_k``
     features by share are read, and its ``top_k`` rarest values in the outer ``RARE_TAIL_SHARE`` of
     their columns. A feature with under ``MIN_SHARE`` of the share is left out, and so is one whose
-    value is the one expected (a category predicted right but without full confidence): an analyst
-    reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training values
+    value is the one expected with under ``DOUBTED_SHARE`` (a category predicted right but without
+    full confidence): an analyst reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training values
     is named regardless, with how far out it lies (``", as far out as 1 in 2,500 training
     values"``): the tail evidence's reason, which reconstruction shares alone would hide. (In a
     column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1);
@@ -184,10 +188,11 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
         explanation, far_out = explanation[kept], far_out[kept]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row, rare in zip(explanation.itertuples(index=False), far_out):
-        if rare or (row.share >= MIN_SHARE and _text(row.observed) != _text(row.expected)):
+        as_expected = _text(row.observed) == _text(row.expected)
+        if rare or row.share >= (DOUBTED_SHARE if as_expected else MIN_SHARE):
             tail = "" if not rare else _far_out_text(row.observed, row.beyond, row.tail_share)
-            parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}, "
-                                  f"{row.share:.0%} of the mismatch{tail})")
+            parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}"
+                                  f"{' but doubted' if as_expected else ''}, {row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
 
 

@@ -162,6 +162,21 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     assert "<b>amount</b> 9,000 where ~8,000 was expected (3% of the mismatch; as far out as 1 in 600 training values)" in html
 
 
+def test_a_value_the_model_expected_but_doubted_is_named_when_it_carries_much_of_the_mismatch():
+    why = pd.DataFrame({"row": [0, 0, 0], "feature": ["card_present", "hour", "country"],
+                        "observed": [False, 4.0, "GB"], "expected": [False, 13.0, "GB"],
+                        "contribution": [2.0, 0.2, 0.1], "share": [0.87, 0.08, 0.05], "tail_share": [np.nan] * 3,
+                        "beyond": [np.nan] * 3})
+    text = reasons_text(why, 1)[0]  # country, expected and barely doubted, stays out
+    assert text == ("card_present=False (expected ~False but doubted, 87% of the mismatch); "
+                    "hour=4 (expected ~13, 8% of the mismatch)")
+    doubted, hour = parse_reasons(text, ["card_present", "hour", "country"])
+    assert (doubted["expected"], doubted["doubted"], hour["doubted"]) == ("False", True, False)
+    html = page(flagged=pd.DataFrame({"transaction_id": ["tx1"], "anomaly_score": [9.0], "p_value": [0.001],
+                                      "reasons": [text], "card_present": [False], "hour": [4.0], "country": ["GB"]}))
+    assert "<b>card_present</b> False as expected, but doubted (87% of the mismatch)" in html
+
+
 def test_a_value_beyond_every_training_value_says_where_they_end_however_few_they_were():
     # 1 in 31 is not rare, but 47 lies past every one of the 30 training hours: where they end says more.
     why = pd.DataFrame({"row": [0, 1, 2], "feature": ["hour", "amount", "amount"], "observed": [47.0, 0.61, "0.61"],
