@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import dataclasses  # dataclasses.field: the name field is an Arrow field's in this module
 import difflib
 import gzip
 import itertools
@@ -36,7 +37,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -522,7 +522,8 @@ class Schema:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Schema:
-        return cls(state["id_column"], dict(state["features"]), state.get("label_column"), list(state.get("left_out", [])))
+        return cls(state["id_column"], dict(state["features"]), state.get("label_column"),
+                   list(state.get("left_out", [])))
 
 
 class SeenIds:

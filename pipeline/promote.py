@@ -179,7 +179,8 @@ def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dic
         results.append(label_metrics(labels, out["anomaly_score"].to_numpy(), out["flagged"].to_numpy()))
     note = (f" ({len(labels):,} of the {len(labels) + unreadable:,} images read: {unreadable:,} quarantined by "
             f"the image ingest)" if unreadable else "")
-    return results, len(labels), int(labels.sum()), f"; {int(labels.sum()):,} defective images among {len(labels):,}" + note
+    defective = int(labels.sum())
+    return results, len(labels), defective, f"; {defective:,} defective images among {len(labels):,}" + note
 
 
 def promote(model_name: str, data_path: str | Path | None = None, label_column: str | None = None, *,

@@ -167,14 +167,14 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     when given and not empty.
 
     ``explanation`` is ``MaskedAutoencoderDetector.explain(X)`` of ``n_rows`` records; the share
-    is the feature's part of the row's reconstruction evidence (``"expected ~False but doubted"``: the
-    value the model expected, but with enough doubt to carry ``DOUBTED_SHARE`` of it). With ``top_k``, a row's ``top_k``
-    features by share are read, and its ``top_k`` rarest values in the outer ``RARE_TAIL_SHARE`` of
-    their columns. A feature with under ``MIN_SHARE`` of the share is left out, and so is one whose
-    value is the one expected with under ``DOUBTED_SHARE`` (a category predicted right but without
-    full confidence): an analyst reads what stood out. A value in the outer ``RARE_TAIL_SHARE`` of its column's training values
-    is named regardless, with how far out it lies (``", as far out as 1 in 2,500 training
-    values"``): the tail evidence's reason, which reconstruction shares alone would hide. (In a
+    is the feature's part of the row's reconstruction evidence (``"expected ~False but doubted"``:
+    the value the model expected, but with enough doubt to carry ``DOUBTED_SHARE`` of it). With
+    ``top_k``, a row's ``top_k`` features by share are read, and its ``top_k`` rarest values in the
+    outer ``RARE_TAIL_SHARE`` of their columns. A feature with under ``MIN_SHARE`` of the share is
+    left out, and so is one whose value is the one expected with under ``DOUBTED_SHARE`` (a category
+    predicted right but without full confidence): an analyst reads what stood out. A value in the
+    outer ``RARE_TAIL_SHARE`` of its column's training values is named regardless, with how far out
+    it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's reason, which reconstruction shares alone would hide. (In a
     column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1);
     a value beyond them all is named, with where they end.)
     ``far_out_values=False`` leaves that out, for a model whose score has no tail evidence.

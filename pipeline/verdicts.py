@@ -77,8 +77,8 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
     DataFrame
         ``id_column``, ``outcome`` (lower case), ``note`` (empty when none), as text, in file order;
         a repeated id keeps its last verdict. A row with an id and no outcome (not decided yet) is
-        left out, and counted in ``attrs["undecided"]``. Column names are read in any case. Surrounding spaces do not count: an id is spelt as
-        the run spells it (a CHAR column's export pads its ids with spaces), and a spreadsheet's
+        left out, and counted in ``attrs["undecided"]``. Column names are read in any case, spaces
+        for underscores. Surrounding spaces do not count: an id is spelt as the run spells it (a CHAR column's export pads its ids with spaces), and a spreadsheet's
         empty rows and empty unnamed columns are left out. An id copied from ``flagged.csv`` with the
         "'" that kept a spreadsheet from running it as a formula (``'=HYPERLINK(...)``) is read as
         the run's id without it.
