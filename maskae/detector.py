@@ -78,6 +78,11 @@ from maskae.tails import ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
 ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts as "typical"
+# A category column's typical error counts as at least the cross-entropy of a right guess made at
+# 90 % (-ln 0.9 nats). A column the others all but decide (card_present given channel) is rebuilt
+# in training with near-zero error; divided by that, its prediction's wobble on an unusual row,
+# caused by the unusual values around it, outweighed those values and led the reasons.
+CATEGORY_ERROR_FLOOR = -np.log(0.9)
 EVIDENCE_KINDS = ("reconstruction", "neighbours", "nearest", "tails")
 IMAGE_EVIDENCE_KINDS = ("reconstruction", "neighbours")  # the CNN backend has no per-cell tails nor nearest
 NEAREST_REFERENCE = 2048  # training rows sampled for the nearest evidence
@@ -290,7 +295,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         passes = complementary_passes(self.network_, data, self.score_masks_)
         observed = ~data.missing.numpy()[trained_on]
         typical = (passes.errors[trained_on] * observed).sum(axis=0) / np.maximum(observed.sum(axis=0), 1)
-        self.error_scale_ = np.maximum(typical, ERROR_SCALE_FLOOR).astype(np.float32)
+        is_category = np.arange(len(typical)) >= len(self.encoder_.numeric_)
+        self.error_scale_ = np.maximum(typical, np.where(is_category, CATEGORY_ERROR_FLOOR, ERROR_SCALE_FLOOR)
+                                       ).astype(np.float32)
         return self._draw_neighbours(self._local_evidence(passes, data), self._neighbour_space(data), rng, final)
 
     def _draw_neighbours(self, local: dict[str, np.ndarray], space: np.ndarray, rng: np.random.Generator,
