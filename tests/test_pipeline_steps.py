@@ -379,6 +379,29 @@ def test_champion_set_by_hand_rolls_back_and_takes_challenger_with_it(env, weak)
         set_champion(NAME, "9")
 
 
+def test_a_rollback_stopped_before_champion_moved_is_finished_by_a_rerun(env, weak, monkeypatch):
+    client = mlflow.MlflowClient()
+    tracking.move_alias(NAME, "champion", "2", {"decision": "test setup: version 2 was promoted"})
+    client.set_registered_model_alias(NAME, "challenger", "2")
+    move = tracking.move_alias
+
+    def stopped_at_champion(model_name, alias, version, record):
+        if alias == "champion":
+            raise KeyboardInterrupt  # the operator's Ctrl-C, after challenger moved
+        move(model_name, alias, version, record)
+
+    monkeypatch.setattr(tracking, "move_alias", stopped_at_champion)
+    with pytest.raises(KeyboardInterrupt):
+        set_champion(NAME, "1")
+    def aliases():
+        return {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()}
+
+    assert aliases() == {"champion": "2", "challenger": "1"}  # the old champion still serves
+    monkeypatch.setattr(tracking, "move_alias", move)
+    assert set_champion(NAME, "1").decision == "set"
+    assert aliases() == {"champion": "1", "challenger": "1"}
+
+
 def test_labels_strategy_never_evaluates_its_threshold_on_the_rows_it_chose_it_on(env, first):
     result = train(config(env["root"] / "train.csv", calibration={"strategy": "labels", "level": None}))
     validation = first.known_anomalies_set_aside + round(0.2 * (first.rows_read - first.known_anomalies_set_aside))
