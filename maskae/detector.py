@@ -71,7 +71,7 @@ from maskae.masking import complementary_masks
 from maskae.mlp import MaskedTableMLP
 from maskae.neighbours import NeighbourSamples
 from maskae.persistence import load_detector_state, save_detector_state
-from maskae.table_encoding import EmptyRowWarning, TableEncoder, UnknownCategoryWarning, as_frame
+from maskae.table_encoding import UNKNOWN_CODE, EmptyRowWarning, TableEncoder, UnknownCategoryWarning, as_frame
 from maskae.table_encoding import numbers as column_numbers  # the stdlib's numbers is in use here
 from maskae.table_encoding import outside_stacklevel
 from maskae.tails import ColumnTails
@@ -692,7 +692,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         column's observed training values; NaN for categories, missing cells and models saved in
         formats 1 and 2) and ``beyond`` (the training value it lies beyond, in original units: its
         column's largest when above it, smallest when below; NaN within the range, and where
-        ``tail_share`` is NaN).
+        ``tail_share`` is NaN), ``unseen`` (a category value outside those the model learnt:
+        ``"unknown"``, never seen in training, or ``"other"``, outside a capped column's kept values
+        (``max_categories``); None otherwise).
         """
         if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
@@ -715,6 +717,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
             {c.name: _shown_bound(c.decode(bounds[:, j].astype(float)), column_numbers(frame[c.name]))
              for j, c in enumerate(self.encoder_.numeric_)}, index=range(len(frame)), columns=self.encoder_.columns_,
             dtype=float), frame)
+        unseen = np.full(missing.shape, None, dtype=object)
+        for j, col in enumerate(self.encoder_.categorical_):
+            outside = (data.categorical[:, j].numpy() == UNKNOWN_CODE) & ~missing[:, n_numeric + j]
+            unseen[outside, n_numeric + j] = col.reads_as
         names = self.encoder_.feature_names
         long = pd.DataFrame({
             "row": np.repeat(np.arange(len(frame)), len(names)),
@@ -724,6 +730,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
             "contribution": contribution.ravel(),
             "tail_share": tail_share.ravel(),
             "beyond": beyond[names].to_numpy(dtype=object).ravel(),
+            "unseen": unseen.ravel(),
         })
         if labels := self._labels(X):
             long["feature"] = long["feature"].map(labels)

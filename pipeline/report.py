@@ -46,10 +46,14 @@ DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to
 IMAGE_KINDS = ("original", "reconstruction", "overlay")
 # An analyst's verdict, (a flag that was right, one that was not): on card transactions, and on images.
 TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
+# What a reason says of a category value outside those the model learnt (explain's ``unseen``).
+UNSEEN_WORDS = {"unknown": "never seen in training", "other": "not among the column's kept training values"}
 # "of the mismatch" is optional: runs screened before it was written are reviewed with this too
 _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*?)(?P<doubted> but doubted)?, "
                      r"(?P<share>\d+)%(?: of the mismatch)?"
-                     r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|(?P<side>(?:above the largest|below "
+                     r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|"
+                     + "".join(f"{re.escape(words)}|" for words in UNSEEN_WORDS.values()) +
+                     r"(?P<side>(?:above the largest|below "
                      r"the smallest) training value, |outside the training values, which end at )(?P<end>.*)))?\)",
                      re.DOTALL)
 
@@ -86,7 +90,7 @@ def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
     """The ``reasons`` cell of ``flagged.csv`` as one dict per feature (``feature``, ``observed``,
     ``expected``, ``share``, ``width`` = share in percent, ``tail`` = how far out the value lies in
     its column, ``"as far out as 1 in 2,500 training values"``, ``"above the largest training value,
-    3,573.32"``, or None), splitting only before a known feature
+    3,573.32"``, ``"never seen in training"``, or None), splitting only before a known feature
     name, so a value that contains ``"; "`` stays whole. A part that does not parse comes back as
     ``{"text": part}``: shown as written rather than lost."""
     if not isinstance(text, str) or not text.strip():

@@ -16,7 +16,8 @@ Example
 -------
 >>> explanation = pd.DataFrame({"row": [0, 0], "feature": ["amount", "country"],
 ...     "observed": [4522.931, "IT"], "expected": [799.1634, "DE"], "contribution": [2.0, 0.7],
-...     "share": [0.47, 0.17], "tail_share": [0.0004, float("nan")], "beyond": [float("nan")] * 2})
+...     "share": [0.47, 0.17], "tail_share": [0.0004, float("nan")], "beyond": [float("nan")] * 2,
+...     "unseen": [None, None]})
 >>> reasons_text(explanation, n_rows=1)  # doctest: +NORMALIZE_WHITESPACE
 ['amount=4522.93 (expected ~799.16, 47% of the mismatch, as far out as 1 in 2,500 training values); country=IT (expected
   ~DE, 17% of the mismatch)']
@@ -46,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.ingest import parquet_stream
-from pipeline.report import QUARANTINE_ROWS
+from pipeline.report import QUARANTINE_ROWS, UNSEEN_WORDS
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
@@ -174,23 +175,33 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     left out, and so is one whose value is the one expected with under ``DOUBTED_SHARE`` (a category
     predicted right but without full confidence): an analyst reads what stood out. A value in the
     outer ``RARE_TAIL_SHARE`` of its column's training values is named regardless, with how far out
-    it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's reason, which reconstruction shares alone would hide. (In a
+    it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's reason, which reconstruction shares alone would hide,
+    and so is a category value never seen in training (``", never seen in training"``; one outside a
+    capped column's kept values says so when named for its share). (In a
     column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1);
     a value beyond them all is named, with where they end.)
     ``far_out_values=False`` leaves that out, for a model whose score has no tail evidence.
     """
     # A value beyond every training value is named even where the column is too short to call it rare.
     far_out = ((explanation["tail_share"] <= RARE_TAIL_SHARE) | explanation["beyond"].notna()) & far_out_values
+    # A category value never seen in training is named too, as the rarest of all; one outside a
+    # capped column's kept values is common in such a column, so it is only said of when named.
+    unseen = explanation["unseen"]
+    never_seen = unseen == "unknown"
     if top_k is not None:
         by_share = explanation.groupby("row")["contribution"].rank(method="first", ascending=False)
-        by_rarity = explanation["tail_share"].where(far_out).groupby(explanation["row"]).rank(method="first")
+        rarity = explanation["tail_share"].where(far_out).mask(never_seen, 0.0)
+        by_rarity = rarity.groupby(explanation["row"]).rank(method="first")
         kept = (by_share <= top_k) | (by_rarity <= top_k)  # a NaN rank compares False
-        explanation, far_out = explanation[kept], far_out[kept]
+        explanation, far_out, unseen, never_seen = explanation[kept], far_out[kept], unseen[kept], never_seen[kept]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
-    for row, rare in zip(explanation.itertuples(index=False), far_out):
+    for row, rare, outside, new in zip(explanation.itertuples(index=False), far_out, unseen, never_seen):
         as_expected = _text(row.observed) == _text(row.expected)
-        if rare or row.share >= (DOUBTED_SHARE if as_expected else MIN_SHARE):
-            tail = "" if not rare else _far_out_text(row.observed, row.beyond, row.tail_share)
+        if rare or new or row.share >= (DOUBTED_SHARE if as_expected else MIN_SHARE):
+            if rare:
+                tail = _far_out_text(row.observed, row.beyond, row.tail_share)
+            else:
+                tail = f", {UNSEEN_WORDS[outside]}" if outside in UNSEEN_WORDS else ""
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}"
                                   f"{' but doubted' if as_expected else ''}, {row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]

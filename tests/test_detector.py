@@ -360,6 +360,19 @@ def test_impossible_combination_of_categories_scores_high(fitted, mixed_frame):
     assert top["feature"].isin(["country", "channel", "card_present"]).mean() > 0.9
 
 
+def test_explain_marks_category_values_the_model_did_not_learn(fitted, mixed_frame):
+    rows = mixed_frame.head(2).assign(country=["XK", "GB"])
+    with pytest.warns(UserWarning, match="never seen in training"):
+        unseen = fitted.explain(rows).set_index(["row", "feature"])["unseen"]
+    assert unseen[(0, "country")] == "unknown"
+    assert unseen.drop((0, "country")).isna().all()  # numbers, and values seen in training
+    shop = np.array(["a", "b"] * 100 + [f"rare{i}" for i in range(40)], dtype=object)
+    frame = pd.DataFrame({"x": np.random.default_rng(0).normal(size=len(shop)), "shop": shop})
+    with pytest.warns(UserWarning, match="max_categories"):
+        capped = MaskedAutoencoderDetector(**{**FAST, "max_steps": 20, "max_categories": 2}).fit(frame)
+    assert capped.explain(frame.tail(1)).set_index("feature").loc["shop", "unseen"] == "other"
+
+
 def test_a_column_the_others_decide_does_not_lead_the_reasons_of_an_unusual_row():
     # card_present is channel != "online" in these transactions: rebuilt in training all but
     # perfectly, so its prediction's wobble on a fraud row (caused by the amount, hour, country)

@@ -232,7 +232,11 @@ def test_screen_writes_the_output_folder(env, screening):
     assert flagged.iloc[0]["merchant"] == SCRIPT and "amount=1000000" in flagged.iloc[0]["reasons"]
     lead = flagged.iloc[0]["reasons"].split("; amount=")[0]  # the evidence in words, then the features
     assert "unlike any training record +" in lead and "values rare in their own columns +" in lead
+    new_country = flagged[flagged["country"] == "IT"]  # IT is in no training row: named in every reason list
+    assert len(new_country) and new_country["reasons"].str.contains(r"country=IT \(expected ~\w+, \d+% of the "
+                                                                     r"mismatch, never seen in training\)").all()
     report = (out / "report.html").read_text()
+    assert "never seen in training" in report
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report and SCRIPT not in report
     # whole numbers are written as the input has them (12, not 12.0), though read and scored as floats
     for written in (pd.read_csv(out / name, dtype=str) for name in ("quarantine.csv", "flagged.csv")):

@@ -130,7 +130,8 @@ def test_reasons_lead_with_the_evidence_that_stood_out_in_words():
     # A kind the model's score leaves out is not named, however large.
     assert evidence_summary(evidence, kinds=("reconstruction", "neighbours"))[0] == "unlike any training record +1.5 sd"
     why = pd.DataFrame({"row": [0], "feature": ["amount"], "observed": [9000.0], "expected": [60.0],
-                        "contribution": [3.0], "share": [0.9], "tail_share": [0.2], "beyond": [np.nan]})
+                        "contribution": [3.0], "share": [0.9], "tail_share": [0.2], "beyond": [np.nan],
+                        "unseen": [None]})
     text = reasons_text(why, 2, evidence=["unlike any training record +3.0 sd", ""])
     assert text == ["unlike any training record +3.0 sd; amount=9000 (expected ~60, 90% of the mismatch)", ""]
     parsed = parse_reasons(text[0], ["amount"])
@@ -141,7 +142,8 @@ def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share(
     why = pd.DataFrame({"row": [0, 0, 0], "feature": ["amount", "hour", "country"],
                         "observed": [9000.0, 3.0, "FR"], "expected": [8000.0, 14.0, "GB"],
                         "contribution": [0.1, 2.0, 0.9], "share": [0.03, 0.67, 0.3],
-                        "tail_share": [1 / 601, 0.2, np.nan], "beyond": [np.nan, np.nan, np.nan]})
+                        "tail_share": [1 / 601, 0.2, np.nan], "beyond": [np.nan, np.nan, np.nan],
+                        "unseen": [None, None, None]})
     text = reasons_text(why, 1)[0]
     assert text == ("amount=9000 (expected ~8000, 3% of the mismatch, as far out as 1 in 600 training values); "
                     "hour=3 (expected ~14, 67% of the mismatch); country=FR (expected ~GB, 30% of the mismatch)")
@@ -166,7 +168,7 @@ def test_a_value_the_model_expected_but_doubted_is_named_when_it_carries_much_of
     why = pd.DataFrame({"row": [0, 0, 0], "feature": ["card_present", "hour", "country"],
                         "observed": [False, 4.0, "GB"], "expected": [False, 13.0, "GB"],
                         "contribution": [2.0, 0.2, 0.1], "share": [0.87, 0.08, 0.05], "tail_share": [np.nan] * 3,
-                        "beyond": [np.nan] * 3})
+                        "beyond": [np.nan] * 3, "unseen": [None] * 3})
     text = reasons_text(why, 1)[0]  # country, expected and barely doubted, stays out
     assert text == ("card_present=False (expected ~False but doubted, 87% of the mismatch); "
                     "hour=4 (expected ~13, 8% of the mismatch)")
@@ -177,11 +179,29 @@ def test_a_value_the_model_expected_but_doubted_is_named_when_it_carries_much_of
     assert "<b>card_present</b> False as expected, but doubted (87% of the mismatch)" in html
 
 
+def test_a_category_value_never_seen_in_training_is_named_whatever_its_share():
+    why = pd.DataFrame({"row": [0, 0, 0], "feature": ["amount", "merchant", "country"],
+                        "observed": [90.0, "zz-shop", "XK"], "expected": [40.0, "Tesco", "GB"],
+                        "contribution": [2.0, 0.5, 0.05], "share": [0.78, 0.2, 0.02], "tail_share": [0.3, np.nan, np.nan],
+                        "beyond": [np.nan] * 3, "unseen": [None, "other", "unknown"]})
+    text = reasons_text(why, 1, top_k=1)[0]  # country is third by share, 2%: named as never seen all the same
+    assert text == ("amount=90 (expected ~40, 78% of the mismatch); "
+                    "country=XK (expected ~GB, 2% of the mismatch, never seen in training)")
+    # A capped column's 'other' value is common there: said of only when named for its share.
+    assert reasons_text(why, 1)[0] == (
+        "amount=90 (expected ~40, 78% of the mismatch); merchant=zz-shop (expected ~Tesco, 20% of the mismatch, "
+        "not among the column's kept training values); country=XK (expected ~GB, 2% of the mismatch, never seen in "
+        "training)")
+    parsed = parse_reasons(reasons_text(why, 1)[0], ["amount", "merchant", "country"])
+    assert [r["tail"] for r in parsed] == [None, "not among the column's kept training values", "never seen in training"]
+
+
 def test_a_value_beyond_every_training_value_says_where_they_end_however_few_they_were():
     # 1 in 31 is not rare, but 47 lies past every one of the 30 training hours: where they end says more.
     why = pd.DataFrame({"row": [0, 1, 2], "feature": ["hour", "amount", "amount"], "observed": [47.0, 0.61, "0.61"],
                         "expected": [14.0, 40.0, 40.0], "contribution": [2.0, 2.0, 2.0], "share": [0.05, 0.02, 0.02],
-                        "tail_share": [1 / 31, 1e-4, 1e-4], "beyond": [23.0, 1234.5, 1234.5]})
+                        "tail_share": [1 / 31, 1e-4, 1e-4], "beyond": [23.0, 1234.5, 1234.5],
+                        "unseen": [None] * 3})
     why.loc[1:, "beyond"] = 0.79  # the smallest training amount
     text = reasons_text(why, 3)
     assert text == ["hour=47 (expected ~14, 5% of the mismatch, above the largest training value, 23)",
