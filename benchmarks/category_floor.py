@@ -49,11 +49,14 @@ def main() -> None:
     torch.set_num_threads(2)
     floor = maskae.detector.CATEGORY_ERROR_FLOOR
     records = []
-    for variant, value in (("category floor (default)", floor), ("no category floor", maskae.detector.ERROR_SCALE_FLOOR)):
-        maskae.detector.CATEGORY_ERROR_FLOOR = value
-        records += [{"variant": variant, **measure(seed)} for seed in (0, 1, 2)]
-        print(records[-3:], flush=True)
-    maskae.detector.CATEGORY_ERROR_FLOOR = floor
+    try:
+        for variant, value in (("category floor (default)", floor),
+                               ("no category floor", maskae.detector.ERROR_SCALE_FLOOR)):
+            maskae.detector.CATEGORY_ERROR_FLOOR = value
+            records += [{"variant": variant, **measure(seed)} for seed in (0, 1, 2)]
+            print(records[-3:], flush=True)
+    finally:
+        maskae.detector.CATEGORY_ERROR_FLOOR = floor
     table = pd.DataFrame(records)
     means = table.drop(columns="seed").groupby("variant", sort=False).mean().round(4).reset_index()
     path = ROOT / "benchmarks" / "results" / "category_floor"

@@ -730,7 +730,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
             "contribution": contribution.ravel(),
             "tail_share": tail_share.ravel(),
             "beyond": beyond[names].to_numpy(dtype=object).ravel(),
-            "unseen": unseen.ravel(),
+            "unseen": pd.Series(unseen.ravel(), dtype=object),  # None where seen, whatever pandas infers
         })
         if labels := self._labels(X):
             long["feature"] = long["feature"].map(labels)

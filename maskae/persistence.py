@@ -33,9 +33,10 @@ from maskae.table_encoding import TableEncoder
 # 5: max_categories (earlier models kept every category, and load with max_categories=None);
 # 6: the nearest evidence (reference rows, their suspect distances) and weights per term (earlier
 # models weigh every term the same, and have no nearest term); 7: each distance term's smallest
-# training value, below which a record's is not read (earlier models read any distance as it is)
-FORMAT_VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+# training value, below which a record's is not read (earlier models read any distance as it is);
+# 8: whether each category column read as an identifier or a date at fit (earlier models: none did)
+FORMAT_VERSION = 8
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")

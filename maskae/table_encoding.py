@@ -152,6 +152,9 @@ class CategoricalColumn:
     categories: list[str]  # code i + 1 is categories[i]; code 0 is "unknown" (or "other")
     n_distinct: int | None = None  # distinct training values (None: saved before max_categories)
     integers: bool = False  # trained on whole numbers (codes as ints): decoded back to ints
+    # Read as an identifier or a date at fit (and warned of): its new values are routine, not news.
+    # False in models saved before format 8.
+    identifier_like: bool = False
 
     @property
     def labels(self) -> list:
@@ -346,8 +349,10 @@ class TableEncoder:
             kept = ranked["value"].iloc[: self.max_categories]
         else:
             kept = counts.index
-        column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts), integers=_holds_integers(series))
-        if len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or _holds_dates(series, strings):
+        identifier_like = len(counts) >= max(UNIQUE_SHARE * n_observed, 20) or _holds_dates(series, strings)
+        column = CategoricalColumn(name, sorted(kept), n_distinct=len(counts), integers=_holds_integers(series),
+                                   identifier_like=identifier_like)
+        if identifier_like:
             values = "value" if len(counts) == 1 else "values"
             warnings.warn(f"column {name!r} has {len(counts):,} distinct {values} in {n_observed:,} observed training "
                           f"rows, as an identifier or a date has: as categories they cannot generalise, and new "

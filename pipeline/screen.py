@@ -91,6 +91,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
     the first pass, so no duplicate check is needed."""
     columns = [schema.id_column, "anomaly_score", "p_value", "reasons", *schema.feature_columns]
     wanted = hits.set_index(ROW)[["anomaly_score", "p_value"]]
+    routine_new = [c.name for c in model.detector.encoder_.categorical_ if c.identifier_like]
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
@@ -103,7 +104,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                     why = detector.explain(features)
                     lead = evidence_summary(detector.evidence_scores(features), detector.evidence)
                     reasons = reasons_text(why, len(clean), lead, top_k=top_reasons,
-                                           far_out_values="tails" in detector.evidence)
+                                           far_out_values="tails" in detector.evidence, routine_new=routine_new)
                     explained = clean.assign(reasons=reasons, **wanted.loc[clean.index])
                     columns += [c for c in explained.columns if c not in columns]
                     folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))
@@ -135,7 +136,8 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
         Rows read, validated and scored at a time.
     top_reasons : int, default=3
         Features named in each flagged record's ``reasons``: this many by share of the mismatch,
-        and this many values far out in their own columns (:func:`reasons_text`).
+        and this many values far out in their own columns, besides category values never seen in
+        training (:func:`reasons_text`).
     scorer : callable or None, default=None
         ``scorer(model)`` gives the function that turns feature chunks into their anomaly scores, in
         order: :func:`in_process_scorer` when None; :mod:`flows.screening` passes one that fans the

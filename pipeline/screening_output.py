@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,8 @@ def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...], words: dict
 
 
 def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None,
-                 top_k: int | None = None, far_out_values: bool = True) -> list[str]:
+                 top_k: int | None = None, far_out_values: bool = True,
+                 routine_new: Collection[str] = ()) -> list[str]:
     """One ``"feature=observed (expected ~value, share%[, as far out as 1 in N training values])"``
     list per row (``", above the largest training value, V"`` or ``"below the smallest"`` for a value
     past its column's training range), ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
@@ -175,24 +176,23 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     left out, and so is one whose value is the one expected with under ``DOUBTED_SHARE`` (a category
     predicted right but without full confidence): an analyst reads what stood out. A value in the
     outer ``RARE_TAIL_SHARE`` of its column's training values is named regardless, with how far out
-    it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's reason, which reconstruction shares alone would hide,
-    and so is a category value never seen in training (``", never seen in training"``; one outside a
-    capped column's kept values says so when named for its share). (In a
-    column with under 99 observed training values none lies that far out: the rarest reads 1 / (n + 1);
-    a value beyond them all is named, with where they end.)
-    ``far_out_values=False`` leaves that out, for a model whose score has no tail evidence.
+    it lies (``", as far out as 1 in 2,500 training values"``): the tail evidence's reason, which
+    reconstruction shares alone would hide. (In a column with under 99 observed training values
+    none lies that far out: the rarest reads 1 / (n + 1); a value beyond them all is named, with
+    where they end.) ``far_out_values=False`` leaves that out, for a model whose score has no tail
+    evidence. A category value never seen in training (``unseen`` "unknown") is named too, besides
+    those ``top_k`` (``", never seen in training"``), but not in the ``routine_new`` features
+    (identifiers and dates, whose new values are routine); one outside a capped column's kept values
+    ("other", common there) says so only when named for its share.
     """
     # A value beyond every training value is named even where the column is too short to call it rare.
     far_out = ((explanation["tail_share"] <= RARE_TAIL_SHARE) | explanation["beyond"].notna()) & far_out_values
-    # A category value never seen in training is named too, as the rarest of all; one outside a
-    # capped column's kept values is common in such a column, so it is only said of when named.
     unseen = explanation["unseen"]
-    never_seen = unseen == "unknown"
+    never_seen = (unseen == "unknown") & ~explanation["feature"].isin(list(routine_new))
     if top_k is not None:
         by_share = explanation.groupby("row")["contribution"].rank(method="first", ascending=False)
-        rarity = explanation["tail_share"].where(far_out).mask(never_seen, 0.0)
-        by_rarity = rarity.groupby(explanation["row"]).rank(method="first")
-        kept = (by_share <= top_k) | (by_rarity <= top_k)  # a NaN rank compares False
+        by_rarity = explanation["tail_share"].where(far_out).groupby(explanation["row"]).rank(method="first")
+        kept = (by_share <= top_k) | (by_rarity <= top_k) | never_seen  # a NaN rank compares False
         explanation, far_out, unseen, never_seen = explanation[kept], far_out[kept], unseen[kept], never_seen[kept]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row, rare, outside, new in zip(explanation.itertuples(index=False), far_out, unseen, never_seen):

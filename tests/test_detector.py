@@ -102,7 +102,7 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     np.testing.assert_array_equal(again.anomaly_score(mixed_frame), fitted.anomaly_score(mixed_frame))
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
-    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 7
+    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 8
 
 
 def test_save_never_deletes_other_files_and_replaces_an_earlier_save(fitted, tmp_path):
@@ -370,7 +370,17 @@ def test_explain_marks_category_values_the_model_did_not_learn(fitted, mixed_fra
     frame = pd.DataFrame({"x": np.random.default_rng(0).normal(size=len(shop)), "shop": shop})
     with pytest.warns(UserWarning, match="max_categories"):
         capped = MaskedAutoencoderDetector(**{**FAST, "max_steps": 20, "max_categories": 2}).fit(frame)
-    assert capped.explain(frame.tail(1)).set_index("feature").loc["shop", "unseen"] == "other"
+    with pytest.warns(UserWarning, match="scored as 'other'"):
+        assert capped.explain(frame.tail(1)).set_index("feature").loc["shop", "unseen"] == "other"
+    assert capped.explain(frame.head(1).assign(shop=None)).set_index("feature").loc["shop", "unseen"] is None
+
+
+def test_a_date_column_is_remembered_as_one_whose_new_values_are_routine(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(60.0) % 7, "day": pd.date_range("2026-01-01", periods=60).astype(str)})
+    with pytest.warns(UserWarning, match="as an identifier or a date has"):
+        det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 20}).fit(frame)
+    loaded = MaskedAutoencoderDetector.load(det.save(tmp_path / "model"))
+    assert [c.identifier_like for c in loaded.encoder_.categorical_] == [True]
 
 
 def test_a_column_the_others_decide_does_not_lead_the_reasons_of_an_unusual_row():
@@ -385,6 +395,9 @@ def test_a_column_the_others_decide_does_not_lead_the_reasons_of_an_unusual_row(
     leading = det.explain(week.loc[week["is_fraud"] == 1, FEATURES], top_k=1)["feature"]
     assert (leading == "card_present").mean() < 0.05
     assert (leading == "amount").mean() > 0.5
+    # The floor does not silence a real contradiction: a card present in an online payment.
+    online = week[(week["is_fraud"] == 0) & (week["channel"] == "online")].head(20).assign(card_present=True)
+    assert det.explain(online[FEATURES], top_k=1)["feature"].isin(["card_present", "channel"]).all()
 
 
 def test_absurd_finite_values_score_highest_not_nan(fitted, mixed_frame):

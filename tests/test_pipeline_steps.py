@@ -397,6 +397,7 @@ def test_a_rollback_stopped_before_champion_moved_is_finished_by_a_rerun(env, we
     monkeypatch.setattr(tracking, "move_alias", stopped_at_champion)
     with pytest.raises(KeyboardInterrupt):
         set_champion(NAME, "1")
+
     def aliases():
         return {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()}
 

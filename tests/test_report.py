@@ -180,20 +180,25 @@ def test_a_value_the_model_expected_but_doubted_is_named_when_it_carries_much_of
 
 
 def test_a_category_value_never_seen_in_training_is_named_whatever_its_share():
-    why = pd.DataFrame({"row": [0, 0, 0], "feature": ["amount", "merchant", "country"],
-                        "observed": [90.0, "zz-shop", "XK"], "expected": [40.0, "Tesco", "GB"],
-                        "contribution": [2.0, 0.5, 0.05], "share": [0.78, 0.2, 0.02], "tail_share": [0.3, np.nan, np.nan],
-                        "beyond": [np.nan] * 3, "unseen": [None, "other", "unknown"]})
-    text = reasons_text(why, 1, top_k=1)[0]  # country is third by share, 2%: named as never seen all the same
+    why = pd.DataFrame({"row": [0] * 4, "feature": ["amount", "merchant", "hour", "country"],
+                        "observed": [90.0, "zz-shop", 3.0, "XK"], "expected": [40.0, "Tesco", 14.0, "GB"],
+                        "contribution": [2.0, 0.5, 0.06, 0.04], "share": [0.78, 0.19, 0.02, 0.01],
+                        "tail_share": [0.3, np.nan, 1e-4, np.nan], "beyond": [np.nan] * 4,
+                        "unseen": [None, "other", None, "unknown"]})
+    # top_k=1: the first by share, the rarest number, and the new country besides them
+    text = reasons_text(why, 1, top_k=1)[0]
     assert text == ("amount=90 (expected ~40, 78% of the mismatch); "
-                    "country=XK (expected ~GB, 2% of the mismatch, never seen in training)")
+                    "hour=3 (expected ~14, 2% of the mismatch, as far out as 1 in 10,000 training values); "
+                    "country=XK (expected ~GB, 1% of the mismatch, never seen in training)")
     # A capped column's 'other' value is common there: said of only when named for its share.
-    assert reasons_text(why, 1)[0] == (
-        "amount=90 (expected ~40, 78% of the mismatch); merchant=zz-shop (expected ~Tesco, 20% of the mismatch, "
-        "not among the column's kept training values); country=XK (expected ~GB, 2% of the mismatch, never seen in "
-        "training)")
-    parsed = parse_reasons(reasons_text(why, 1)[0], ["amount", "merchant", "country"])
-    assert [r["tail"] for r in parsed] == [None, "not among the column's kept training values", "never seen in training"]
+    everything = reasons_text(why, 1)[0]
+    assert ("merchant=zz-shop (expected ~Tesco, 19% of the mismatch, not among the column's kept training values); "
+            in everything)
+    parsed = parse_reasons(everything, ["amount", "merchant", "hour", "country"])
+    assert [r["tail"] for r in parsed] == [None, "not among the column's kept training values",
+                                           "as far out as 1 in 10,000 training values", "never seen in training"]
+    # In an identifier or a date column new values are routine: named only for their share.
+    assert "country=" not in reasons_text(why, 1, top_k=1, routine_new=["country"])[0]
 
 
 def test_a_value_beyond_every_training_value_says_where_they_end_however_few_they_were():
