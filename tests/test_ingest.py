@@ -423,6 +423,19 @@ def test_schema_warns_about_a_mostly_numeric_text_column(table):
         Schema.infer(table.assign(amount=table["amount"].astype(str).where(table.index > 0, "n.a.")), "txn_id")
 
 
+def test_a_column_of_numbers_with_a_stray_word_stays_numeric_and_its_row_is_quarantined():
+    amounts = pd.Series(np.arange(200) * 1.5).astype(str).where(lambda a: a.index != 7, "abc")  # one corrupt cell
+    frame = pd.DataFrame({"txn_id": [f"T{i}" for i in range(200)], "amount": amounts})
+    with pytest.warns(UserWarning, match=r"'amount' is numeric though 1 of its 200 values do not parse as numbers "
+                                         r"\(e.g. 'abc'\): the rows with text in it are quarantined"):
+        schema = Schema.infer(frame, "txn_id")
+    assert schema.features == {"amount": "numeric"}
+    checked = validate(frame, schema)
+    assert checked.quarantined[REASON_COLUMN].tolist() == ["amount: 'abc' is not a number"]
+    assert checked.clean["amount"].dtype == float and len(checked.clean) == 199
+    assert Schema.infer(frame, "txn_id", column_types={"amount": "categorical"}).features["amount"] == "categorical"
+
+
 def check_invariant(frame: pd.DataFrame, result) -> None:
     assert len(result.clean) + len(result.quarantined) == len(frame)
     assert result.clean.index.is_monotonic_increasing and result.quarantined.index.is_monotonic_increasing
