@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from maskae.table_encoding import BOOLEAN_SPELLINGS
 from pipeline.ingest import parquet_stream
 from pipeline.report import QUARANTINE_ROWS, UNSEEN_WORDS
 
@@ -196,7 +197,7 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
         explanation, far_out, unseen, never_seen = explanation[kept], far_out[kept], unseen[kept], never_seen[kept]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
     for row, rare, outside, new in zip(explanation.itertuples(index=False), far_out, unseen, never_seen):
-        as_expected = _text(row.observed) == _text(row.expected)
+        as_expected = _as_expected(row.observed, row.expected)
         if rare or new or row.share >= (DOUBTED_SHARE if as_expected else MIN_SHARE):
             if rare:
                 tail = _far_out_text(row.observed, row.beyond, row.tail_share)
@@ -205,6 +206,14 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}"
                                   f"{' but doubted' if as_expected else ''}, {row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
+
+
+def _as_expected(observed: Any, expected: Any) -> bool:
+    """Whether a value is the one the model expected; a flag given as 1/0 or true/false is read as
+    the model reads it (``card_present=0`` where ``False`` was expected is no mismatch)."""
+    if isinstance(expected, (bool, np.bool_)):
+        observed = BOOLEAN_SPELLINGS.get(str(observed).lower(), observed)
+    return _text(observed) == _text(expected)
 
 
 def _far_out_text(observed: Any, beyond: Any, tail_share: float) -> str:

@@ -172,6 +172,9 @@ def test_a_value_the_model_expected_but_doubted_is_named_when_it_carries_much_of
     text = reasons_text(why, 1)[0]  # country, expected and barely doubted, stays out
     assert text == ("card_present=False (expected ~False but doubted, 87% of the mismatch); "
                     "hour=4 (expected ~13, 8% of the mismatch)")
+    # A flag given as 1/0 (a database's export) is the value the model expected when it reads so.
+    as_numbers = why.assign(observed=[0, 4.0, "GB"]).assign(share=[0.1, 0.85, 0.05])
+    assert reasons_text(as_numbers, 1)[0] == "hour=4 (expected ~13, 85% of the mismatch)"
     doubted, hour = parse_reasons(text, ["card_present", "hour", "country"])
     assert (doubted["expected"], doubted["doubted"], hour["doubted"]) == ("False", True, False)
     html = page(flagged=pd.DataFrame({"transaction_id": ["tx1"], "anomaly_score": [9.0], "p_value": [0.001],
