@@ -317,6 +317,7 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         csp=(f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {script_hash}; "
              "base-uri 'none'; form-action 'none'"),
         script=script, facts=_facts(summary), id_column=id_column,
+        warnings=summary.get("warnings") or [],  # runs screened before batch warnings have none
         flag_rate_line=(f"Flag rate {summary['flag_rate']:.2%} ({_number(summary['rows_flagged'])} of "
                         f"{_number(summary['rows_scored'])} scored); "
                         f"{expected_flag_rate(summary['calibration'], summary['rows_scored'])}."),

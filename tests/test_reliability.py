@@ -135,6 +135,9 @@ def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp
                      "without them; check the export"]
     cents = screened_with(lambda f: f.__setitem__("amount", f["amount"] * 100), "cents")  # an export in cents
     assert len(cents) == 1 and "were flagged, where about 5.0% of rows like the training data's would be" in cents[0]
+    report = (tmp_path / "cents" / "report.html").read_text()  # the analyst's page says it first
+    assert report.index('id="warnings"') < report.index('id="flag-rate"')
+    assert "the batch as a whole differs from the training data" in report.split('id="flag-rate"')[0]
     bad = screened_with(_wrong_dtype, "text_hours")
     assert bad == ["200 of its 200 rows (100%) were quarantined: see quarantine.csv for why"]
     assert read_summary(tmp_path / "text_hours")["rows_scored"] == 0
@@ -142,6 +145,7 @@ def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp
         warnings.simplefilter("error", ScreeningWarning)  # an ordinary batch: nothing said
         assert read_summary(screen(write(batch(screened), tmp_path / "ok.csv"), "fraud", tmp_path / "ok").out_dir)[
             "warnings"] == []
+    assert 'id="warnings"' not in (tmp_path / "ok" / "report.html").read_text()
 
 
 def test_a_screening_that_cannot_be_written_names_its_folder_and_its_run_is_failed(screened, tmp_path, monkeypatch):
