@@ -127,7 +127,8 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
 
 def _train(args: argparse.Namespace) -> None:
     from flows.training import registered_line, train_flow
-    from pipeline.config import load_config
+    from pipeline.config import IMAGES, load_config
+    from pipeline.train import check_named_columns
 
     overrides = {
         "data.path": args.data, "data.id_column": args.id_col, "data.label_column": args.label_col,
@@ -138,6 +139,8 @@ def _train(args: argparse.Namespace) -> None:
     }
     config = load_config(args.config, overrides)
     _preflight(data=config.data.path, fmt=config.data.format)
+    if config.data.format != IMAGES:
+        check_named_columns(config.data)
     print(registered_line(train_flow(config.model_dump(mode="json"), workdir=str(Path.cwd()))))
 
 

@@ -516,7 +516,8 @@ class Schema:
         names = columns or [c for c in frame.columns if c not in (id_column, label_column, *excluded)]
         missing = [c for c in [id_column, *names, *excluded] if c not in frame.columns]
         if missing:
-            raise SchemaError(f"column(s) {missing} are not in the training data; it has {list(frame.columns)}")
+            raise SchemaError(f"column(s) {missing} are not in the training data{near_names_hint(missing, frame.columns)}; "
+                              f"it has {list(frame.columns)}")
         overrides = column_types or {}
         unknown = [c for c in overrides if c not in names]
         if unknown:
@@ -595,6 +596,16 @@ def _notes(mask: np.ndarray, values: pd.Series, template: str) -> np.ndarray:
     return notes
 
 
+def near_names_hint(missing: list[str], columns: pd.Index) -> str:
+    """`` (it has 'amnt' for 'amount': ...)`` for the ``missing`` names that ``columns`` nearly
+    hold (:func:`_near_names`), else ""."""
+    near = {name: close for name in missing if (close := _near_names(name, columns))}
+    if not near:
+        return ""
+    return (" (it has " + ", ".join(f"{c!r} for {name!r}" for name, cs in near.items() for c in cs)
+            + ": renamed, or spelt with other case or spaces?)")
+
+
 def _near_names(name: str, columns: pd.Index) -> list[str]:
     """The batch's columns that look like ``name``: the same but for case and spaces, or close in
     spelling (difflib's ratio of 0.8: "amt" is not near "amount", "amout" is)."""
@@ -655,10 +666,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         hint = next((f" (its one column {one[:60]!r} holds {sep!r}: is the file {name}-separated? export it "
                      f"comma-separated)" for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
                      if sep in one), "")
-        near = {name: close for name in missing if (close := _near_names(name, frame.columns))}
-        if near and not hint:
-            hint = " (it has " + ", ".join(f"{c!r} for {name!r}" for name, cs in near.items() for c in cs) + \
-                   ": renamed, or spelt with other case or spaces?)"
+        hint = hint or near_names_hint(missing, frame.columns)
         raise SchemaError(f"the batch lacks column(s) {missing}{hint}; expected id column {schema.id_column!r} and "
                           f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
     extra = [c for c in frame.columns if c not in expected and c != schema.label_column and c not in schema.left_out]

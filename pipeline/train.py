@@ -47,7 +47,7 @@ from maskae.table_encoding import ColumnWarning, identifier_warning, is_numeric_
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
 from pipeline.ingest import (MALFORMED_LINES, SHORT_LINES, MalformedLines, Schema, SchemaError, ShortRows, iter_batches,
-                             validate)
+                             near_names_hint, validate)
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.screening_output import CSV_LINE_END, for_csv
@@ -159,6 +159,24 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
         warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "
                       f"(data.max_rows)", stacklevel=3)
     return frame, rows
+
+
+def check_named_columns(data: DataConfig) -> None:
+    """Refuse training files whose header lacks a column the configuration names (id, label,
+    columns, exclusions, column types), from the headers alone: the command line says so at once,
+    where the flow would say it after Prefect's start and the files' read.
+
+    Raises
+    ------
+    SchemaError
+        Naming the file, the columns it lacks, and the near spellings it has.
+    """
+    named = [data.id_column, data.label_column, *(data.columns or []), *data.exclude_columns, *data.column_types]
+    for file in source_files(data.path):
+        header = next(iter_batches(file, data.format, batch_rows=1, short_lines=False)).columns
+        if missing := list(dict.fromkeys(c for c in named if c is not None and c not in header)):
+            raise SchemaError(f"{file.name}: column(s) {missing} are not in the training data"
+                              f"{near_names_hint(missing, header)}; it has {list(header)}")
 
 
 def registered_earlier(config: PipelineConfig, request_id: str | None) -> TrainResult | None:

@@ -53,6 +53,19 @@ def test_promote_on_verdicts_with_no_review_fails_before_prefect_starts(capfd, t
     assert "no reviewed screening run under" in err and "Beginning flow run" not in err
 
 
+def test_a_misspelt_training_column_is_refused_before_prefect_starts_with_the_near_name(capfd, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "h.csv").write_text("transaction_id,amount,country,is_fraud\nT1,12.5,GB,0\n")
+    assert main(["train", "--data", "h.csv", "--id-col", "transaction_ID", "--label-col", "is_fraud",
+                 "--exclude-columns", "contry", "--model", "m"]) == 2
+    err = capfd.readouterr().err
+    assert err == ("maskae train: error: h.csv: column(s) ['transaction_ID', 'contry'] are not in the training data "
+                   "(it has 'transaction_id' for 'transaction_ID', 'country' for 'contry': renamed, or spelt with "
+                   "other case or spaces?); it has ['transaction_id', 'amount', 'country', 'is_fraud']\n")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing started
+
+
 def test_errors_are_one_line_not_a_traceback(capfd, tmp_path):
     assert main(["demo", "--customers", "0", "--out", str(tmp_path / "demo-x")]) == 2
     assert not (tmp_path / "demo-x").exists()  # a refused demo leaves no folder behind
