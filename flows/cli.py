@@ -201,7 +201,7 @@ def _review(args: argparse.Namespace) -> None:
                   f"{', ...' if len(changed) > 5 else ''})" if changed else "")
     overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
     print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. "
-          f"{review_line(result.flags)}\nreport: {Path(args.run) / 'report.html'}")
+          f"{review_line(result.flags)} (report: {Path(args.run) / 'report.html'})")  # one line, as every result
 
 
 def _serve(args: argparse.Namespace) -> None:
