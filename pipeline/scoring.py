@@ -34,8 +34,10 @@ from pipeline.config import IMAGES
 from pipeline.ingest import Schema, SchemaError
 from pipeline.mlflow_model import OUTPUT_COLUMNS
 
-_POSITIVE = {"1", "1.0", "true", "t", "yes", "y"}
-_NEGATIVE = {"0", "0.0", "false", "f", "no", "n"}
+# The outcome words of ``maskae review`` (fraud / legitimate, defect / good) label too: a file of
+# verdicts, or a case system's export in its words, is a label column as it stands.
+_POSITIVE = {"1", "1.0", "true", "t", "yes", "y", "fraud", "defect"}
+_NEGATIVE = {"0", "0.0", "false", "f", "no", "n", "legitimate", "good"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def feature_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 def anomaly_labels(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Read a label column: ``(y, known)``, ``y`` 1 for anomalies, 0 otherwise (also where unknown).
 
-    1 / true / yes mark an anomaly, 0 / false / no a normal record, an empty cell an unknown one.
+    1 / true / yes / fraud / defect mark an anomaly, 0 / false / no / legitimate / good a normal
+    record, an empty cell an unknown one.
 
     Raises
     ------
@@ -114,8 +117,8 @@ def anomaly_labels(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         value = series.iloc[int(np.flatnonzero(bad)[0])]
         value = value.item() if isinstance(value, np.generic) else value  # 2, not np.int64(2)
-        raise ValueError(f"label column {series.name!r}: {value!r} is not a label; use 1/0, true/false or "
-                         f"yes/no (an empty cell means unknown)")
+        raise ValueError(f"label column {series.name!r}: {value!r} is not a label; use 1/0, true/false, "
+                         f"yes/no, fraud/legitimate or defect/good (an empty cell means unknown)")
     return positive.astype(int), ~missing
 
 

@@ -425,3 +425,11 @@ def test_unseen_values_stay_bounded_on_a_column_of_new_ids(monkeypatch):
     unseen.add({"merchant": Counter({"big": 1, "id0": 1}), "country": Counter({"XK": 2})})
     assert unseen.totals == Counter({"merchant": 72, "country": 2})  # exact, whatever was dropped
     assert unseen.values["merchant"] == Counter({"big": 51, "id0": 1}) and unseen.pruned == {"merchant"}
+
+
+def test_labels_read_as_flags_and_as_the_review_outcome_words():
+    column = pd.Series(["1", "No", " fraud", "legitimate", "", None, "DEFECT", "good"], name="is_fraud")
+    y, known = scoring.anomaly_labels(column)
+    assert y.tolist() == [1, 0, 1, 0, 0, 0, 1, 0] and known.tolist() == [True] * 4 + [False] * 2 + [True] * 2
+    with pytest.raises(ValueError, match=r"label column 'is_fraud': 'maybe' is not a label; use 1/0, .*fraud/legit"):
+        scoring.anomaly_labels(pd.Series(["1", "maybe"], name="is_fraud"))
