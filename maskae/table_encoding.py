@@ -204,8 +204,8 @@ class CategoricalColumn:
         if self.capped and not self.categories:
             return f"column {self.name!r}: {count:,} value(s) scored as 'other', as all its values are (max_categories)"
         if self.capped:
-            return (f"column {self.name!r}: {count:,} value(s) outside its {len(self.categories)} most frequent "
-                    f"training values (max_categories), scored as 'other'")
+            return (f"column {self.name!r}: {count:,} value(s) outside the {len(self.categories)} training values it "
+                    f"keeps (the most frequent seen at least twice, max_categories), scored as 'other'")
         return f"column {self.name!r}: {count:,} value(s) never seen in training, scored as 'unknown'"
 
 
@@ -356,7 +356,8 @@ class TableEncoder:
             values = "value" if len(counts) == 1 else "values"
             warnings.warn(f"column {name!r} has {len(counts):,} distinct {values} in {n_observed:,} observed training "
                           f"rows, as an identifier or a date has: as categories they cannot generalise, and new "
-                          f"values read as {column.reads_as!r}. Leave the column out, or derive features from it "
+                          f"values read as {column.reads_as!r}. Leave the column out (maskae train: --exclude-columns "
+                          f"{name}), or derive features from it "
                           f"(an hour, a weekday)", ColumnWarning, stacklevel=outside_stacklevel())
         elif column.capped:
             share = counts[column.categories].sum() / n_observed

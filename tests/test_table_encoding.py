@@ -123,7 +123,7 @@ def test_a_column_keeps_its_most_frequent_categories_and_rarer_values_read_as_ot
     assert batch.categorical[:, 0].tolist() == [UNKNOWN_CODE, 1, UNKNOWN_CODE, UNKNOWN_CODE, 2]
     assert batch.missing[:, 0].tolist() == [False, False, False, True, False]  # 'other' is a value, not missing
     assert batch.unseen_counts == {"m": 2}
-    assert "outside its 2 most frequent training values" in column.unknown_message(2)
+    assert "outside the 2 training values it keeps (the most frequent seen at least twice" in column.unknown_message(2)
     again = TableEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
     assert again.categorical_[0] == column and again.max_categories == 2
 
