@@ -28,6 +28,17 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+# maskae train's flags: the config key each sets, and the flag and its argparse name (errors name the flag).
+TRAIN_FLAGS = {
+    "data.path": ("--data", "data"), "data.id_column": ("--id-col", "id_col"),
+    "data.label_column": ("--label-col", "label_col"), "data.columns": ("--columns", "columns"),
+    "data.exclude_columns": ("--exclude-columns", "exclude_columns"), "data.image_size": ("--image-size", "image_size"),
+    "mlflow.model_name": ("--model-name", "model_name"), "model.backend": ("--backend", "backend"),
+    "model.max_steps": ("--max-steps", "max_steps"), "model.random_state": ("--seed", "seed"),
+    "calibration.strategy": ("--strategy", "strategy"), "calibration.level": ("--level", "level"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskae", description="Batch anomaly detection with masked autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,14 +141,8 @@ def _train(args: argparse.Namespace) -> None:
     from pipeline.config import IMAGES, load_config
     from pipeline.train import check_named_columns
 
-    overrides = {
-        "data.path": args.data, "data.id_column": args.id_col, "data.label_column": args.label_col,
-        "data.columns": args.columns, "data.exclude_columns": args.exclude_columns,
-        "mlflow.model_name": args.model_name, "model.backend": args.backend, "model.max_steps": args.max_steps,
-        "data.image_size": args.image_size,
-        "model.random_state": args.seed, "calibration.strategy": args.strategy, "calibration.level": args.level,
-    }
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, {key: getattr(args, name) for key, (_, name) in TRAIN_FLAGS.items()},
+                         flags={key: flag for key, (flag, _) in TRAIN_FLAGS.items()})
     _preflight(data=config.data.path, fmt=config.data.format)
     if config.data.format != IMAGES:
         check_named_columns(config.data)

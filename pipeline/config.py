@@ -274,8 +274,9 @@ ELSEWHERE = {"mlflow.tracking_uri": ": the store is set by the environment varia
                                     "train, screen and promote all find the one registry"}
 
 
-def _describe(error: ValidationError) -> str:
-    """One line per problem: ``field.path: what is wrong (got value)``, with spelling hints."""
+def _describe(error: ValidationError, flags: Mapping[str, str]) -> str:
+    """``field.path: what is wrong (got value)`` per problem, ``"; "``-joined, with spelling hints,
+    and the command-line flag that sets the field when ``flags`` (dotted key -> flag) has one."""
     lines = []
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"])
@@ -291,11 +292,13 @@ def _describe(error: ValidationError) -> str:
             message += ELSEWHERE.get(where, "")
         elif problem["type"] != "value_error":
             message += f" (got {problem['input']!r})"
-        lines.append(f"  {where}: {message}" if where else f"  {message}")
-    return "\n".join(lines)
+        where += f" ({flags[where]})" if where in flags else ""
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                flags: Mapping[str, str] | None = None) -> PipelineConfig:
     """Read a TOML config, apply overrides, validate once.
 
     Parameters
@@ -305,6 +308,9 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     overrides : mapping of str to value, default=None
         Dotted keys such as ``{"model.max_steps": 50}``, e.g. from command-line flags; values that
         are None (flags not given) are skipped, so the file's value stands.
+    flags : mapping of str to str, default=None
+        The command-line flag of each dotted key (``{"data.id_column": "--id-col"}``), named in
+        errors beside the field.
 
     Returns
     -------
@@ -330,4 +336,4 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"invalid config{source}:\n{_describe(error)}") from error
+        raise ConfigError(f"invalid config{source}: {_describe(error, flags or {})}") from error

@@ -64,6 +64,10 @@ def test_a_misspelt_training_column_is_refused_before_prefect_starts_with_the_ne
                    "(it has 'transaction_id' for 'transaction_ID', 'country' for 'contry': renamed, or spelt with "
                    "other case or spaces?); it has ['transaction_id', 'amount', 'country', 'is_fraud']\n")
     assert not (tmp_path / "mlflow.db").exists()  # nothing started
+    assert main(["train", "--data", "h.csv", "--model-name", "m", "--level", "5"]) == 2
+    assert capfd.readouterr().err == (  # one line, naming the flags as well as the settings
+        "maskae train: error: invalid config: data.id_column (--id-col): required for tables: name the column "
+        "that identifies each record; calibration.level (--level): fpr level must be in (0, 1), got 5.0\n")
 
 
 def test_errors_are_one_line_not_a_traceback(capfd, tmp_path):
