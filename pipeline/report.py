@@ -43,6 +43,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 REPORT_ROWS = 500  # flagged records rendered; flagged.csv holds them all
 QUARANTINE_ROWS = 200
 DRIFT_MIN_ROWS = 1000  # below this a batch's score distribution is too noisy to read as drift
+DRIFT_CLEAR_P = 1e-6  # a smaller batch whose KS test says this is drifted all the same (an export in cents)
 IMAGE_KINDS = ("original", "reconstruction", "overlay")
 # An analyst's verdict, (a flag that was right, one that was not): on card transactions, and on images.
 TABLE_OUTCOMES, IMAGE_OUTCOMES = ("fraud", "legitimate"), ("defect", "good")
@@ -175,6 +176,9 @@ def _drift_line(summary: Mapping[str, Any], shown: bool) -> str:
         return "No scored rows: no drift reading."
     numbers = (f"Kolmogorov–Smirnov statistic {drift['ks_statistic']:.3f} (p = {drift['ks_p_value']:.3g}); "
                f"mean score {drift['score_mean']:.3f} against {drift['calibration_score_mean']:.3f} on calibration.")
+    if scored < DRIFT_MIN_ROWS and drift["ks_p_value"] < DRIFT_CLEAR_P:  # few rows, but no chance
+        return (f"Only {scored:,} scored rows, too few to plot drift, but they differ from calibration beyond "
+                f"chance: {numbers}")
     if scored < DRIFT_MIN_ROWS:
         return f"Only {scored:,} scored rows: too few to read drift (needs {DRIFT_MIN_ROWS:,}). {numbers}"
     return numbers if shown else numbers + " (the calibration scores were not given: no plot)"

@@ -101,6 +101,9 @@ def test_header_counts_and_flag_rate_against_the_expectation():
     assert "Kolmogorov" in html and 'id="drift-plot"' in html
     small = page(summary=summary(rows_scored=300))
     assert 'id="drift-plot"' not in small and "too few to read drift" in small
+    drifted = summary(rows_scored=300)
+    drifted["drift"] |= {"ks_statistic": 0.98, "ks_p_value": 0.0}  # 300 rows all far above calibration's
+    assert "too few to plot drift, but they differ from calibration beyond chance" in page(summary=drifted)
     assert "the budget, 2.00% of the batch" in expected_flag_rate({"strategy": "budget", "level": 0.02}, 100)
     assert "= 5.00% of this batch" in expected_flag_rate({"strategy": "budget", "level": 5}, 100)
     assert "at most 10% of the flagged" in expected_flag_rate({"strategy": "fdr", "level": 0.1}, 100)
