@@ -28,14 +28,12 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-# maskae train's flags: the config key each sets, and the flag and its argparse name (errors name the flag).
+# The config key each of maskae train's flags sets (errors name the flag beside the key).
 TRAIN_FLAGS = {
-    "data.path": ("--data", "data"), "data.id_column": ("--id-col", "id_col"),
-    "data.label_column": ("--label-col", "label_col"), "data.columns": ("--columns", "columns"),
-    "data.exclude_columns": ("--exclude-columns", "exclude_columns"), "data.image_size": ("--image-size", "image_size"),
-    "mlflow.model_name": ("--model-name", "model_name"), "model.backend": ("--backend", "backend"),
-    "model.max_steps": ("--max-steps", "max_steps"), "model.random_state": ("--seed", "seed"),
-    "calibration.strategy": ("--strategy", "strategy"), "calibration.level": ("--level", "level"),
+    "data.path": "--data", "data.id_column": "--id-col", "data.label_column": "--label-col",
+    "data.columns": "--columns", "data.exclude_columns": "--exclude-columns", "data.image_size": "--image-size",
+    "mlflow.model_name": "--model-name", "model.backend": "--backend", "model.max_steps": "--max-steps",
+    "model.random_state": "--seed", "calibration.strategy": "--strategy", "calibration.level": "--level",
 }
 
 
@@ -141,8 +139,8 @@ def _train(args: argparse.Namespace) -> None:
     from pipeline.config import IMAGES, load_config
     from pipeline.train import check_named_columns
 
-    config = load_config(args.config, {key: getattr(args, name) for key, (_, name) in TRAIN_FLAGS.items()},
-                         flags={key: flag for key, (flag, _) in TRAIN_FLAGS.items()})
+    config = load_config(args.config, {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in TRAIN_FLAGS.items()},
+                         flags=TRAIN_FLAGS)
     _preflight(data=config.data.path, fmt=config.data.format)
     if config.data.format != IMAGES:
         check_named_columns(config.data)
@@ -206,7 +204,7 @@ def _review(args: argparse.Namespace) -> None:
                   f"{', ...' if len(changed) > 5 else ''})" if changed else "")
     overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
     print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. "
-          f"{review_line(result.flags)} (report: {Path(args.run) / 'report.html'})")  # one line, as every result
+          f"{review_line(result.flags)} Report: {Path(args.run) / 'report.html'}")  # one line, as every result
 
 
 def _serve(args: argparse.Namespace) -> None:

@@ -685,7 +685,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
 
         Columns: ``row`` (position in ``X``), ``feature``, ``observed``, ``expected`` (the model's
         prediction with the cell hidden, original units: hidden with the rest of its scoring group,
-        about ``mask_ratio`` of the columns, so it can disagree with a column hidden beside it), ``contribution`` (normalised error of the
+        one of ``round(1 / mask_ratio)``, so it can disagree with a column hidden beside it), ``contribution`` (normalised error of the
         cell divided by the row's observed cells: the row's contributions sum to its raw
         reconstruction evidence), ``share`` (fraction of that sum) and ``tail_share`` (how rare the
         value is in its own column, the tail evidence's reading: the share of training values at

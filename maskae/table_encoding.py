@@ -356,9 +356,8 @@ class TableEncoder:
             values = "value" if len(counts) == 1 else "values"
             warnings.warn(f"column {name!r} has {len(counts):,} distinct {values} in {n_observed:,} observed training "
                           f"rows, as an identifier or a date has: as categories they cannot generalise, and new "
-                          f"values read as {column.reads_as!r}. Leave the column out (maskae train: --exclude-columns "
-                          f"{name}), or derive features from it "
-                          f"(an hour, a weekday)", ColumnWarning, stacklevel=outside_stacklevel())
+                          f"values read as {column.reads_as!r}. Leave the column out (maskae train's --exclude-columns), "
+                          f"or derive features from it (an hour, a weekday)", ColumnWarning, stacklevel=outside_stacklevel())
         elif column.capped:
             share = counts[column.categories].sum() / n_observed
             warnings.warn(f"column {name!r} has {len(counts):,} distinct values: the {len(column.categories)} most "

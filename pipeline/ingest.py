@@ -452,27 +452,15 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-# A column whose values are numbers but for this share of text cells (a corrupt export's "abc") is
-# numeric: the rows with text in it are quarantined. Read as categories, its amounts would have
-# been kept as their 256 most frequent values, the rest read as one "other".
-STRAY_TEXT_SHARE = 0.01
-
-
-def _kind_of_text_column(name: str, series: pd.Series) -> str:
-    """"numeric" for a column of numbers with stray text cells, else "categorical"; warns either way
-    when some of its values are numbers and the rest a few text cells."""
+def _warn_if_mostly_numbers(name: str, series: pd.Series) -> None:
+    # A few words in a CSV column of amounts make the whole column text, hence categorical (training
+    # reads a column with at most STRAY_TEXT_SHARE of text cells as numbers: pipeline.train).
     given = series[~missing_cells(series)]
     text = given[pd.to_numeric(given, errors="coerce").isna()]
-    if not len(given) or not 0 < len(text) <= 0.1 * len(given):
-        return "categorical"
-    counted = f"{len(text):,} of its {len(given):,} values do not parse as numbers (e.g. {_show(text.iloc[0])})"
-    if len(text) <= STRAY_TEXT_SHARE * len(given):
-        warnings.warn(f"column {name!r} is numeric though {counted}: the rows with text in it are quarantined; if its "
-                      f"values are codes, set column_types = {{{name!r} = 'categorical'}}", ColumnWarning, stacklevel=3)
-        return "numeric"
-    warnings.warn(f"column {name!r} is text: {counted}; it is treated as categorical unless column_types sets it to "
-                  f"'numeric' (then rows with text in it are quarantined)", ColumnWarning, stacklevel=3)
-    return "categorical"
+    if len(given) and 0 < len(text) <= 0.1 * len(given):
+        warnings.warn(f"column {name!r} is text: {len(text):,} of its {len(given):,} values do not parse as numbers "
+                      f"(e.g. {_show(text.iloc[0])}); it is treated as categorical unless column_types sets it to "
+                      f"'numeric' (then rows with text in it are quarantined)", ColumnWarning, stacklevel=3)
 
 
 @dataclass
@@ -508,9 +496,8 @@ class Schema:
               column_types: dict[str, str] | None = None) -> Schema:
         """Learn the schema from a training frame (keywords as in ``config.data``).
 
-        A numeric, non-boolean column is numeric, and so is one of numbers with under
-        ``STRAY_TEXT_SHARE`` of its values text (quarantined by :func:`validate`); anything else is
-        categorical; ``column_types`` wins. Warns when a text column is mostly numbers.
+        A numeric, non-boolean column is numeric, anything else categorical; ``column_types`` wins.
+        Warns when a text column is mostly numbers.
         """
         excluded = exclude_columns or []
         names = columns or [c for c in frame.columns if c not in (id_column, label_column, *excluded)]
@@ -525,8 +512,9 @@ class Schema:
         features = {}
         for name in names:
             # the model's own rule, so that the model reads each column as the schema says
-            features[name] = overrides.get(name) or (
-                "numeric" if is_numeric_column(frame[name]) else _kind_of_text_column(name, frame[name]))
+            features[name] = overrides.get(name) or ("numeric" if is_numeric_column(frame[name]) else "categorical")
+            if name not in overrides and features[name] == "categorical":
+                _warn_if_mostly_numbers(name, frame[name])
         left_out = [str(c) for c in frame.columns if c not in (id_column, label_column, *names)]
         return cls(id_column, features, label_column, left_out)
 

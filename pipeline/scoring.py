@@ -33,11 +33,12 @@ from pipeline import tracking
 from pipeline.config import IMAGES
 from pipeline.ingest import Schema, SchemaError
 from pipeline.mlflow_model import OUTPUT_COLUMNS
+from pipeline.report import IMAGE_OUTCOMES, TABLE_OUTCOMES
 
 # The outcome words of ``maskae review`` (fraud / legitimate, defect / good) label too: a file of
 # verdicts, or a case system's export in its words, is a label column as it stands.
-_POSITIVE = {"1", "1.0", "true", "t", "yes", "y", "fraud", "defect"}
-_NEGATIVE = {"0", "0.0", "false", "f", "no", "n", "legitimate", "good"}
+_POSITIVE = {"1", "1.0", "true", "t", "yes", "y", TABLE_OUTCOMES[0], IMAGE_OUTCOMES[0]}
+_NEGATIVE = {"0", "0.0", "false", "f", "no", "n", TABLE_OUTCOMES[1], IMAGE_OUTCOMES[1]}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, fields
@@ -46,8 +47,8 @@ from maskae.calibration import Calibration
 from maskae.table_encoding import ColumnWarning, identifier_warning, is_numeric_column
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
-from pipeline.ingest import (MALFORMED_LINES, SHORT_LINES, MalformedLines, Schema, SchemaError, ShortRows, iter_batches,
-                             near_names_hint, validate)
+from pipeline.ingest import (MALFORMED_LINES, NUMBER_MISSING, SHORT_LINES, MalformedLines, Schema, SchemaError,
+                             ShortRows, iter_batches, near_names_hint, validate)
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.screening_output import CSV_LINE_END, for_csv
@@ -101,27 +102,76 @@ def _calibrate(settings: CalibrationConfig, detector: MaskedAutoencoderDetector,
 
 
 _SHORT = "__maskae_short_line"  # a sampled row's short-line reason, as a column: row numbers change in the sample
+# A column of numbers but for this share of text cells (a corrupt export's "abc") is read as numbers,
+# its text cells quarantined, as screening reads it: read as categories, one bad amount had turned
+# the column into its 256 most frequent values, the rest one "other".
+STRAY_TEXT_SHARE = 0.01
+_NUMBER_MISSING = {text.lower() for text in NUMBER_MISSING}
 
 
-def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tuple[pd.DataFrame, int]:
+@dataclass
+class StrayText:
+    """Per column read as text, over every chunk of the training files: its values (pandas' spellings
+    of a missing number left out, as screening reads a numeric column), those that do not parse as
+    numbers, one of them, and whether a number is written with a leading zero (a code, "02134")."""
+
+    given: Counter = field(default_factory=Counter)
+    text: Counter = field(default_factory=Counter)
+    example: dict[str, str] = field(default_factory=dict)
+    coded: set[str] = field(default_factory=set)
+
+    def add(self, chunk: pd.DataFrame, columns: list[str]) -> None:
+        for name in columns:
+            values = chunk[name].dropna().astype(str).str.strip()
+            values = values[~values.str.lower().isin(_NUMBER_MISSING)]
+            unparsed = pd.to_numeric(values, errors="coerce").isna().to_numpy()
+            self.given[name] += len(values)
+            self.text[name] += int(unparsed.sum())
+            if unparsed.any():
+                self.example.setdefault(name, values[unparsed].iloc[0])
+            if values[~unparsed].str.match(r"[-+]?0\d").any():
+                self.coded.add(name)
+
+    def numeric(self) -> list[str]:
+        """The columns of numbers with at most ``STRAY_TEXT_SHARE`` text cells, each warned of."""
+        found = [name for name, n in self.given.items()
+                 if 0 < self.text[name] <= STRAY_TEXT_SHARE * n and name not in self.coded]
+        for name in found:
+            warnings.warn(f"column {name!r} is numeric though {self.text[name]:,} of its {self.given[name]:,} values do "
+                          f"not parse as numbers (e.g. {self.example[name]!r}): the rows with text in it are "
+                          f"quarantined; if its values are codes, set column_types = {{{name!r} = 'categorical'}}",
+                          ColumnWarning, stacklevel=4)
+        return found
+
+
+def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tuple[pd.DataFrame, int, list[str]]:
     """All rows of ``files``, or a uniform random sample of ``data.max_rows`` of them when there are
-    more (read as a stream, so the files never have to fit in memory); and how many rows there were.
+    more (read as a stream, so the files never have to fit in memory); how many rows there were;
+    and the columns read as text that are numbers with stray text cells (:class:`StrayText`).
 
     CSV ids and categories, and the columns the first chunk reads as text, are read as text (an
     empty cell is their only missing value, as in screening). A column that some chunks read as
     numbers and others as text (a chunk of digit-only codes reads "01234" as 1234) is read again as
-    text, as screening will.
+    text, as screening will. A column of numbers with at most ``STRAY_TEXT_SHARE`` of its cells
+    text, counted over every file, is read again as numbers (its text cells are for the schema to
+    quarantine), unless a number in it has a leading zero.
     Files of one glob must have the same columns: a column missing from some of them would
     otherwise train as a column missing in those rows. The CSV lines that could not be read, all of
     them, are in the sample's ``attrs[MALFORMED_LINES]`` (named by file when there are several),
     for :func:`validate` to quarantine, and count as rows."""
     malformed: list[str] = []
+    stray = StrayText()
+    # the id and the columns the user called categories are text whatever they hold
+    user_text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
 
     def chunks(text_columns: list[str]) -> Iterator[pd.DataFrame]:
+        nonlocal stray
         first: tuple[Path, set[str]] | None = None
         malformed.clear()
+        stray = StrayText()
         for file in files:
             for chunk in iter_batches(file, data.format, SAMPLE_CHUNK, text_columns=text_columns):
+                stray.add(chunk, [c for c in text_columns if c not in user_text and c != data.label_column])
                 malformed.extend(f"{file.name}: {reason}" if len(files) > 1 else reason
                                  for reason in chunk.attrs.get(MALFORMED_LINES, ()))
                 first = first or (file, set(chunk.columns))
@@ -137,7 +187,7 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     def sample(text_columns: list[str]) -> tuple[pd.DataFrame, int]:
         return reservoir_sample(chunks(text_columns), data.max_rows, seed)
 
-    text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
+    text = list(user_text)
     # The columns the first chunk holds as text are read as text, as screening reads the schema's
     # categories: there only an empty cell is missing ("NA" is a country code, not pandas' NaN).
     head = iter_batches(files[0], data.format, SAMPLE_CHUNK, text_columns=text, short_lines=False)
@@ -150,7 +200,11 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     mixed = [c for c in frame.columns
              if c not in text and pd.api.types.infer_dtype(frame[c], skipna=True).startswith("mixed")]
     if mixed:
-        frame, rows = sample([*text, *mixed])
+        text += mixed
+        frame, rows = sample(text)
+    if numbers := stray.numeric():  # read as screening will: pandas' spellings of a missing number are missing
+        text = [c for c in text if c not in numbers]
+        frame, rows = sample(text)
     frame.attrs[MALFORMED_LINES] = MalformedLines(malformed)
     short = frame.pop(_SHORT).dropna() if _SHORT in frame.columns else pd.Series(dtype=object)
     frame.attrs[SHORT_LINES] = ShortRows(short.to_dict())  # by the sample's own row numbers
@@ -158,7 +212,7 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     if rows > len(frame) + len(malformed):
         warnings.warn(f"{data.path}: {rows:,} rows; training on a uniform random sample of {len(frame):,} of them "
                       f"(data.max_rows)", stacklevel=3)
-    return frame, rows
+    return frame, rows, numbers
 
 
 def check_named_columns(data: DataConfig) -> None:
@@ -224,11 +278,12 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
         return earlier
     started, data = time.perf_counter(), config.data
     files = source_files(data.path)
-    frame, rows_read = _training_rows(files, data, config.model.random_state)
+    frame, rows_read, stray_text = _training_rows(files, data, config.model.random_state)
     if data.label_column is not None and data.label_column not in frame.columns:
         raise SchemaError(f"label column {data.label_column!r} is not in the training data; it has {list(frame.columns)}")
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
-                          exclude_columns=data.exclude_columns, column_types=data.column_types)
+                          exclude_columns=data.exclude_columns,
+                          column_types={**dict.fromkeys(stray_text, "numeric"), **data.column_types})
     checked = validate(frame, schema, warn_extra=False)  # the columns left out were the user's choice
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))

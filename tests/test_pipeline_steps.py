@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 
 from data.transactions import generate_transactions  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline.ingest import Schema, SchemaError, read_table, validate  # noqa: E402
+from pipeline.ingest import REASON_COLUMN, Schema, SchemaError, read_table, validate  # noqa: E402
 
 mlflow = pytest.importorskip("mlflow")
 from pipeline import scoring, screening_output, sources, tracking, training_plots  # noqa: E402
@@ -133,11 +133,38 @@ def test_codes_some_training_chunks_read_as_numbers_are_read_again_as_text(tmp_p
     pd.DataFrame({"transaction_id": list("abcd"), "zip": zips, "amount": [1.5, 2, 3, 4]}).to_csv(tmp_path / "z.csv",
                                                                                                   index=False)
     data = config(tmp_path / "z.csv", data={"columns": ["zip", "amount"], "label_column": None}).data
-    frame, rows = pipeline.train._training_rows([tmp_path / "z.csv"], data, seed=0)
+    frame, rows, _ = pipeline.train._training_rows([tmp_path / "z.csv"], data, seed=0)
     assert rows == 4 and frame["zip"].tolist() == zips and frame["amount"].dtype.kind == "f"
     pd.DataFrame({"transaction_id": ["e"], "zip": ["01234"]}).to_csv(tmp_path / "z2.csv", index=False)
     with pytest.raises(SchemaError, match=r"z2.csv has other columns than .*z.csv: it lacks \['amount'\]"):
         pipeline.train._training_rows([tmp_path / "z.csv", tmp_path / "z2.csv"], data, seed=0)
+
+
+def test_a_column_of_numbers_with_a_stray_word_is_read_as_numbers_over_the_whole_file(tmp_path, monkeypatch):
+    import pipeline.train
+
+    # One corrupt amount in 1,000, where a sample of 100 rows from chunks of 100 may leave it out; the
+    # spellings of a missing number are missing, as screening reads them; zip codes stay text.
+    monkeypatch.setattr(pipeline.train, "SAMPLE_CHUNK", 100)
+    amounts = [f"{i}.5" for i in range(1000)]
+    amounts[7], amounts[300], amounts[600] = "abc", "#N/A", "-nan"
+    zips = [f"0{i:04d}" for i in range(999)] + ["K1A 0B6"]
+    pd.DataFrame({"transaction_id": [f"T{i}" for i in range(1000)], "amount": amounts, "zip": zips}).to_csv(
+        tmp_path / "t.csv", index=False)
+    data = config(tmp_path / "t.csv", data={"columns": ["amount", "zip"], "label_column": None, "max_rows": 100}).data
+    for seed in range(3):
+        with pytest.warns(UserWarning, match=r"'amount' is numeric though 1 of its 998 values do not parse as numbers "
+                                             r"\(e.g. 'abc'\): the rows with text in it are quarantined"):
+            sample, rows, numbers = pipeline.train._training_rows([tmp_path / "t.csv"], data, seed=seed)
+        assert (rows, numbers, len(sample)) == (1000, ["amount"], 100) and sample["zip"].str.len().min() == 5
+        schema = Schema.infer(sample, "transaction_id", columns=["amount", "zip"], column_types={"amount": "numeric"})
+        clean = validate(sample, schema).clean
+        assert clean["amount"].dtype.kind == "f" and clean["zip"].str.startswith("0").sum() >= 99
+    whole, _, _ = pipeline.train._training_rows([tmp_path / "t.csv"], config(tmp_path / "t.csv", data={
+        "columns": ["amount", "zip"], "label_column": None}).data, seed=0)
+    checked = validate(whole, Schema.infer(whole, "transaction_id", columns=["amount", "zip"],
+                                           column_types={"amount": "numeric"}))
+    assert checked.quarantined[REASON_COLUMN].tolist() == ["amount: 'abc' is not a number"]  # '#N/A' is missing
 
 
 def test_training_and_screening_read_na_as_a_country_and_as_a_missing_number(env, tmp_path):
@@ -151,7 +178,7 @@ def test_training_and_screening_read_na_as_a_country_and_as_a_missing_number(env
     frame.loc[6, "country"] = None
     frame.to_csv(tmp_path / "na.csv", index=False)
     data = config(tmp_path / "na.csv", data={"label_column": None}).data
-    sample, _ = pipeline.train._training_rows([tmp_path / "na.csv"], data, seed=0)
+    sample, _, _ = pipeline.train._training_rows([tmp_path / "na.csv"], data, seed=0)
     sample = sample.sort_index()
     assert sample["country"].iloc[:10].fillna("-").tolist() == ["NA"] * 6 + ["-"] + ["NA"] * 3
     assert pd.isna(sample["amount"].iloc[5]) and sample["amount"].dtype.kind == "f"

@@ -93,7 +93,7 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     assert main(["review", "--run", str(run["run"]), "--verdicts", str(run["file"])]) == 0
     out = capfd.readouterr().out
     assert f"{len(run['flagged'])} verdict(s) attached" in out and "did not flag" not in out
-    assert out.count("\n") == 1 and out.endswith(f"(report: {run['run'] / 'report.html'})\n")  # one line
+    assert out.count("\n") == 1 and out.endswith(f" Report: {run['run'] / 'report.html'}\n")  # one line
     scored = pd.read_parquet(run["run"] / "scores.parquet", columns=["transaction_id"])["transaction_id"].astype(str)
     unflagged = sorted(set(scored) - set(run["flagged"]["transaction_id"]))[0]
     (tmp_path / "unflagged.csv").write_text(f"id,outcome\n{unflagged},legitimate\n")
