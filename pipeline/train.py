@@ -280,7 +280,8 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     files = source_files(data.path)
     frame, rows_read, stray_text = _training_rows(files, data, config.model.random_state)
     if data.label_column is not None and data.label_column not in frame.columns:
-        raise SchemaError(f"label column {data.label_column!r} is not in the training data; it has {list(frame.columns)}")
+        raise SchemaError(f"label column {data.label_column!r} is not in the training data"
+                          f"{near_names_hint([data.label_column], frame.columns)}; it has {list(frame.columns)}")
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
                           exclude_columns=data.exclude_columns,
                           column_types={**dict.fromkeys(stray_text, "numeric"), **data.column_types})
