@@ -145,12 +145,15 @@ def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame,
     overturned. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where
     it overturned an earlier outcome, that outcome (``previous_outcome``; a verdict that repeats the
     earlier outcome keeps the earlier one's). A verdict submitted again as it stands (outcome and
-    note) changes nothing, its first time kept."""
+    note, or the outcome without a note) changes nothing, its first time and note kept."""
     stored = pd.DataFrame(columns=[id_column, "outcome", "note"]) if stored is None else stored
     earlier = stored.set_index(id_column).reindex(submitted[id_column])
     outcome, given = earlier["outcome"].to_numpy(), submitted["outcome"].to_numpy()
     previous = earlier.get("previous_outcome", pd.Series("", index=earlier.index, dtype=object)).fillna("")
     overturned = pd.notna(outcome) & (outcome != given)
+    # The same outcome sent again without a note (a file with no note column) keeps the note it had.
+    kept_note = (outcome == given) & (submitted["note"].fillna("").to_numpy() == "")
+    submitted = submitted.assign(note=np.where(kept_note, earlier["note"].to_numpy(), submitted["note"].to_numpy()))
     repeated = (outcome == given) & (earlier["note"].to_numpy() == submitted["note"].to_numpy())
     added = submitted.assign(reviewed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              previous_outcome=np.where(overturned, outcome, previous.to_numpy()))[~repeated]

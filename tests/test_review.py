@@ -78,6 +78,13 @@ def test_verdicts_stored_before_the_audit_columns_merge_without_complaint():
     stamped = merged.assign(reviewed_at="2026-01-01T00:00:00+00:00")
     again, none = _merged(stamped, new, "transaction_id")
     assert none == () and again.equals(stamped)
+    # ... and so does the same outcome sent again without its note (a file with no note column).
+    noted = stamped.assign(note=["", "night travel, IT", ""])
+    again, _ = _merged(noted, new, "transaction_id")
+    assert again.equals(noted)
+    # A new outcome without a note does not inherit the old outcome's note.
+    flipped, _ = _merged(noted, new.assign(outcome=["fraud", "fraud"]), "transaction_id")
+    assert flipped.set_index("transaction_id").loc["tx2", ["outcome", "note"]].tolist() == ["fraud", ""]
 
 
 def test_a_bad_verdict_file_changes_nothing(run, tmp_path):
