@@ -224,7 +224,7 @@ def review_line(review: FlagReview) -> str:
     line = f"Reviewed {review.reviewed:,} of {review.flagged:,} flagged records"
     if review.reviewed:
         line += (f": {review.anomalous:,} {review.words[0]}, {review.reviewed - review.anomalous:,} {review.words[1]} — "
-                 f"precision of the flags {review.precision:.1%}")
+                 f"precision of the reviewed flags {review.precision:.1%}")
     if review.not_flagged:
         line += (f". {review.not_flagged:,} " + ("verdict is on a record" if review.not_flagged == 1 else
                                                   "verdicts are on records") + " that the run did not flag (kept, "
@@ -252,8 +252,10 @@ def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[st
             "p_value": f"{row['p_value']:.3g}", "p_raw": repr(float(row["p_value"])),
             "reasons": parse_reasons(row.get("reasons"), features), "verdict": verdict, "note": note,
             "cells": [(c, _number(row[c])) for c in values], "images": _images(images, record_id),
-            # what the text filter searches: each value as shown, and as flagged.csv spells it
-            "search": " ".join(f"{c}={_number(row[c])} {c}={_as_written(row[c])}" for c in values),
+            # what the text filter searches, a name=value a line: each value as shown, and as
+            # flagged.csv spells it, and the verdict
+            "search": "\n".join([*(f"{c}={text}" for c in values for text in (_number(row[c]), _as_written(row[c]))),
+                                  *([f"verdict={verdict}"] if verdict else [])]),
         })
     return records
 

@@ -113,7 +113,7 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     assert (reviewed.flags.reviewed, reviewed.flags.anomalous) == (1, 1)
     report = (out / "report.html").read_text()
     assert report.count('alt="overlay"') == len(flagged) and 'class="verdict-defect"' in report
-    assert "1 defect, 0 good — precision of the flags 100.0%" in report
+    assert "1 defect, 0 good — precision of the reviewed flags 100.0%" in report
     card_like(200, seed=1).rename_axis("id").reset_index().to_csv(workdir / "cards.csv", index=False)
     with pytest.raises(SchemaError, match="trained on images"):
         screen("cards.csv", "bottles", workdir / "out" / "cards")

@@ -226,7 +226,7 @@ def test_a_value_beyond_every_training_value_says_where_they_end_however_few_the
 
 def test_the_filter_finds_a_value_as_shown_and_as_flagged_csv_spells_it():
     html = page(flagged=FLAGGED.assign(amount=[4822.5, 12345.0, np.nan]))
-    assert "amount=4,822.50 amount=4822.5 " in html and "amount=12,345 amount=12345 " in html
+    assert "amount=4,822.50\namount=4822.5\n" in html and "amount=12,345\namount=12345\n" in html
 
 
 def test_new_category_values_are_named_and_lower_bounds_said_so():
@@ -242,7 +242,8 @@ def test_verdicts_show_per_record_and_as_precision():
     marked = pd.DataFrame({"transaction_id": ["tx1", "tx2", "tx77"], "outcome": ["fraud", "legitimate", "fraud"],
                            "note": ["card reported stolen", "", ""]})
     html = page(verdicts=marked)
-    assert "Reviewed 2 of 3 flagged records: 1 fraud, 1 legitimate — precision of the flags 50.0%" in html
+    assert "Reviewed 2 of 3 flagged records: 1 fraud, 1 legitimate — precision of the reviewed flags 50.0%" in html
+    assert '\nverdict=fraud">' in html  # the filter finds records by their verdict
     assert "1 verdict is on a record that the run did not flag (kept, but not counted here, nor used by " \
            "promotion" in html and "card reported stolen" in html
     assert 'id="precision"' not in page()

@@ -84,8 +84,10 @@ def test_report_opens_from_disk_safely_and_lists_the_flagged_records(browser, sc
     # The text filter finds a record by any of its values, as name=value, not only by what its row shows.
     browser.find_element(By.ID, "filter-score").clear()
     values = [r.get_attribute("data-values") for r in rows]
-    country = next(t for t in values[0].split(" ") if t.startswith("country="))
+    country = next(t for t in values[0].split("\n") if t.startswith("country="))
     browser.find_element(By.ID, "filter-text").send_keys(country)
     shown = [r for r in browser.find_elements(By.CSS_SELECTOR, "#flagged tbody tr") if r.is_displayed()]
-    assert 0 < len(shown) == sum(country.lower() in v.lower() for v in values)
+    # whole name=value pairs: country=GB is not home_country=GB
+    assert 0 < len(shown) == sum(country.lower() in v.lower().split("\n") for v in values)
+    assert all(country in r.get_attribute("data-values").split("\n") for r in shown)
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -38,7 +38,7 @@ def test_verdicts_are_stored_merged_logged_and_shown(run, tmp_path):
         len(run["flagged"]), len(run["flagged"]), len(run["flagged"]), fraud)
     assert 0 < fraud < len(run["flagged"])  # both outcomes, so promotion can use them
     page = (run["run"] / "report.html").read_text()
-    assert f"precision of the flags {fraud / len(run['flagged']):.1%}" in page and 'class="verdict-fraud"' in page
+    assert f"precision of the reviewed flags {fraud / len(run['flagged']):.1%}" in page and 'class="verdict-fraud"' in page
 
     changed = run["verdicts"].iloc[:1].assign(outcome="legitimate" if run["verdicts"]["outcome"][0] == "fraud"
                                               else "fraud", note="=second look")  # formula-like: kept inert

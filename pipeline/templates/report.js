@@ -37,9 +37,13 @@
     var shown = 0;
     rows.forEach(function (row) {
       var score = parseFloat(row.getAttribute("data-score"));
-      // The row's text and every value of the record (its detail section's), as name=value.
-      var haystack = (row.textContent + " " + row.getAttribute("data-values")).toLowerCase();
-      var keep = (!needle || haystack.indexOf(needle) !== -1) && (isNaN(floor) || score >= floor);
+      // name=value is one of the record's values (its detail section's) or its verdict, whole: country=FR
+      // is not home_country=FR, hour=1 not hour=13; other text is looked for in the row and the values.
+      var values = row.getAttribute("data-values").toLowerCase();
+      var found = needle.indexOf("=") === -1
+        ? (row.textContent.toLowerCase() + "\n" + values).indexOf(needle) !== -1
+        : values.split("\n").indexOf(needle.replace(/\s*=\s*/, "=")) !== -1;
+      var keep = (!needle || found) && (isNaN(floor) || score >= floor);
       row.hidden = !keep;
       shown += keep ? 1 : 0;
     });
