@@ -239,7 +239,10 @@ def _images(images: Mapping[str, Mapping[str, bytes | str | Path]] | None, recor
 
 
 def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[str, str]],
-             images: Mapping[str, Mapping[str, bytes | str | Path]] | None) -> list[dict[str, Any]]:
+             images: Mapping[str, Mapping[str, bytes | str | Path]] | None,
+             p_floor: float | None) -> list[dict[str, Any]]:
+    """The flagged records as the page shows them; a p-value at ``p_floor``, the smallest the
+    calibration scores can give (a score above them all), is shown as "≤ p"."""
     values = [c for c in flagged.columns if c not in ("anomaly_score", "p_value", "reasons")]
     features = [c for c in values if c != id_column]
     records = []
@@ -249,7 +252,8 @@ def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[st
         records.append({
             "anchor": f"record-{n + 1}", "id": record_id,
             "score": _number(row["anomaly_score"]), "score_raw": repr(float(row["anomaly_score"])),
-            "p_value": f"{row['p_value']:.3g}", "p_raw": repr(float(row["p_value"])),
+            "p_value": ("≤ " if p_floor is not None and row["p_value"] <= p_floor * (1 + 1e-9) else "")
+                       + f"{row['p_value']:.3g}", "p_raw": repr(float(row["p_value"])),
             "reasons": parse_reasons(row.get("reasons"), features), "verdict": verdict, "note": note,
             "cells": [(c, _number(row[c])) for c in values], "images": _images(images, record_id),
             # what the text filter searches, a name=value a line: each value as shown, and as
@@ -311,6 +315,8 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
     counts, edges = (np.asarray(a) for a in score_histogram)
     threshold = summary["calibration"].get("threshold")
     calibration_counts = None if calibration_scores is None else count_scores(calibration_scores, edges)
+    # conformal p-values stop at 1 / (n + 1) (maskae.calibration): a score above every calibration score
+    p_floor = None if calibration_scores is None else 1 / (len(calibration_scores) + 1)
     show_drift = calibration_counts is not None and summary["rows_scored"] >= DRIFT_MIN_ROWS
     ordered = flagged.sort_values("anomaly_score", ascending=False, kind="stable")
     shown = ordered.head(max_rows)
@@ -334,8 +340,10 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         drift_line=_drift_line(summary, show_drift),
         flagged_line=(f"Most anomalous first. Showing {len(shown):,} of {summary['rows_flagged']:,}; all are in "
                       f"flagged.csv." if summary["rows_flagged"] > len(shown)
-                      else f"{len(shown):,} flagged, most anomalous first."),
-        records=_records(shown, id_column, verdict_of, images),
+                      else f"{len(shown):,} flagged, most anomalous first.")
+                     + ("" if p_floor is None else f" A p-value of ≤ {p_floor:.3g} is the smallest the "
+                        f"{len(calibration_scores):,} calibration records can give: the score is above them all."),
+        records=_records(shown, id_column, verdict_of, images, p_floor),
         quarantined_columns=list(quarantined.columns),
         quarantined_rows=[[_number(v) for v in row]
                           for row in quarantined.head(QUARANTINE_ROWS).itertuples(index=False)],

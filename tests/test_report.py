@@ -329,3 +329,10 @@ def test_a_repeated_id_keeps_its_last_verdict():
                          "transaction_id")
     assert read.to_dict("list") == {"transaction_id": ["tx2", "tx1"], "outcome": ["legitimate", "legitimate"],
                                     "note": ["", "b"]}
+
+
+def test_a_p_value_at_the_calibrations_floor_is_shown_as_at_most_that():
+    floor = 1 / 501  # page() calibrates on 500 scores: no p-value can be smaller
+    html = page(flagged=FLAGGED.assign(p_value=[0.004, floor, floor]))
+    assert html.count(f"≤ {floor:.3g}") == 4 + 1  # two records, in the table and the detail; and the note
+    assert "≤ 0.004" not in html and "is the smallest the 500 calibration records can give" in html
