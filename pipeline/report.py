@@ -264,6 +264,19 @@ def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[st
     return records
 
 
+def _unflagged(scores: pd.DataFrame | None, id_column: str, verdicts: dict[str, tuple[str, str]],
+               words: tuple[str, str]) -> list[dict[str, str]]:
+    """The reviewed records the run did not flag, as the page lists them: anomalies (a missed
+    fraud) first, highest score first."""
+    if scores is None or scores.empty:
+        return []
+    rows = scores.assign(_id=scores[id_column].astype(str)).sort_values("anomaly_score", ascending=False)
+    found = [{"id": i, "verdict": verdicts[i][0], "note": verdicts[i][1], "score": _number(score),
+              "p_value": f"{p:.3g}"} for i, score, p in zip(rows["_id"], rows["anomaly_score"], rows["p_value"])
+             if i in verdicts]
+    return sorted(found, key=lambda r: r["verdict"] != words[0])  # stable: scores stay in order
+
+
 def _script() -> tuple[Markup, str]:
     """The page's one script and its CSP source expression (``'sha256-...'`` of its exact text)."""
     script = (TEMPLATES / "report.js").read_text(encoding="utf-8")
@@ -273,7 +286,7 @@ def _script() -> tuple[Markup, str]:
 
 def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined: pd.DataFrame,
                   score_histogram: tuple[np.ndarray, np.ndarray], calibration_scores: np.ndarray | None = None,
-                  *, verdicts: pd.DataFrame | None = None,
+                  *, verdicts: pd.DataFrame | None = None, unflagged: pd.DataFrame | None = None,
                   images: Mapping[str, Mapping[str, bytes | str | Path]] | None = None,
                   max_rows: int = REPORT_ROWS) -> str:
     """The report of one screening run as a self-contained HTML page.
@@ -300,6 +313,9 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
         Analysts' verdicts so far: the id column, ``outcome`` (``fraud`` / ``legitimate``; on images
         ``defect`` / ``good``), ``note``.
         With them the page shows each record's verdict and the precision of the reviewed flags.
+    unflagged : DataFrame or None, default=None
+        The ``scores.parquet`` rows (id column, ``anomaly_score``, ``p_value``) of verdicts on records
+        the run did not flag: listed with their verdicts, a missed fraud first.
     images : mapping or None, default=None
         Record id → {``"original"``, ``"reconstruction"``, ``"overlay"``} → PNG bytes or file path,
         shown side by side in the record's detail.
@@ -344,6 +360,7 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
                      + ("" if p_floor is None else f" A p-value of ≤ {p_floor:.3g} is the smallest the "
                         f"{len(calibration_scores):,} calibration records can give: the score is above them all."),
         records=_records(shown, id_column, verdict_of, images, p_floor),
+        threshold_text=_number(threshold), unflagged=_unflagged(unflagged, id_column, verdict_of, outcome_words(summary)),
         quarantined_columns=list(quarantined.columns),
         quarantined_rows=[[_number(v) for v in row]
                           for row in quarantined.head(QUARANTINE_ROWS).itertuples(index=False)],

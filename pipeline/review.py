@@ -69,6 +69,14 @@ def _score_histogram(run_dir: Path, summary: dict, calibration_scores: np.ndarra
     return histogram.counts_and_edges()
 
 
+def _unflagged_scores(run_dir: Path, id_column: str, ids: set[str]) -> pd.DataFrame | None:
+    """The ``scores.parquet`` rows of the records ``ids`` (reviewed, not flagged), None if none."""
+    if not ids:
+        return None
+    scores = pq.read_table(run_dir / SCORES, columns=[id_column, "anomaly_score", "p_value"]).to_pandas()
+    return scores[scores[id_column].astype(str).isin(ids)]
+
+
 def _quarantined_head(run_dir: Path) -> pd.DataFrame:
     try:
         return read_output_csv(run_dir / QUARANTINE, nrows=QUARANTINE_ROWS)
@@ -123,9 +131,10 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     _replace(run_dir / VERDICTS, for_csv(verdicts).to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
+    unflagged = _unflagged_scores(run_dir, id_column, set(verdicts[id_column]) - set(flagged[id_column]))
     page = render_report(summary, flagged, _quarantined_head(run_dir),
                          _score_histogram(run_dir, summary, calibration.calibration_scores),
-                         calibration.calibration_scores, verdicts=verdicts, images=pictures)
+                         calibration.calibration_scores, verdicts=verdicts, unflagged=unflagged, images=pictures)
     _replace(run_dir / REPORT, page)
 
     flags = flag_review(flagged[id_column].tolist(), dict(zip(verdicts[id_column], verdicts["outcome"])), words)

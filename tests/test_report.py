@@ -336,3 +336,13 @@ def test_a_p_value_at_the_calibrations_floor_is_shown_as_at_most_that():
     html = page(flagged=FLAGGED.assign(p_value=[0.004, floor, floor]))
     assert html.count(f"≤ {floor:.3g}") == 4 + 1  # two records, in the table and the detail; and the note
     assert "≤ 0.004" not in html and "is the smallest the 500 calibration records can give" in html
+
+
+def test_reviewed_records_the_run_did_not_flag_are_listed_a_missed_fraud_first():
+    marked = pd.DataFrame({"transaction_id": ["tx1", "tx50", "tx51"], "outcome": ["fraud", "legitimate", "fraud"],
+                           "note": ["", "", "skimmer at the ATM"]})
+    scores = pd.DataFrame({"transaction_id": ["tx50", "tx51"], "anomaly_score": [2.4, 1.2], "p_value": [0.02, 0.2]})
+    html = page(verdicts=marked, unflagged=scores)
+    listed = html[html.index('id="unflagged"'):html.index("Quarantined rows")]
+    assert listed.index("tx51") < listed.index("tx50") and "skimmer at the ATM" in listed
+    assert "below its threshold (2.50)" in html and 'id="unflagged"' not in page(verdicts=marked)

@@ -105,6 +105,9 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     unflagged = sorted(set(scored) - set(run["flagged"]["transaction_id"]))[0]
     (tmp_path / "unflagged.csv").write_text(f"id,outcome\n{unflagged},legitimate\n")
     assert main(["review", "--run", str(run["run"]), "--verdicts", str(tmp_path / "unflagged.csv")]) == 0
+    report = (run["run"] / "report.html").read_text()
+    listed = report[report.index('id="unflagged"'):]  # with its score, below the run's threshold
+    assert f"<td>{unflagged}</td>" in listed[:listed.index("</table>")]
     assert "1 verdict is on a record that the run did not flag (kept, but not counted here, nor used by promotion" \
         in capfd.readouterr().out
     summary = pd.read_json(run["run"] / "summary.json", typ="series")
