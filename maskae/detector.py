@@ -74,7 +74,7 @@ from maskae.persistence import load_detector_state, save_detector_state
 from maskae.table_encoding import UNKNOWN_CODE, EmptyRowWarning, TableEncoder, UnknownCategoryWarning, as_frame
 from maskae.table_encoding import numbers as column_numbers  # the stdlib's numbers is in use here
 from maskae.table_encoding import outside_stacklevel
-from maskae.tails import ColumnTails
+from maskae.tails import CategoryTails, ColumnTails
 from maskae.training import PassResult, TableTensors, TrainingPlan, complementary_passes, fit_network
 
 ERROR_SCALE_FLOOR = 1e-3  # a feature predicted to ~3 % of its std still counts as "typical"
@@ -264,7 +264,10 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         self.score_masks_ = complementary_masks(
             self.encoder_.n_features, self._n_groups(), self.n_mask_repeats, int(seed)
         )
-        self.tails_ = ColumnTails.fit(data.numeric.numpy(), data.missing.numpy()[:, : len(self.encoder_.numeric_)])
+        n_numeric = len(self.encoder_.numeric_)
+        self.tails_ = ColumnTails.fit(data.numeric.numpy(), data.missing.numpy()[:, :n_numeric])
+        self.category_tails_ = CategoryTails.fit(data.categorical.numpy(), data.missing.numpy()[:, n_numeric:],
+                                                 [c.n_codes for c in self.encoder_.categorical_])
         # Trimmed training (module docstring): the second half of the budget leaves out the rows
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
         half = self.max_steps // 2
@@ -518,8 +521,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
 
     def _local_evidence(self, passes: PassResult, data: TableTensors) -> dict[str, np.ndarray]:
         """The evidence terms of each row alone, before standardisation: ``reconstruction``, ``tails``;
-        NaN where a row has no observed cell to judge (no cell at all; no numeric cell), which
-        leaves the term out of that row's score rather than reading it as a perfect fit."""
+        NaN where a row has no observed cell to judge (no cell at all; for the tails of a model
+        saved before format 9, no numeric cell), which leaves the term out of that row's score
+        rather than reading it as a perfect fit."""
         missing = data.missing.numpy()
         observed = (~missing).sum(axis=1)
         n_numeric = len(self.encoder_.numeric_)
@@ -527,14 +531,31 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
             warnings.warn(f"{empty:,} row(s) have no observed value: nothing in them can be rebuilt or be rare, so "
                           f"those terms are left out of their scores (the distance terms remain)", EmptyRowWarning,
                           stacklevel=outside_stacklevel())
-        tails = self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric])
-        no_numbers = (~missing[:, :n_numeric]).sum(axis=1) == 0
+        if self.category_tails_ is not None and self.encoder_.categorical_:
+            # every observed cell's surprise -log p, numbers' and categories' alike (maskae.tails)
+            shares = self._tail_shares(data, missing)
+            surprise = np.where(missing, 0.0, -np.log(np.where(missing, 1.0, shares)))
+            tails = np.where(observed > 0, np.exp(surprise.sum(axis=1) / np.maximum(observed, 1)), np.nan)
+        else:  # numbers only: a table of them, or a model saved before format 9
+            no_numbers = (~missing[:, :n_numeric]).sum(axis=1) == 0
+            tails = self.tails_.evidence(data.numeric.numpy(), missing[:, :n_numeric])
+            # a table without numeric columns keeps its constant tails term, as its saved models had it
+            tails = np.where(no_numbers, np.nan, tails) if n_numeric else tails
         return {
             "reconstruction": np.where(observed > 0, self._normalised_cell_errors(passes, missing).sum(axis=1)
                                        / np.maximum(observed, 1), np.nan),
-            # a table without numeric columns keeps its constant tails term, as its saved models had it
-            "tails": np.where(no_numbers, np.nan, tails) if n_numeric else tails,
+            "tails": tails,
         }
+
+    def _tail_shares(self, data: TableTensors, missing: np.ndarray) -> np.ndarray:
+        """(n, n_features) each cell's tail probability (``maskae.tails``), NaN where missing; NaN
+        for every category in models saved before format 9, which kept no category tails."""
+        n_numeric = len(self.encoder_.numeric_)
+        numbers = self.tails_.tail_shares(data.numeric.numpy(), missing[:, :n_numeric])
+        if self.category_tails_ is None:
+            return np.concatenate([numbers, np.full((len(missing), len(self.encoder_.categorical_)), np.nan)], axis=1)
+        return np.concatenate([numbers, self.category_tails_.tail_shares(data.categorical.numpy(),
+                                                                         missing[:, n_numeric:])], axis=1)
 
     def _raw_evidence(self, data: TableTensors) -> dict[str, np.ndarray]:
         """Every evidence term before standardisation, ``neighbours@<size>`` and ``nearest`` included.
@@ -685,15 +706,17 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
 
         Columns: ``row`` (position in ``X``), ``feature``, ``observed``, ``expected`` (the model's
         prediction with the cell hidden, original units: hidden with the rest of its scoring group,
-        one of ``round(1 / mask_ratio)``, so it can disagree with a column hidden beside it), ``contribution`` (normalised error of the
-        cell divided by the row's observed cells: the row's contributions sum to its raw
-        reconstruction evidence), ``share`` (fraction of that sum) and ``tail_share`` (how rare the
-        value is in its own column, the tail evidence's reading: the share of training values at
-        least as far out on its side, about ``1 / (n + 1)`` beyond the training range, ``n`` the
-        column's observed training values; NaN for categories, missing cells and models saved in
-        formats 1 and 2) and ``beyond`` (the training value it lies beyond, in original units: its
-        column's largest when above it, smallest when below; NaN within the range, and where
-        ``tail_share`` is NaN), ``unseen`` (a category value outside those the model learnt:
+        one of ``round(1 / mask_ratio)``, so it can disagree with a column hidden beside it),
+        ``contribution`` (normalised error of the cell divided by the row's observed cells: the
+        row's contributions sum to its raw reconstruction evidence), ``share`` (fraction of that
+        sum) and ``tail_share`` (how rare the value is in its own column, the tail evidence's
+        reading: the share of training values at least as far out on its side, about ``1 / (n + 1)``
+        beyond the training range, ``n`` the column's observed training values; for a category, the
+        share whose category is at most as frequent, ``1 / (n + 1)`` for one never seen; NaN for
+        missing cells, for numbers in models saved in formats 1 and 2 and for categories in models
+        saved before format 9) and ``beyond`` (the training value it lies beyond, in original units:
+        its column's largest when above it, smallest when below; NaN within the range, for
+        categories, and where ``tail_share`` is NaN), ``unseen`` (a category value outside those the model learnt:
         ``"unknown"``, never seen in training, or ``"other"``, outside a capped column's kept values
         (``max_categories``); None otherwise).
         """
@@ -711,8 +734,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         observed = np.maximum((~missing).sum(axis=1, keepdims=True), 1)
         contribution = self._normalised_cell_errors(passes, missing) / observed
         n_numeric = len(self.encoder_.numeric_)
-        tail_share = np.full(missing.shape, np.nan)
-        tail_share[:, :n_numeric] = self.tails_.tail_shares(data.numeric.numpy(), missing[:, :n_numeric])
+        tail_share = self._tail_shares(data, missing)
         bounds = np.where(missing[:, :n_numeric], np.nan, self.tails_.beyond_range(data.numeric.numpy()))
         beyond = self._as_durations(pd.DataFrame(
             {c.name: _shown_bound(c.decode(bounds[:, j].astype(float)), column_numbers(frame[c.name]))

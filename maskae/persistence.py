@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from maskae.image_batch import ImageFormat
 from maskae.neighbours import NeighbourSamples
-from maskae.tails import ColumnTails, RobustZTails
+from maskae.tails import CategoryTails, ColumnTails, RobustZTails
 from maskae.table_encoding import TableEncoder
 
 # 2: neighbour samples as one pool of rows + positions; 3: tails as column quantiles; 4: each column's
@@ -34,9 +34,10 @@ from maskae.table_encoding import TableEncoder
 # 6: the nearest evidence (reference rows, their suspect distances) and weights per term (earlier
 # models weigh every term the same, and have no nearest term); 7: each distance term's smallest
 # training value, below which a record's is not read (earlier models read any distance as it is);
-# 8: whether each category column read as an identifier or a date at fit (earlier models: none did)
-FORMAT_VERSION = 8
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+# 8: whether each category column read as an identifier or a date at fit (earlier models: none did);
+# 9: each category column's tail probabilities (earlier models' tails read numbers only)
+FORMAT_VERSION = 9
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 CONFIG_FILE = "maskae.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS = ("error_scale_", "training_scores_", "calibration_scores_", "score_masks_")
@@ -72,6 +73,8 @@ def save_detector_state(detector, path: Path) -> Path:
         )
         tensors.update({"tails.probabilities": torch.from_numpy(detector.tails_.probabilities),
                         "tails.quantiles": torch.from_numpy(detector.tails_.quantiles)})
+        tensors.update({f"category_tails.{j}": torch.from_numpy(shares)
+                        for j, shares in enumerate(detector.category_tails_.shares)})
     path = Path(os.path.realpath(path))  # a link to an earlier save: that folder is the one replaced, the link kept
     _check_target(path)
     # Write beside the target, then swap in: a reader never sees a half-written model.
@@ -163,6 +166,8 @@ def load_detector_state(cls, path: Path):
         detector.n_features_in_ = len(detector.encoder_.columns_)
         detector.tails_ = (ColumnTails(tensors["tails.probabilities"].numpy(), tensors["tails.quantiles"].numpy())
                            if version >= 3 else RobustZTails(tensors["tail_center_"].numpy(), tensors["tail_scale_"].numpy()))
+        detector.category_tails_ = CategoryTails([tensors[f"category_tails.{j}"].numpy() for j in range(
+            len(detector.encoder_.categorical_))]) if version >= 9 else None
     if version == 1:
         _read_format_1_evidence(detector, config, tensors)
     else:

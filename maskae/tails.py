@@ -1,4 +1,4 @@
-"""Tail evidence: how rare each numeric cell's value is within its own column.
+"""Tail evidence: how rare each cell's value is within its own column.
 
 Reconstruction error judges a cell by what the rest of its row predicts; a value far out in its
 column's tail (an amount 50 times the usual) is also evidence on its own, the signal ECOD and
@@ -17,6 +17,12 @@ model stores a few hundred numbers per column whatever the training size, and th
 the evidence lives, keep their resolution down to ``1 / (n + 1)``. Each column has its own grid:
 a column observed in a tenth of the rows is as sure of its tails as ten times fewer values allow
 (with one grid for all, a value beyond its few observed ones read as rare as beyond all rows).
+
+A category has no "far out", but it can be rare: its tail probability is the share of training
+values whose category is at most as frequent as its own (``CategoryTails``), so the most common
+category reads 1 and a value never seen in training ``1 / (n + 1)``, as a number beyond the
+training range does. On the demo's card transactions this lifted fraud AUPRC from 0.41 to 0.51
+(``benchmarks/transactions.py``); a table of numbers only scores as before.
 
 Example
 -------
@@ -122,3 +128,28 @@ class RobustZTails:
         return np.full(values.shape, np.nan)
 
     beyond_range = tail_shares  # nor a training range
+
+
+@dataclass
+class CategoryTails:
+    """Each category column's tail probability per code: the share of its observed training values
+    whose category is at most as frequent; at least ``1 / (n + 1)``, which a code no training value
+    had (a value never seen) reads."""
+
+    shares: list[np.ndarray]  # per category column, (n_codes,)
+
+    @classmethod
+    def fit(cls, codes: np.ndarray, missing: np.ndarray, n_codes: list[int]) -> "CategoryTails":
+        shares = []
+        for j, k in enumerate(n_codes):
+            counts = np.bincount(codes[~missing[:, j], j], minlength=k).astype(float)
+            n = counts.sum()
+            at_most = (counts[None, :] <= counts[:, None]).astype(float) @ counts  # mass at most as frequent
+            shares.append(np.maximum(at_most / max(n, 1.0), 1.0 / (n + 1.0)))
+        return cls(shares)
+
+    def tail_shares(self, codes: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """(n, n_columns) each cell's tail probability, NaN for missing cells."""
+        shares = np.stack([self.shares[j][codes[:, j]] for j in range(len(self.shares))], axis=1) if self.shares \
+            else np.zeros((len(codes), 0))
+        return np.where(missing, np.nan, shares)

@@ -52,7 +52,7 @@ UNSEEN_WORDS = {"unknown": "never seen in training", "other": "not among the col
 # "of the mismatch" is optional: runs screened before it was written are reviewed with this too
 _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expected>.*?)(?P<doubted> but doubted)?, "
                      r"(?P<share>\d+)%(?: of the mismatch)?"
-                     r"(?:, (?P<tail>as far out as 1 in [\d,]+ training values|"
+                     r"(?:, (?P<tail>as (?:far out|rare) as 1 in [\d,]+ training values|"
                      + "".join(f"{re.escape(words)}|" for words in UNSEEN_WORDS.values()) +
                      r"(?P<side>(?:above the largest|below "
                      r"the smallest) training value, |outside the training values, which end at )(?P<end>.*)))?\)",

@@ -199,10 +199,10 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     for row, rare, outside, new in zip(explanation.itertuples(index=False), far_out, unseen, never_seen):
         as_expected = _as_expected(row.observed, row.expected)
         if rare or new or row.share >= (DOUBTED_SHARE if as_expected else MIN_SHARE):
-            if rare:
-                tail = _far_out_text(row.observed, row.beyond, row.tail_share)
+            if outside in UNSEEN_WORDS:  # what the rarest of categories is: said as such
+                tail = f", {UNSEEN_WORDS[outside]}"
             else:
-                tail = f", {UNSEEN_WORDS[outside]}" if outside in UNSEEN_WORDS else ""
+                tail = _far_out_text(row.observed, row.beyond, row.tail_share) if rare else ""
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}"
                                   f"{' but doubted' if as_expected else ''}, {row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
@@ -223,8 +223,10 @@ def _far_out_text(observed: Any, beyond: Any, tail_share: float) -> str:
         except TypeError:  # a number given as text to the library: no side to tell
             return f", outside the training values, which end at {_text(beyond)}"
         return f", {side} training value, {_text(beyond)}"
-    # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails).
-    return f", as far out as 1 in {float(f'{1 / tail_share:.2g}'):,.0f} training values"
+    # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails). A
+    # category has no "far out": it is rare (a number the library was given as text reads so too).
+    rarity = "as rare as" if isinstance(observed, (str, bool, np.bool_)) else "as far out as"
+    return f", {rarity} 1 in {float(f'{1 / tail_share:.2g}'):,.0f} training values"
 
 
 def read_summary(out_dir: Path) -> dict[str, Any] | None:

@@ -102,7 +102,7 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     np.testing.assert_array_equal(again.anomaly_score(mixed_frame), fitted.anomaly_score(mixed_frame))
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
-    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 8
+    assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 9
 
 
 def test_save_never_deletes_other_files_and_replaces_an_earlier_save(fitted, tmp_path):
@@ -146,11 +146,11 @@ def test_a_term_with_no_observed_cell_is_left_out_not_read_as_a_perfect_fit(fitt
     numeric = [c for c in mixed_frame.columns if pd.api.types.is_float_dtype(mixed_frame[c])]
     rows = mixed_frame.head(3).astype(object)
     rows.loc[rows.index[0], :] = np.nan  # nothing observed
-    rows.loc[rows.index[1], numeric] = np.nan  # categories only: no number can be rare
+    rows.loc[rows.index[1], numeric] = np.nan  # categories only: still as rare as they are
     with pytest.warns(EmptyRowWarning, match="1 row"):
         z = fitted.evidence_scores(rows)
-    assert z.loc[0, ["reconstruction", "tails"]].isna().all() and pd.isna(z.loc[1, "tails"])
-    assert z.drop(columns=["reconstruction", "tails"]).notna().all().all() and z.loc[2].notna().all()
+    assert z.loc[0, ["reconstruction", "tails"]].isna().all() and z.loc[1:].notna().all().all()
+    assert z.drop(columns=["reconstruction", "tails"]).notna().all().all()
     weights = pd.Series(fitted.evidence_weights_)[z.columns]
     present = z.notna()
     expected = (z.fillna(0) * weights).sum(axis=1) / (present * weights).sum(axis=1)
@@ -166,10 +166,12 @@ def test_a_row_left_with_no_evidence_scores_as_typical_and_a_constant_term_adds_
         det = MaskedAutoencoderDetector(max_steps=10, random_state=0, evidence=("reconstruction",)).fit(X)
         assert np.isfinite(det.threshold_) and np.isfinite(det.training_scores_).all()
         assert (det.anomaly_score(X.head(5)) == 0).all()  # no term left: a typical training row's score, not NaN
-    # no numeric column: the tails term is constant, standardised to 0 (its rounding-error spread once blew it up)
     z = det.evidence_scores(X.tail(50))
-    assert np.abs(z["tails"]).max() < 1e-6
     assert z.index.equals(X.tail(50).index)  # rows keep their labels, as reconstruct's do
+    # one value per column: the tails term is constant, standardised to 0 (its rounding-error spread once blew it up)
+    same = pd.DataFrame({"c": ["x"] * 50, "d": ["a"] * 50})
+    constant = MaskedAutoencoderDetector(max_steps=10, random_state=0).fit(same).evidence_scores(same)
+    assert np.abs(constant["tails"]).max() < 1e-6
 
 
 def test_text_or_infinity_in_a_numeric_column_warns_and_reads_as_missing(fitted, mixed_frame):
@@ -269,7 +271,14 @@ def test_explain_reads_how_rare_each_value_is_in_its_own_column(fitted, mixed_fr
     median_row, lowest_row = int((hours - hours.median()).abs().argmin()), int(hours.argmin())
     assert long[(median_row, "hour")] > 0.4  # about half the training hours lie on either side
     assert long[(lowest_row, "hour")] <= (hours == hours.min()).mean() + 0.01
-    assert long.xs("category", level="feature").isna().all()  # categories have no tails
+    # a category: the share of training values whose category is at most as frequent (1 for the commonest)
+    categories = long.xs("category", level="feature")
+    frequency = mixed_frame["category"].map(mixed_frame["category"].value_counts(normalize=True))
+    commonest = frequency == frequency.max()
+    assert (categories[commonest.to_numpy()] == 1).all() and (categories[~commonest.to_numpy()] < 1).all()
+    with pytest.warns(UserWarning, match="never seen in training"):
+        new = fitted.explain(mixed_frame.head(1).assign(category="boats")).set_index("feature")["tail_share"]
+    assert new["category"] == pytest.approx(1 / (len(mixed_frame) + 1))  # as rare as beyond every number
 
 
 def test_impossible_combination_scores_high_and_is_explained(fitted, mixed_frame):
