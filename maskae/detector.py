@@ -17,9 +17,10 @@ evidence of an anomaly. Four kinds of evidence are combined:
   samples lack), unless the record's 5 nearest training records are suspect: far from the small
   samples yet in close company, as a cluster of unlabelled anomalies is. The record then counts
   as at least as unusual as the most suspect of them (``_fit_nearest``).
-* **tails** — how rare each numeric cell's value is in its own column (its two-sided empirical
-  tail probability among the training values, as in ECOD), averaged over the row as ``-log p``:
-  a value far out in its column's tail, which reconstruction tends to blur (``maskae.tails``).
+* **tails** — how rare each cell's value is in its own column (a number's two-sided empirical
+  tail probability among the training values, as in ECOD; a category's share of training values
+  at most as frequent), averaged over the row as ``-log p``: a value far out in its column's tail,
+  which reconstruction tends to blur, or a category seldom or never seen (``maskae.tails``).
 
 Training is trimmed: the network trains for half its step budget on every training record, the
 evidence is fitted, and the ``contamination`` share that scores highest sits out the second half.
@@ -267,7 +268,8 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         n_numeric = len(self.encoder_.numeric_)
         self.tails_ = ColumnTails.fit(data.numeric.numpy(), data.missing.numpy()[:, :n_numeric])
         self.category_tails_ = CategoryTails.fit(data.categorical.numpy(), data.missing.numpy()[:, n_numeric:],
-                                                 [c.n_codes for c in self.encoder_.categorical_])
+                                                 [c.n_codes for c in self.encoder_.categorical_],
+                                                 [c.identifier_like for c in self.encoder_.categorical_])
         # Trimmed training (module docstring): the second half of the budget leaves out the rows
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
         half = self.max_steps // 2
@@ -346,7 +348,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         sharing its weight; the CNN's terms weigh one each."""
         logs = {name: np.log(value[~np.isnan(value)] + 1e-12) for name, value in raw.items()}  # NaN: no evidence
         self.evidence_center_ = {name: float(v.mean()) if len(v) else 0.0 for name, v in logs.items()}
-        # A constant term (tails on a table without numbers) has a rounding-error spread, not a scale.
+        # A constant term (tails on a table of one value per column) has a rounding-error spread, not a scale.
         self.evidence_scale_ = {name: float(v.std()) if len(v) and v.std() > 1e-9 else 1.0 for name, v in logs.items()}
         # A distance term reads a record no closer to the training rows than the closest of them:
         # a near-copy of a training row (one cast to float32, or written to a CSV and read back)

@@ -73,8 +73,9 @@ def save_detector_state(detector, path: Path) -> Path:
         )
         tensors.update({"tails.probabilities": torch.from_numpy(detector.tails_.probabilities),
                         "tails.quantiles": torch.from_numpy(detector.tails_.quantiles)})
-        tensors.update({f"category_tails.{j}": torch.from_numpy(shares)
-                        for j, shares in enumerate(detector.category_tails_.shares)})
+        if detector.category_tails_ is not None:  # None: loaded from before format 9, saved again as it was
+            tensors.update({f"category_tails.{j}": torch.from_numpy(shares)
+                            for j, shares in enumerate(detector.category_tails_.shares)})
     path = Path(os.path.realpath(path))  # a link to an earlier save: that folder is the one replaced, the link kept
     _check_target(path)
     # Write beside the target, then swap in: a reader never sees a half-written model.
@@ -166,8 +167,9 @@ def load_detector_state(cls, path: Path):
         detector.n_features_in_ = len(detector.encoder_.columns_)
         detector.tails_ = (ColumnTails(tensors["tails.probabilities"].numpy(), tensors["tails.quantiles"].numpy())
                            if version >= 3 else RobustZTails(tensors["tail_center_"].numpy(), tensors["tail_scale_"].numpy()))
-        detector.category_tails_ = CategoryTails([tensors[f"category_tails.{j}"].numpy() for j in range(
-            len(detector.encoder_.categorical_))]) if version >= 9 else None
+        keys = [f"category_tails.{j}" for j in range(len(detector.encoder_.categorical_))]
+        detector.category_tails_ = (CategoryTails([tensors[k].numpy() for k in keys])
+                                    if version >= 9 and all(k in tensors for k in keys) else None)
     if version == 1:
         _read_format_1_evidence(detector, config, tensors)
     else:

@@ -139,13 +139,18 @@ class CategoryTails:
     shares: list[np.ndarray]  # per category column, (n_codes,)
 
     @classmethod
-    def fit(cls, codes: np.ndarray, missing: np.ndarray, n_codes: list[int]) -> "CategoryTails":
+    def fit(cls, codes: np.ndarray, missing: np.ndarray, n_codes: list[int],
+            routine: list[bool] | None = None) -> "CategoryTails":
+        """From the observed cells of ``codes`` (n, n_columns); a ``routine`` column (an identifier
+        or a date, whose new values are no news) reads 1 throughout: nothing in it is rare."""
         shares = []
         for j, k in enumerate(n_codes):
             counts = np.bincount(codes[~missing[:, j], j], minlength=k).astype(float)
             n = counts.sum()
-            at_most = (counts[None, :] <= counts[:, None]).astype(float) @ counts  # mass at most as frequent
-            shares.append(np.maximum(at_most / max(n, 1.0), 1.0 / (n + 1.0)))
+            ordered = np.sort(counts)  # the mass of the codes at most as frequent as each
+            at_most = np.cumsum(ordered)[np.searchsorted(ordered, counts, side="right") - 1]
+            share = np.maximum(at_most / max(n, 1.0), 1.0 / (n + 1.0))
+            shares.append(np.ones(k) if routine is not None and routine[j] else share)
         return cls(shares)
 
     def tail_shares(self, codes: np.ndarray, missing: np.ndarray) -> np.ndarray:

@@ -90,7 +90,8 @@ def _number_text(text: str) -> str:
 def parse_reasons(text: Any, features: Sequence[str]) -> list[dict[str, Any]]:
     """The ``reasons`` cell of ``flagged.csv`` as one dict per feature (``feature``, ``observed``,
     ``expected``, ``share``, ``width`` = share in percent, ``tail`` = how far out the value lies in
-    its column, ``"as far out as 1 in 2,500 training values"``, ``"above the largest training value,
+    its column, ``"as far out as 1 in 2,500 training values"`` (a category's ``"as rare as ..."``),
+    ``"above the largest training value,
     3,573.32"``, ``"never seen in training"``, ``"not among the column's kept training values"``, or
     None), splitting only before a known feature
     name, so a value that contains ``"; "`` stays whole. A part that does not parse comes back as

@@ -91,6 +91,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
     the first pass, so no duplicate check is needed."""
     columns = [schema.id_column, "anomaly_score", "p_value", "reasons", *schema.feature_columns]
     wanted = hits.set_index(ROW)[["anomaly_score", "p_value"]]
+    categories = [c.name for c in model.detector.encoder_.categorical_]
     routine_new = [c.name for c in model.detector.encoder_.categorical_ if c.identifier_like]
     if len(wanted):
         with warnings.catch_warnings():  # the first pass has said it all
@@ -104,7 +105,8 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                     why = detector.explain(features)
                     lead = evidence_summary(detector.evidence_scores(features), detector.evidence)
                     reasons = reasons_text(why, len(clean), lead, top_k=top_reasons,
-                                           far_out_values="tails" in detector.evidence, routine_new=routine_new)
+                                           far_out_values="tails" in detector.evidence, routine_new=routine_new,
+                                           categories=categories)
                     explained = clean.assign(reasons=reasons, **wanted.loc[clean.index])
                     columns += [c for c in explained.columns if c not in columns]
                     folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))

@@ -163,7 +163,7 @@ def evidence_summary(evidence: pd.DataFrame, kinds: tuple[str, ...], words: dict
 
 def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | None = None,
                  top_k: int | None = None, far_out_values: bool = True,
-                 routine_new: Collection[str] = ()) -> list[str]:
+                 routine_new: Collection[str] = (), categories: Collection[str] = ()) -> list[str]:
     """One ``"feature=observed (expected ~value, share%[, as far out as 1 in N training values])"``
     list per row (``", above the largest training value, V"`` or ``"below the smallest"`` for a value
     past its column's training range), ``"; "``-joined, after the row's ``evidence`` text (:func:`evidence_summary`)
@@ -184,7 +184,8 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     evidence. A category value never seen in training (``unseen`` "unknown") is named too, besides
     those ``top_k`` (``", never seen in training"``), but not in the ``routine_new`` features
     (identifiers and dates, whose new values are routine); one outside a capped column's kept values
-    ("other", common there) says so only when named for its share.
+    ("other", common there) says so when named. A value of the ``categories`` features is rare,
+    not far out: ``", as rare as 1 in 380 training values"``.
     """
     # A value beyond every training value is named even where the column is too short to call it rare.
     far_out = ((explanation["tail_share"] <= RARE_TAIL_SHARE) | explanation["beyond"].notna()) & far_out_values
@@ -192,7 +193,9 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
     never_seen = (unseen == "unknown") & ~explanation["feature"].isin(list(routine_new))
     if top_k is not None:
         by_share = explanation.groupby("row")["contribution"].rank(method="first", ascending=False)
-        by_rarity = explanation["tail_share"].where(far_out).groupby(explanation["row"]).rank(method="first")
+        # the never-seen values are named besides the rarest, not in their place
+        by_rarity = explanation["tail_share"].where(far_out & ~never_seen).groupby(explanation["row"]).rank(
+            method="first")
         kept = (by_share <= top_k) | (by_rarity <= top_k) | never_seen  # a NaN rank compares False
         explanation, far_out, unseen, never_seen = explanation[kept], far_out[kept], unseen[kept], never_seen[kept]
     parts: list[list[str]] = [[text] if text else [] for text in evidence or [""] * n_rows]
@@ -202,7 +205,8 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
             if outside in UNSEEN_WORDS:  # what the rarest of categories is: said as such
                 tail = f", {UNSEEN_WORDS[outside]}"
             else:
-                tail = _far_out_text(row.observed, row.beyond, row.tail_share) if rare else ""
+                tail = _far_out_text(row.observed, row.beyond, row.tail_share, row.feature in categories) if rare \
+                    else ""
             parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}"
                                   f"{' but doubted' if as_expected else ''}, {row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
@@ -216,7 +220,7 @@ def _as_expected(observed: Any, expected: Any) -> bool:
     return _text(observed) == _text(expected)
 
 
-def _far_out_text(observed: Any, beyond: Any, tail_share: float) -> str:
+def _far_out_text(observed: Any, beyond: Any, tail_share: float, category: bool) -> str:
     if pd.notna(beyond):  # its tail probability is the floor, 1 / (n + 1): where the training values end says more
         try:
             side = "above the largest" if observed > beyond else "below the smallest"
@@ -224,8 +228,8 @@ def _far_out_text(observed: Any, beyond: Any, tail_share: float) -> str:
             return f", outside the training values, which end at {_text(beyond)}"
         return f", {side} training value, {_text(beyond)}"
     # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails). A
-    # category has no "far out": it is rare (a number the library was given as text reads so too).
-    rarity = "as rare as" if isinstance(observed, (str, bool, np.bool_)) else "as far out as"
+    # category has no "far out": it is rare.
+    rarity = "as rare as" if category else "as far out as"
     return f", {rarity} 1 in {float(f'{1 / tail_share:.2g}'):,.0f} training values"
 
 

@@ -558,6 +558,29 @@ def test_format_6_models_score_as_before_without_the_distance_floor():
     np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
 
 
+def test_an_older_model_saved_again_loads_and_scores_as_it_did(tmp_path):
+    """A format 6 model has no category tails: saved again, it keeps scoring with numbers' only."""
+    folder = Path(__file__).parent / "fixtures" / "format6"
+    table = MaskedAutoencoderDetector.load(folder / "table")
+    again = MaskedAutoencoderDetector.load(table.save(tmp_path / "again"))
+    assert table.category_tails_ is None and again.category_tails_ is None
+    batch = pd.read_csv(folder / "table.csv")
+    np.testing.assert_array_equal(again.anomaly_score(batch), table.anomaly_score(batch))
+
+
+def test_a_date_column_has_no_rare_values_each_new_day_is_routine():
+    days = pd.date_range("2026-01-01", periods=6).astype(str)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=600), "day": np.repeat(days, 100)})
+    with pytest.warns(UserWarning, match="as an identifier or a date has"):
+        det = MaskedAutoencoderDetector(**{**FAST, "max_steps": 50}).fit(frame)
+    tomorrow = frame.head(100).assign(day="2026-01-07")
+    with pytest.warns(UserWarning, match="never seen in training"):
+        shares = det.explain(tomorrow).set_index("feature")["tail_share"]
+        assert (shares["day"] == 1).all()  # a new day is no rarer than any other
+        np.testing.assert_allclose(det.evidence_scores(tomorrow)["tails"], det.evidence_scores(frame.head(100))["tails"])
+
+
 def test_a_near_copy_of_a_training_row_is_no_closer_than_the_training_rows_are():
     """A training row cast to float32 or read back from a CSV finds its own row at 1e-7, where the
     row itself found its next neighbour: each distance term stays within its training range."""

@@ -205,6 +205,19 @@ def test_a_category_value_never_seen_in_training_is_named_whatever_its_share():
                                            "as far out as 1 in 10,000 training values", "never seen in training"]
     # In an identifier or a date column new values are routine: named only for their share.
     assert "country=" not in reasons_text(why, 1, top_k=1, routine_new=["country"])[0]
+    # A rare category is rare, not far out; a never-seen one takes no place of the rarest.
+    rare = why.assign(tail_share=[0.3, 0.002, 1e-4, 1e-4])
+    text = reasons_text(rare, 1, top_k=1, categories=["merchant", "country"])[0]
+    assert text == ("amount=90 (expected ~40, 78% of the mismatch); "
+                    "hour=3 (expected ~14, 2% of the mismatch, as far out as 1 in 10,000 training values); "
+                    "country=XK (expected ~GB, 1% of the mismatch, never seen in training)")
+    assert "merchant=zz-shop (expected ~Tesco, 19% of the mismatch, not among the column's kept training values)" \
+        in reasons_text(rare, 1, categories=["merchant", "country"])[0]
+    seen = rare.assign(unseen=None)
+    assert "country=XK (expected ~GB, 1% of the mismatch, as rare as 1 in 10,000 training values)" in reasons_text(
+        seen, 1, categories=["merchant", "country"])[0]
+    assert parse_reasons(reasons_text(seen, 1, categories=["country"])[0], ["amount", "merchant", "hour", "country"])[
+        -1]["tail"] == "as rare as 1 in 10,000 training values"
 
 
 def test_a_value_beyond_every_training_value_says_where_they_end_however_few_they_were():
