@@ -718,9 +718,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         missing cells, for numbers in models saved in formats 1 and 2 and for categories in models
         saved before format 9) and ``beyond`` (the training value it lies beyond, in original units:
         its column's largest when above it, smallest when below; NaN within the range, for
-        categories, and where ``tail_share`` is NaN), ``unseen`` (a category value outside those the model learnt:
-        ``"unknown"``, never seen in training, or ``"other"``, outside a capped column's kept values
-        (``max_categories``); None otherwise).
+        categories, and where ``tail_share`` is NaN), ``unseen`` (a category value outside those
+        the model learnt: ``"unknown"``, never seen in training, or ``"other"``, outside a capped
+        column's kept values (``max_categories``); None otherwise).
         """
         if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
