@@ -536,7 +536,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         if self.category_tails_ is not None and self.encoder_.categorical_:
             # every observed cell's surprise -log p, numbers' and categories' alike (maskae.tails)
             shares = self._tail_shares(data, missing)
-            surprise = np.where(missing, 0.0, -np.log(np.where(missing, 1.0, shares)))
+            surprise = -np.log(np.where(missing, 1.0, shares))  # a missing cell: 0
             tails = np.where(observed > 0, np.exp(surprise.sum(axis=1) / np.maximum(observed, 1)), np.nan)
         else:  # numbers only: a table of them, or a model saved before format 9
             no_numbers = (~missing[:, :n_numeric]).sum(axis=1) == 0

@@ -69,12 +69,14 @@ def _score_histogram(run_dir: Path, summary: dict, calibration_scores: np.ndarra
     return histogram.counts_and_edges()
 
 
-def _unflagged_scores(run_dir: Path, id_column: str, ids: set[str]) -> pd.DataFrame | None:
-    """The ``scores.parquet`` rows of the records ``ids`` (reviewed, not flagged), None if none."""
+def _unflagged_scores(run_dir: Path, id_column: str, known: pd.Series, ids: set[str]) -> pd.DataFrame | None:
+    """The ``scores.parquet`` rows of the records ``ids`` (reviewed, not flagged), found among the
+    run's ids as text, ``known`` (in the file's order); None if none."""
     if not ids:
         return None
-    scores = pq.read_table(run_dir / SCORES, columns=[id_column, "anomaly_score", "p_value"]).to_pandas()
-    return scores[scores[id_column].astype(str).isin(ids)]
+    rows = known.isin(ids).to_numpy()
+    scores = pq.read_table(run_dir / SCORES, columns=["anomaly_score", "p_value"]).to_pandas()[rows]
+    return scores.assign(**{id_column: known[rows].to_numpy()})
 
 
 def _quarantined_head(run_dir: Path) -> pd.DataFrame:
@@ -131,7 +133,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     _replace(run_dir / VERDICTS, for_csv(verdicts).to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
-    unflagged = _unflagged_scores(run_dir, id_column, set(verdicts[id_column]) - set(flagged[id_column]))
+    unflagged = _unflagged_scores(run_dir, id_column, known, set(verdicts[id_column]) - set(flagged[id_column]))
     page = render_report(summary, flagged, _quarantined_head(run_dir),
                          _score_histogram(run_dir, summary, calibration.calibration_scores),
                          calibration.calibration_scores, verdicts=verdicts, unflagged=unflagged, images=pictures)

@@ -160,18 +160,16 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
     them, are in the sample's ``attrs[MALFORMED_LINES]`` (named by file when there are several),
     for :func:`validate` to quarantine, and count as rows."""
     malformed: list[str] = []
-    stray = StrayText()
     # the id and the columns the user called categories are text whatever they hold
     user_text = [data.id_column, *(name for name, kind in data.column_types.items() if kind == "categorical")]
 
-    def chunks(text_columns: list[str]) -> Iterator[pd.DataFrame]:
-        nonlocal stray
+    def chunks(text_columns: list[str], stray: StrayText | None) -> Iterator[pd.DataFrame]:
         first: tuple[Path, set[str]] | None = None
         malformed.clear()
-        stray = StrayText()
         for file in files:
             for chunk in iter_batches(file, data.format, SAMPLE_CHUNK, text_columns=text_columns):
-                stray.add(chunk, [c for c in text_columns if c not in user_text and c != data.label_column])
+                if stray is not None:
+                    stray.add(chunk, [c for c in text_columns if c not in user_text and c != data.label_column])
                 malformed.extend(f"{file.name}: {reason}" if len(files) > 1 else reason
                                  for reason in chunk.attrs.get(MALFORMED_LINES, ()))
                 first = first or (file, set(chunk.columns))
@@ -184,8 +182,9 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
                         lambda reason, name=file.name: f"{name}: {reason}" if len(files) > 1 else reason)})
                 yield chunk
 
-    def sample(text_columns: list[str]) -> tuple[pd.DataFrame, int]:
-        return reservoir_sample(chunks(text_columns), data.max_rows, seed)
+    def sample(text_columns: list[str], stray: StrayText | None = None) -> tuple[pd.DataFrame, int]:
+        """The sample, reading ``text_columns`` as text; ``stray`` counts their text cells as it goes."""
+        return reservoir_sample(chunks(text_columns, stray), data.max_rows, seed)
 
     text = list(user_text)
     # The columns the first chunk holds as text are read as text, as screening reads the schema's
@@ -196,12 +195,12 @@ def _training_rows(files: list[Path], data: DataConfig, seed: int | None) -> tup
         first = next(head)
     text += [c for c in first.columns if c not in text and c != data.label_column
              and data.column_types.get(c) != "numeric" and not is_numeric_column(first[c])]
-    frame, rows = sample(text)
+    frame, rows = sample(text, stray := StrayText())
     mixed = [c for c in frame.columns
              if c not in text and pd.api.types.infer_dtype(frame[c], skipna=True).startswith("mixed")]
     if mixed:
         text += mixed
-        frame, rows = sample(text)
+        frame, rows = sample(text, stray := StrayText())
     if numbers := stray.numeric():  # read as screening will: pandas' spellings of a missing number are missing
         text = [c for c in text if c not in numbers]
         frame, rows = sample(text)
