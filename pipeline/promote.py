@@ -140,7 +140,8 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     ``source`` names where the rows came from in errors."""
     if label_column not in frame.columns:
         raise SchemaError(f"label column {label_column!r} is not in {source}; it has {list(frame.columns)}")
-    y, known = anomaly_labels(frame[label_column])
+    id_column = models[0].schema.id_column  # the models were trained on one table: one id column
+    y, known = anomaly_labels(frame[label_column], frame[id_column] if id_column in frame.columns else None)
     with warnings.catch_warnings():  # extra columns (the labels among them) are expected here
         warnings.simplefilter("ignore")
         cleans = [validate(frame, m.schema).clean for m in models]

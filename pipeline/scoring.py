@@ -100,25 +100,30 @@ def feature_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     return features.astype({c: "float64" for c in ints}) if ints else features
 
 
-def anomaly_labels(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def anomaly_labels(series: pd.Series, ids: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a label column: ``(y, known)``, ``y`` 1 for anomalies, 0 otherwise (also where unknown).
 
     1 / true / yes / fraud / defect mark an anomaly, 0 / false / no / legitimate / good a normal
-    record, an empty cell an unknown one.
+    record, an empty cell an unknown one. ``ids``, the records' ids beside ``series``, lets an
+    error say which record to fix.
 
     Raises
     ------
     ValueError
-        A value is none of these; the message names the column and the value.
+        A value is none of these; the message names the column, the value, how many records hold
+        one, and (with ``ids``) the first such record's id.
     """
     text = series.astype(str).str.strip().str.lower()
     missing = (series.isna() | text.isin(MISSING_TEXT)).to_numpy()
     positive, negative = text.isin(_POSITIVE).to_numpy(), text.isin(_NEGATIVE).to_numpy()
-    bad = ~(missing | positive | negative)
-    if bad.any():
-        value = series.iloc[int(np.flatnonzero(bad)[0])]
+    bad = np.flatnonzero(~(missing | positive | negative))
+    if len(bad):
+        value = series.iloc[int(bad[0])]
         value = value.item() if isinstance(value, np.generic) else value  # 2, not np.int64(2)
-        raise ValueError(f"label column {series.name!r}: {value!r} is not a label; use 1/0, true/false, "
+        where = f"{len(bad):,} record{'s' if len(bad) > 1 else ''} hold{'' if len(bad) > 1 else 's'} no label"
+        if ids is not None:
+            where += f", the first {ids.name} {ids.iloc[int(bad[0])]!s}"
+        raise ValueError(f"label column {series.name!r}: {value!r} is not a label ({where}); use 1/0, true/false, "
                          f"yes/no, fraud/legitimate or defect/good (an empty cell means unknown)")
     return positive.astype(int), ~missing
 

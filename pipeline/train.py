@@ -76,11 +76,11 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _split(clean: pd.DataFrame, label_column: str | None, rng: np.random.Generator):
+def _split(clean: pd.DataFrame, label_column: str | None, id_column: str, rng: np.random.Generator):
     """``(fit rows, validation rows, validation labels)``; no validation without labels."""
     if label_column is None:
         return clean, clean.iloc[:0], np.zeros(0, dtype=int)
-    y, known = anomaly_labels(clean[label_column])
+    y, known = anomaly_labels(clean[label_column], clean[id_column])
     normal = np.flatnonzero(known & (y == 0))
     to_validation = np.zeros(len(clean), dtype=bool)
     to_validation[y == 1] = True
@@ -286,7 +286,7 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
                           column_types={**dict.fromkeys(stray_text, "numeric"), **data.column_types})
     checked = validate(frame, schema, warn_extra=False)  # the columns left out were the user's choice
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
-    fit_rows, validation, y = _split(checked.clean, data.label_column, np.random.default_rng(seed))
+    fit_rows, validation, y = _split(checked.clean, data.label_column, data.id_column, np.random.default_rng(seed))
     if empty := [c for c in schema.feature_columns if len(fit_rows) and fit_rows[c].isna().all()]:
         leave_out = ("drop them from --columns (data.columns)" if data.columns else
                      f"--exclude-columns {','.join(empty)}, or data.exclude_columns")
