@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from datetime import datetime
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +41,7 @@ from pipeline.image_screen import screen_images
 from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, NothingScoredError, in_process_scorer, screen
 from pipeline.screening_output import read_output_csv, read_summary
+from pipeline.sources import fingerprint
 from pipeline.config import IMAGES, format_from_suffix
 from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
 
@@ -192,16 +194,8 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
         earlier = read_summary(out_dir)
         if earlier is not None and Path(earlier["input"]["path"]).name == path.name:
             # screened on an earlier night; another file's screening there is refused by screen_flow
-            try:
-                now = _size(path)  # a stat, not a hash: this runs every night
-            except OSError as error:  # removed or unreadable since it was listed
-                failed.append(f"{path.name}: removed or unreadable since it was listed ({error})")
-                print(f"could not screen {failed[-1]}")
-                continue
-            if now != earlier["input"]["bytes"]:
-                failed.append(f"{path.name}: changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} "
-                              f"bytes then, {now:,} now; was it still being copied?): move that folder away to screen "
-                              f"it again")
+            if (problem := _screened_problem(path, out_dir, earlier)) is not None:
+                failed.append(f"{path.name}: {problem}")
                 print(f"could not screen {failed[-1]}")
             continue
         try:
@@ -215,6 +209,28 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
     if failed:
         raise RuntimeError(f"{len(failed)} batch(es) in {incoming} could not be screened: " + "; ".join(failed))
     return done
+
+
+def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str | None:
+    """Why a batch screened on an earlier night into ``out_dir`` still needs someone, or None: it
+    changed since (a batch replaced by a corrected export), or nothing in it could be scored. The
+    sweep says so every night until the folder is moved away, rather than once."""
+    fix = "move that folder away to screen it again"
+    try:
+        size, modified = _size(path), path.stat().st_mtime
+    except OSError as error:  # removed or unreadable since it was listed
+        return f"removed or unreadable since it was listed ({error})"
+    if size != earlier["input"]["bytes"]:
+        return (f"changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} bytes then, {size:,} "
+                f"now; was it still being copied?): {fix}")
+    # Same size: hashed again only when written after its screening began (this runs every night).
+    if (path.is_file() and modified >= datetime.fromisoformat(earlier["started_at"]).timestamp()
+            and fingerprint([path])["sha256"] != earlier["input"]["sha256"]):
+        return f"changed since it was screened into {out_dir} (same size, other bytes: a corrected export?): {fix}"
+    if earlier["rows_in"] and not earlier["rows_scored"]:
+        return (f"no row of {path.name} could be scored when it was screened into {out_dir}: all "
+                f"{earlier['rows_in']:,} were quarantined; see {out_dir / 'quarantine.csv'} for why, fix the file and {fix}")
+    return None
 
 
 def _size(path: Path) -> int:

@@ -151,4 +151,17 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     for _ in range(2):
         with pytest.raises(RuntimeError, match=r"1 batch\(es\) .*cards\.2026-01-09\.csv: changed since it was screened"):
             screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
+    (incoming / "cards.2026-01-09.csv").unlink()
+    # So does a batch replaced by a corrected export of the same size, and one where no row could be
+    # scored (amounts with decimal commas): not only on the night it was screened.
+    corrected = (incoming / "CARDS.2026-01-11.CSV").read_text()
+    (incoming / "CARDS.2026-01-11.CSV").write_text(corrected.replace(",", "9,", 1).replace(",", "", 1))
+    commas = pd.read_csv(incoming / "cards.csv")
+    commas["amount"] = commas["amount"].map("{:.2f}".format).str.replace(".", ",")
+    commas.to_csv(incoming / "cards.2026-01-13.csv", index=False)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match=r"2 batch\(es\) .*CARDS\.2026-01-11\.CSV: changed since it was screened "
+                                               r".*same size, other bytes.*cards\.2026-01-13\.csv: no row of "
+                                               r"cards\.2026-01-13\.csv could be scored"):
+            screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
 
