@@ -288,8 +288,8 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
 
 
 class ScreeningWarning(UserWarning):
-    """A batch that screened, but not as a night's batch should: most rows quarantined, a feature
-    column empty throughout, or far more flags than the calibration allows for."""
+    """A batch that screened, but not as a night's batch should: no row at all, most rows
+    quarantined, a feature column empty throughout, or far more flags than the calibration allows for."""
 
 
 class NothingScoredError(ValueError):
@@ -304,6 +304,8 @@ def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[st
     """What an operator must hear of a batch that screened without error, each said as a
     :class:`ScreeningWarning` too: they would otherwise pass as an ordinary night."""
     said, rows_in, rows = [], summary["rows_in"], summary["rows_scored"]
+    if not rows_in:  # a night's export with no record is an upstream failure far more often than a quiet day
+        said.append("it holds no row (a header only): nothing was screened; check the export")
     if rows_in and summary["rows_quarantined"] * 2 > rows_in:
         said.append(f"{summary['rows_quarantined']:,} of its {rows_in:,} rows ({summary['rows_quarantined'] / rows_in:.0%}) "
                     f"were quarantined: see quarantine.csv for why")

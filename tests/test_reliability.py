@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.ingest import FileChangedError, IngestError, SchemaError
-from pipeline.screen import screen
+from pipeline.screen import ScreeningWarning, screen
 from pipeline.screening_output import read_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +119,6 @@ def test_csv_lines_with_more_fields_than_the_header_are_quarantined_and_the_rest
 
 
 def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp_path):
-    from pipeline.screen import ScreeningWarning
-
     def screened_with(change, name) -> list[str]:
         frame = batch(screened)
         change(frame)
@@ -196,8 +194,10 @@ def test_a_csv_cut_short_mid_line_fails_as_a_file_still_being_written_and_writes
 def test_a_header_only_file_is_an_empty_screening(screened, tmp_path, fmt):
     frame = batch(screened).head(0)
     path = write(frame, tmp_path / f"empty.{fmt}")
-    summary = accounted(screen(path, "fraud", tmp_path / "out").out_dir, frame)
+    with pytest.warns(ScreeningWarning, match=r"empty\.\w+: it holds no row \(a header only\)"):
+        summary = accounted(screen(path, "fraud", tmp_path / "out").out_dir, frame)
     assert summary["rows_flagged"] == 0 and summary["drift"]["ks_statistic"] is None
+    assert summary["warnings"] == ["it holds no row (a header only): nothing was screened; check the export"]
 
 
 def test_unreadable_files_fail_naming_the_file_and_write_nothing(screened, tmp_path):
