@@ -107,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _preflight(data: str | None = None, model: str | None = None, fmt: str | None = None,
-               out: str | None = None, id_column: str | None = None) -> None:
+               out: str | None = None, id_column: str | None = None, one_file: str | None = None) -> None:
     """Catch the usual mistakes (no such file, an empty one, no such model, a table without the
     model's columns, an output folder inside the image folder) before a flow starts, so they read
-    as one line at once rather than a failed flow run's log after Prefect's start."""
+    as one line at once rather than a failed flow run's log after Prefect's start. ``one_file``:
+    what to do instead, for a command that reads one table file, not a glob of them."""
     from pipeline.image_ingest import IMAGE_SUFFIXES, image_files
     from pipeline.image_screen import check_out_dir
     from pipeline.ingest import iter_batches
@@ -123,10 +124,14 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
         if out is not None:
             check_out_dir(Path(data), Path(out))
         if not any(path.suffix.lower() in IMAGE_SUFFIXES for path in image_files(data)):
+            tables = "give one file" + (f" ({one_file})" if one_file else f", or a glob like '{Path(data) / '*.csv'}'")
             raise ValueError(f"{data} holds no image file (expected {', '.join(IMAGE_SUFFIXES)}): a folder is read "
-                             f"as images; for a table give a file, or a glob like '{Path(data) / '*.csv'}'")
+                             f"as images; for a table {tables}")
     if data is not None and not Path(data).is_dir():
-        for file in source_files(data):
+        files = source_files(data)
+        if one_file and files != [Path(data)]:
+            raise ValueError(f"{data!r} is a glob of {len(files):,} file(s): this command reads one table file; {one_file}")
+        for file in files:
             iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows
     if model is not None:
         resolve_model(model)
@@ -152,7 +157,8 @@ def _screen(args: argparse.Namespace) -> None:
 
     if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
         raise ValueError("--batch-rows and --dask-workers must be at least 1")
-    _preflight(data=args.data, model=args.model, out=args.out, id_column=args.id_col)
+    _preflight(data=args.data, model=args.model, out=args.out, id_column=args.id_col,
+               one_file="screen each, or let `maskae serve` screen a folder of them, each into its own folder")
     print(screened_line(screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()),
                                     batch_rows=args.batch_rows, dask_workers=args.dask_workers,
                                     dask_address=args.dask_address)))
@@ -186,7 +192,8 @@ def _promote(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
     if args.verdicts_from is not None:
         reviewed_runs(args.verdicts_from)  # none: said before Prefect starts
-    _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}")
+    _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}",
+               one_file="put the labelled records in one file")
     metric, margin, max_fpr, min_anomalies = policy
     print(decision_line(promote_flow(args.model, args.data, args.label_col, metric, margin, max_fpr,
                                      workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,

@@ -35,6 +35,8 @@ import lzma
 import re
 import threading
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,8 +91,9 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
     fmt = fmt or format_from_suffix(path)
     if fmt not in _FIXES and not path.is_dir():
         what = f"unknown format {fmt!r}" if fmt else "the file name does not say the format"
-        raise IngestError(f"cannot read {str(path)!r}: {what}; name it .csv or .parquet, set [data] format in the "
-                          f"config, or pass fmt='csv' or fmt='parquet'")
+        raise IngestError(f"cannot read {str(path)!r}: {what}; name it after its format (.csv, .csv.gz, .parquet); "
+                          f"a training config may instead set data.format, and the Python readers take fmt='csv' or "
+                          f"fmt='parquet'")
     if path.is_dir():
         raise IngestError(f"cannot read {str(path)!r}: it is a folder; point at a file, or a glob like "
                           f"'{path}/*.{fmt or 'csv'}'")
@@ -168,6 +171,13 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
         where = f"line {line:,}" if line else "it"
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "
                           f"0x{error.object[error.start]:02x}); export the file as UTF-8") from error
+    except EOFError as error:  # a compressed stream cut short: the file is still being copied, or was cut
+        raise FileChangedError(f"cannot read {str(path)!r}: it ends before its compressed data does (it may still be "
+                               f"being written or copied); screen it again once it is complete, or copy it "
+                               f"again") from error
+    except (gzip.BadGzipFile, zipfile.BadZipFile, lzma.LZMAError, zlib.error) as error:
+        raise IngestError(f"cannot read {str(path)!r}: its compressed data are damaged or not of the kind its name "
+                          f"says ({error}); copy or export it again") from error
     except (OSError, ValueError, pa.ArrowException) as error:
         reason = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {reason}; {_FIXES[fmt]}") from error

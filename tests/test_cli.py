@@ -150,3 +150,9 @@ def test_an_image_folder_without_images_or_holding_the_output_is_refused_before_
     assert main(["screen", "--data", "line", "--model", "bottles", "--out", "line/out"]) == 2
     err = capfd.readouterr().err
     assert "is inside the image folder 'line'" in err and "Starting temporary server" not in err
+    # a folder of tables: screen reads one file; the glob its message once suggested is refused as such
+    (tmp_path / "line" / "a.csv").write_text("id,amount\n1,2\n")
+    assert main(["screen", "--data", "line", "--model", "bottles", "--out", "out"]) == 2
+    assert "for a table give one file (screen each, or let `maskae serve`" in capfd.readouterr().err
+    assert main(["screen", "--data", "line/*.csv", "--model", "bottles", "--out", "out"]) == 2
+    assert "'line/*.csv' is a glob of 1 file(s): this command reads one table file; screen each" in capfd.readouterr().err

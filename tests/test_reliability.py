@@ -207,8 +207,16 @@ def test_unreadable_files_fail_naming_the_file_and_write_nothing(screened, tmp_p
     batch(screened).to_parquet(whole)
     truncated = tmp_path / "truncated.parquet"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    for path in (empty, truncated):
-        with pytest.raises(IngestError, match=path.name):
+    # A compressed CSV cut short is one still being copied (retried); a damaged one is said to be so.
+    batch(screened).to_csv(tmp_path / "whole.csv.gz", index=False)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes((tmp_path / "whole.csv.gz").read_bytes()[:-40])
+    damaged = tmp_path / "damaged.csv.zip"
+    damaged.write_bytes(b"transaction_id,amount\n1,2\n")
+    for path, error, says in ((empty, IngestError, "the file is empty"), (truncated, IngestError, "truncated"),
+                              (cut, FileChangedError, "ends before its compressed data does"),
+                              (damaged, IngestError, "compressed data are damaged or not of the kind its name says")):
+        with pytest.raises(error, match=rf"{path.name}'.*{says}"):
             screen(path, "fraud", tmp_path / path.stem)
         assert not (tmp_path / path.stem).exists() and not list(tmp_path.glob(f".{path.stem}.tmp-*"))
 
