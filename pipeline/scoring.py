@@ -120,9 +120,9 @@ def anomaly_labels(series: pd.Series, ids: pd.Series | None = None) -> tuple[np.
     if len(bad):
         value = series.iloc[int(bad[0])]
         value = value.item() if isinstance(value, np.generic) else value  # 2, not np.int64(2)
-        where = f"{len(bad):,} record{'s' if len(bad) > 1 else ''} hold{'' if len(bad) > 1 else 's'} no label"
+        where = f"{len(bad):,} record{'s hold' if len(bad) > 1 else ' holds'} a value that is not one"
         if ids is not None:
-            where += f", the first {ids.name} {ids.iloc[int(bad[0])]!s}"
+            where += f"; the first: {ids.name} {ids.iloc[int(bad[0])]!s}"
         raise ValueError(f"label column {series.name!r}: {value!r} is not a label ({where}); use 1/0, true/false, "
                          f"yes/no, fraud/legitimate or defect/good (an empty cell means unknown)")
     return positive.astype(int), ~missing

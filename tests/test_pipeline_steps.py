@@ -235,8 +235,8 @@ def test_training_with_every_row_labelled_anomalous_says_where_the_rows_went(env
     bad = env["history"].head(40).assign(is_fraud="0")
     bad.loc[[7, 30], "is_fraud"] = "chargeback"  # a label word the reader does not know: say which record
     bad.to_csv(env["root"] / "bad_label.csv", index=False)
-    with pytest.raises(ValueError, match=rf"'chargeback' is not a label \(2 records hold no label, the first "
-                                         rf"transaction_id {bad['transaction_id'][7]}\)"):
+    with pytest.raises(ValueError, match=rf"'chargeback' is not a label \(2 records hold a value that is not one; "
+                                         rf"the first: transaction_id {bad['transaction_id'][7]}\)"):
         train(config(env["root"] / "bad_label.csv", mlflow={"model_name": "bad-label"}))
     env["history"].head(3).assign(is_fraud=0).to_csv(env["root"] / "three.csv", index=False)
     with pytest.raises(ValueError, match="a model needs at least 3 besides its 20% held out to calibrate"):
@@ -464,5 +464,5 @@ def test_labels_read_as_flags_and_as_the_review_outcome_words():
     column = pd.Series(["1", "No", " fraud", "legitimate", "", None, "DEFECT", "good"], name="is_fraud")
     y, known = scoring.anomaly_labels(column)
     assert y.tolist() == [1, 0, 1, 0, 0, 0, 1, 0] and known.tolist() == [True] * 4 + [False] * 2 + [True] * 2
-    with pytest.raises(ValueError, match=r"label column 'is_fraud': 'maybe' is not a label \(1 record holds no label\); use 1/0, .*fraud/legit"):
+    with pytest.raises(ValueError, match=r"label column 'is_fraud': 'maybe' is not a label \(1 record holds a value that is not one\); use 1/0, .*fraud/legit"):
         scoring.anomaly_labels(pd.Series(["1", "maybe"], name="is_fraud"))
