@@ -52,8 +52,9 @@ VERDICTS_CAVEAT = ("evaluated on analysts' verdicts, which exist only for flagge
 def registered_name(model_name: str) -> str:
     """``model_name``, if it names a registered model alone (promotion compares two of its aliases)."""
     if "@" in model_name or "/" in model_name:
-        raise ValueError(f"promotion takes a registered model's name alone ({model_name.split('@')[0].split('/')[-1]!r}"
-                         f", not {model_name!r}): it compares its @{tracking.CHALLENGER} with its @{tracking.CHAMPION}")
+        raise ValueError(f"promotion takes a registered model's name alone ({model_name.split('@')[0].split('/')[0]!r}, "
+                         f"not {model_name!r}): it compares the model's @{tracking.CHALLENGER} with its "
+                         f"@{tracking.CHAMPION}, or, by hand, makes the version given by --version champion")
     return model_name
 
 
@@ -116,8 +117,13 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
     left, challenger = aliases.get(tracking.CHAMPION), aliases.get(tracking.CHALLENGER)
     if left == target.version:
         return PromotionDecision(model_name, "no change", f"version {left} is champion already", left, left, "")
+    # A rollback is the emergency path: a champion whose files do not load would fail every night after.
+    load_scoring_model(target, images=tracking.data_kind(target) == IMAGES)
     reason = f"champion set by hand to version {target.version}" + (f" (was {left})" if left else "") + (
         f": {note}" if note else "")
+    if left is not None and (beyond := tracking.columns_beyond(model_name, target.version, left)):
+        reason += (f"; version {target.version} reads column(s) {beyond[:10]} that version {left} did not: a batch "
+                   f"exported for version {left} without them will fail")
     if challenger is not None and challenger == left:
         reason += f"; challenger moved from version {left} with it, so that no comparison promotes it again"
     run_id = tracking.log_run(target, "promotion", params={"set_by_hand": True, "champion_version": left or "none"},

@@ -244,6 +244,11 @@ def _name_new_version(client: MlflowClient, model_name: str, version: str) -> tu
         warnings.warn(f"{model_name!r} has no champion (its alias or its version was removed): version {version} is "
                       f"its challenger, not made champion untested; set one with `maskae promote --model "
                       f"{model_name} --version N`", UserWarning, stacklevel=2)
+    elif str(champion) != version and (beyond := columns_beyond(model_name, version, str(champion))):
+        warnings.warn(f"{model_name!r} version {version} reads column(s) {beyond[:10]} that its champion, version "
+                      f"{champion}, does not: a batch exported for the champion lacks them, so as champion it would "
+                      f"fail those batches; register a model of other columns under a name of its own",
+                      UserWarning, stacklevel=2)
     return (CHALLENGER, CHAMPION) if str(champion) == version else (CHALLENGER,)
 
 
@@ -322,6 +327,13 @@ def logged_schema(model: ResolvedModel) -> dict[str, Any] | None:
         except (MlflowException, OSError):
             return None
         return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def columns_beyond(model_name: str, version: str, other: str) -> list[str]:
+    """The feature columns ``version`` reads that ``other`` does not (from their logged schemas):
+    a batch exported for ``other`` lacks them, so making ``version`` champion would fail it."""
+    reads = [(logged_schema(resolve_model(f"{model_name}/{v}")) or {}).get("features", {}) for v in (version, other)]
+    return [column for column in reads[0] if column not in reads[1]]
 
 
 def data_kind(model: ResolvedModel) -> str:

@@ -401,14 +401,25 @@ def test_champion_set_by_hand_rolls_back_and_takes_challenger_with_it(env, weak)
     client = mlflow.MlflowClient()
     tracking.move_alias(NAME, "champion", "2", {"decision": "test setup: version 2 was promoted"})
     client.set_registered_model_alias(NAME, "challenger", "2")
+    # The emergency path checks that the version loads: a champion without its files would fail every night.
+    files = next((env["root"] / "mlartifacts").rglob(client.get_model_version(NAME, "1").model_id))
+    files.rename(files.with_name("moved"))
+    try:
+        with pytest.raises(tracking.ModelNotFoundError, match="is registered, but its files are not in the artifact"):
+            set_champion(NAME, "1")
+        assert str(client.get_registered_model(NAME).aliases["champion"]) == "2"
+    finally:
+        files.with_name("moved").rename(files)
     rolled = set_champion(NAME, "1", note="version 2 flags too much")
     assert (rolled.decision, rolled.challenger_version, rolled.champion_version) == ("set", "1", "2")
-    assert rolled.reason == ("champion set by hand to version 1 (was 2): version 2 flags too much; challenger moved "
-                             "from version 2 with it, so that no comparison promotes it again")
+    beyond = [c for c in FEATURES if c not in ("home_country", "customer_typical_amount")]  # version 2 reads these two
+    assert rolled.reason == (f"champion set by hand to version 1 (was 2): version 2 flags too much; version 1 reads "
+                             f"column(s) {beyond} that version 2 did not: a batch exported for version 2 without them "
+                             f"will fail; challenger moved from version 2 with it, so that no comparison promotes it "
+                             f"again")
     assert {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()} == {"champion": "1",
                                                                                           "challenger": "1"}
-    assert json.loads(client.get_model_version(NAME, "1").tags["champion.reason"])["note"] == rolled.reason.split(
-        ": ", 1)[1].split(";")[0]
+    assert json.loads(client.get_model_version(NAME, "1").tags["champion.reason"])["note"] == "version 2 flags too much"
     assert json.loads(client.get_model_version(NAME, "2").tags["champion.rolled_back"])["to"] == "1"
     assert promote(NAME, env["root"] / "batch.csv", "is_fraud").decision == "no change"
     assert set_champion(NAME, "01").reason == "version 1 is champion already"  # MLflow reads "01" as 1

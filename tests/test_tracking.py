@@ -81,6 +81,14 @@ def test_a_later_version_is_not_made_champion_when_the_alias_was_removed(registr
     assert "champion" not in mlflow.MlflowClient().get_registered_model("orphan").aliases
 
 
+def test_a_version_that_reads_columns_its_champion_does_not_is_warned_of(registry):
+    log = {**registry["log"], "model_name": "columns", "experiment": "columns"}
+    tracking.log_trained_model(**log, schema={"id_column": "id", "features": {"amount": "numeric"}})
+    with pytest.warns(UserWarning, match=r"'columns' version 2 reads column\(s\) \['V1'\] that its champion, version 1, "
+                                         r"does not: a batch exported for the champion lacks them"):
+        tracking.log_trained_model(**log, schema={"id_column": "id", "features": {"amount": "numeric", "V1": "numeric"}})
+
+
 def test_logging_a_budget_model_does_not_warn_about_its_five_row_example(registry):
     import warnings
 
