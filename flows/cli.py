@@ -106,15 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _preflight(data: str | None = None, model: str | None = None, fmt: str | None = None,
+def _preflight(data: str | None = None, models: tuple[str, ...] = (), fmt: str | None = None,
                out: str | None = None, id_column: str | None = None, one_file: str | None = None) -> None:
-    """Catch the usual mistakes (no such file, an empty one, no such model, a table without the
-    model's columns, an output folder inside the image folder) before a flow starts, so they read
-    as one line at once rather than a failed flow run's log after Prefect's start. ``one_file``:
-    what to do instead, for a command that reads one table file, not a glob of them."""
+    """Catch the usual mistakes (no such file, an empty one, no such model or alias, a table
+    without a model's columns, an output folder inside the image folder) before a flow starts, so
+    they read as one line at once rather than a failed flow run's log after Prefect's start.
+    ``models``: the references the command reads the data with (a comparison names each in its
+    errors). ``one_file``: what to do instead, for a command that reads one table file, not a glob
+    of them."""
     from pipeline.image_ingest import IMAGE_SUFFIXES, image_files
     from pipeline.image_screen import check_out_dir
-    from pipeline.ingest import iter_batches
+    from pipeline.ingest import SchemaError, iter_batches
     from pipeline.screen import check_columns
     from pipeline.sources import source_files
     from pipeline.tracking import resolve_model, use_tracking
@@ -133,10 +135,15 @@ def _preflight(data: str | None = None, model: str | None = None, fmt: str | Non
             raise ValueError(f"{data!r} is a glob of {len(files):,} file(s): this command reads one table file; {one_file}")
         for file in files:
             iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows
-    if model is not None:
-        resolve_model(model)
-    if model is not None and data is not None and not Path(data).is_dir():
-        check_columns(data, model, id_column)
+    for model in models:
+        resolved = resolve_model(model)
+        if data is None or Path(data).is_dir():
+            continue
+        try:
+            check_columns(data, model, id_column)
+        except SchemaError as error:  # of two versions, which one
+            raise (SchemaError(f"{model} (version {resolved.version}) cannot read it: {error}") if len(models) > 1
+                   else error) from None
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -157,7 +164,7 @@ def _screen(args: argparse.Namespace) -> None:
 
     if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
         raise ValueError("--batch-rows and --dask-workers must be at least 1")
-    _preflight(data=args.data, model=args.model, out=args.out, id_column=args.id_col,
+    _preflight(data=args.data, models=(args.model,), out=args.out, id_column=args.id_col,
                one_file="screen each, or let `maskae serve` screen a folder of them, each into its own folder")
     print(screened_line(screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()),
                                     batch_rows=args.batch_rows, dask_workers=args.dask_workers,
@@ -168,7 +175,7 @@ def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
     from pipeline.promote import MIN_ANOMALIES, check_policy, registered_name, set_champion
     from pipeline.verdicts import reviewed_runs
-    from pipeline.tracking import CHALLENGER
+    from pipeline.tracking import CHALLENGER, CHAMPION, ModelNotFoundError
 
     compare = [f"--{name.replace('_', '-')}" for name in ("label_col", "metric", "margin", "max_fpr", "min_anomalies")
                if getattr(args, name) is not None]
@@ -192,8 +199,15 @@ def _promote(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--verdicts-from {args.verdicts_from!r} is not a folder")
     if args.verdicts_from is not None:
         reviewed_runs(args.verdicts_from)  # none: said before Prefect starts
-    _preflight(data=args.data, model=f"{registered_name(args.model)}@{CHALLENGER}",
-               one_file="put the labelled records in one file")
+    name = registered_name(args.model)
+    try:
+        _preflight(data=args.data, models=(f"{name}@{CHALLENGER}", f"{name}@{CHAMPION}"),
+                   one_file="put the labelled records in one file")
+    except ModelNotFoundError as error:
+        if f"no alias {CHAMPION!r}" not in str(error):
+            raise
+        raise ModelNotFoundError(f"{error}: nothing to compare the challenger with; set champion by hand with "
+                                 f"`maskae promote --model {name} --version N`") from None
     metric, margin, max_fpr, min_anomalies = policy
     print(decision_line(promote_flow(args.model, args.data, args.label_col, metric, margin, max_fpr,
                                      workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,

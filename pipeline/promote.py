@@ -150,14 +150,18 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     y, known = anomaly_labels(frame[label_column], frame[id_column] if id_column in frame.columns else None)
     with warnings.catch_warnings():  # extra columns (the labels among them) are expected here
         warnings.simplefilter("ignore")
-        cleans = [validate(frame, m.schema).clean for m in models]
+        checked = [validate(frame, m.schema) for m in models]
+    cleans = [c.clean for c in checked]
     rows = frame.index[known]
     for clean in cleans:
         rows = rows.intersection(clean.index)
     y = y[rows.to_numpy()]  # read_table and labelled_records number rows 0..n-1
     if not 0 < y.sum() < len(y):
+        reasons = pd.concat([c.quarantined["quarantine_reason"] for c in checked]).value_counts()
+        unscored = (f" ({int(known.sum()) - len(y):,} labelled records cannot be scored, most often because "
+                    f"{reasons.index[0]})" if len(reasons) and len(y) < known.sum() else "")
         raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "
-                         f"{source} hold {int(y.sum())} anomalies among {len(y)}")
+                         f"{source} hold {int(y.sum())} anomalies among {len(y)}{unscored}")
     counted = f"; {int(y.sum()):,} labelled anomalies among {len(y):,} records"
     results = []
     for model, clean in zip(models, cleans):

@@ -89,11 +89,24 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     assert main(["promote", "--model", "fraud@challenger", "--data", "today.csv", "--label-col", "is_fraud"]) == 2
     err = capfd.readouterr().err
     assert "takes a registered model's name alone" in err and "Beginning flow run" not in err  # before any flow
+    # Both versions must read the labelled file; which one cannot is said before any flow
+    pd.read_csv(workdir / "today.csv").drop(columns="amount").to_csv(workdir / "no_amount.csv", index=False)
+    assert main(["promote", "--model", "fraud", "--data", "no_amount.csv", "--label-col", "is_fraud"]) == 2
+    err = capfd.readouterr().err
+    assert "fraud@challenger (version 2) cannot read it: no_amount.csv: " in err and "Beginning flow run" not in err
     # A champion set by hand (a rollback) moves aliases with no flow, and says so in one line
     assert main(["promote", "--model", "fraud", "--version", "2", "--note", "a test"]) == 0
     captured = capfd.readouterr()
     assert captured.out == "set: champion set by hand to version 2 (was 1): a test\n"
     assert aliases("fraud") == {"champion": "2", "challenger": "2"} and "Beginning flow run" not in captured.err
+    # With no champion there is nothing to compare: said before any flow, with the way out
+    from mlflow import MlflowClient
+
+    MlflowClient().delete_registered_model_alias("fraud", "champion")
+    assert main(["promote", "--model", "fraud", "--data", "today.csv", "--label-col", "is_fraud"]) == 2
+    err = capfd.readouterr().err
+    assert "has no alias 'champion'" in err and "set champion by hand with `maskae promote --model fraud --version N`" \
+        in err and "Beginning flow run" not in err
 
 
 def test_identifier_and_timestamp_columns_can_be_left_out_by_flag(prefect_api, workdir):

@@ -360,6 +360,11 @@ def test_promotion_keeps_champion_when_challenger_is_worse(env, weak):
     with pytest.raises(ValueError, match=r"promotion takes a registered model's name alone \('fraud', not "
                                          r"'fraud@challenger'\)"):
         promote(f"{NAME}@challenger", env["root"] / "batch.csv", "is_fraud")
+    # labelled records that a model cannot score (hours written "0h"): the error says why
+    env["batch"].astype({"hour": object}).assign(hour="0h").to_csv(env["root"] / "hours.csv", index=False)
+    with pytest.raises(ValueError, match=r"hold 0 anomalies among 0 \([\d,]+ labelled records cannot be scored, most often "
+                                         r"because hour: '0h' is not a number\)"):
+        promote(NAME, env["root"] / "hours.csv", "is_fraud")
 
 
 def test_promotion_moves_champion_to_a_better_challenger(env, weak):
