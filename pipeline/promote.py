@@ -41,6 +41,7 @@ from pipeline.image_ingest import NORMAL_KIND
 from pipeline.image_train import read_as_trained
 from pipeline.ingest import MALFORMED_LINES, FileChangedError, SchemaError, read_table, validate
 from pipeline.scoring import ScoringModel, anomaly_labels, feature_frame, label_metrics, load_scoring_model
+from pipeline.sources import fingerprint
 from pipeline.verdicts import VERDICT_LABEL, labelled_records
 
 METRICS = ("auprc", "auroc")
@@ -174,6 +175,16 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
     return results, len(y), int(y.sum()), counted + note
 
 
+def _trained_on(versions: list[tracking.ResolvedModel], sha256: str | None) -> str:
+    """A caveat when the evaluated file is one the versions were trained on (its hash, as their
+    training runs record it): a version measured on its own training records looks better than it is."""
+    client = MlflowClient()
+    runs = [client.get_run(client.get_model_version(v.name, v.version).run_id) for v in versions] if sha256 else []
+    trained = [v.version for v, run in zip(versions, runs) if run.data.params.get("data.sha256") == sha256]
+    return (f"; caution: the file is the training data of version(s) {', '.join(trained)}, whose metrics on it are "
+            f"optimistic: evaluate on records trained on by neither" if trained else "")
+
+
 def _evaluate_images(models: list[ScoringModel], folder: Path) -> tuple[list[dict], int, int, str]:
     """Label metrics of each image model on ``folder``, labelled by kind (``good`` = normal), how many
     images and how many defective, and a note on those left out (quarantined)."""
@@ -242,6 +253,8 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         origin = {"verdicts_from": str(Path(verdicts_from).resolve())}
     else:
         source, origin = repr(str(data_path)), {"data.path": str(Path(data_path).resolve())}
+        if Path(data_path).is_file():  # which file was evaluated, as training runs record theirs
+            origin["data.sha256"] = fingerprint([Path(data_path)])["sha256"]
     params = {"metric": metric, "margin": margin, "max_fpr": max_fpr, "min_anomalies": min_anomalies, **origin,
               "label_column": label_column, "challenger_version": new.version, "champion_version": old.version}
     same = new.version == old.version
@@ -262,7 +275,8 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
             decision, reason = "keep", (f"{reason}, but it rests on {anomalies} labelled anomalies, fewer than "
                                         f"min_anomalies {min_anomalies}: too few to act on; label more records, "
                                         f"or lower min_anomalies knowingly")
-    reason += note + (f"; {VERDICTS_CAVEAT}" if verdicts_from is not None else "")
+    reason += note + (f"; {VERDICTS_CAVEAT}" if verdicts_from is not None else "") + _trained_on(
+        [new] if same else [new, old], origin.get("data.sha256"))
     metrics = {f"{who}_{k}": v for who, r in zip(("challenger", "champion"), results) for k, v in r.items()}
     metrics["rows_evaluated"] = rows
     run_id = tracking.log_run(new, "promotion", params=params, metrics=metrics,

@@ -350,6 +350,8 @@ def test_promotion_keeps_champion_when_challenger_is_worse(env, weak):
     tags = mlflow.MlflowClient().get_model_version(NAME, "2").tags
     assert tags["promotion.decision"] == "keep" and tags["promotion.compared_with"] == "1"
     assert mlflow.get_run(decision.run_id).data.tags["maskae.run_type"] == "promotion"
+    evaluated = hashlib.sha256((env["root"] / "batch.csv").read_bytes()).hexdigest()
+    assert mlflow.get_run(decision.run_id).data.params["data.sha256"] == evaluated
     rows = len(env["batch"])  # its broken rows (BAD_ROWS) are left out, and the reason says so
     assert decision.rows_evaluated == rows - len(BAD_ROWS)
     assert re.search(rf"; \d+ labelled anomalies among {rows - 3:,} records \({rows - 3:,} of the {rows:,} records "
@@ -360,6 +362,9 @@ def test_promotion_keeps_champion_when_challenger_is_worse(env, weak):
     with pytest.raises(ValueError, match=r"promotion takes a registered model's name alone \('fraud', not "
                                          r"'fraud@challenger'\)"):
         promote(f"{NAME}@challenger", env["root"] / "batch.csv", "is_fraud")
+    on_training = promote(NAME, env["root"] / "train.csv", "is_fraud")  # what both versions were trained on
+    assert on_training.reason.endswith("; caution: the file is the training data of version(s) 2, 1, whose metrics "
+                                       "on it are optimistic: evaluate on records trained on by neither")
     # labelled records that a model cannot score (hours written "0h"): the error says why
     env["batch"].astype({"hour": object}).assign(hour="0h").to_csv(env["root"] / "hours.csv", index=False)
     with pytest.raises(ValueError, match=r"hold 0 anomalies among 0 \([\d,]+ labelled records cannot be scored, most often "
