@@ -625,6 +625,30 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         return np.where(self.decision_function(X) < 0, -1, 1)
 
     # ------------------------------------------------------------------ views of the model
+    def training_range_sides(self, X) -> pd.DataFrame:
+        """(n, numeric columns) of ``X``'s tables: -1 where a value lies below the smallest value its
+        column had in training, 1 above the largest, 0 within it or missing (a sign never seen, or
+        an export in other units, shows here before any score does). A DataFrame's index is kept."""
+        self._check_fitted()
+        frame = self._as_frame(X)
+        sides = {}
+        for j, col in enumerate(self.encoder_.numeric_):
+            with np.errstate(all="ignore"):  # compared as scored: encoded, in float32
+                code = col.encode(column_numbers(frame[col.name])).astype(np.float32)
+            sides[col.name] = (code > self.tails_.quantiles[-1, j]).astype(np.int8) - (code < self.tails_.quantiles[0, j])
+        return pd.DataFrame(sides, index=frame.index)
+
+    def training_range(self) -> dict[str, tuple[float, float, int]]:
+        """Per numeric column, (smallest, largest, n): its training values' range, in its own units,
+        and how many there were (a new value lies beyond that range by chance 2 / (n + 1) of the time)."""
+        self._check_fitted()
+        low, high = self.tails_.quantiles[0].astype(np.float64), self.tails_.quantiles[-1].astype(np.float64)
+        first = np.broadcast_to(self.tails_.probabilities[0], low.shape)  # 1 / (n + 1)
+        def shown(code: float, col) -> float:  # to 6 decimals: decoding leaves 22.9999998 for 23
+            return round(float(col.decode(np.array([code]))[0]), 6) + 0.0  # + 0.0: no -0.0
+        return {col.name: (shown(low[j], col), shown(high[j], col), int(round(1 / first[j])) - 1)
+                for j, col in enumerate(self.encoder_.numeric_)}
+
     def transform(self, X) -> np.ndarray:
         """(n, latent_size) embedding: the encoder's output averaged over the scoring masks
         (CNN: (n, cnn_widths[-1]), the deepest features averaged over the image)."""

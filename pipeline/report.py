@@ -145,6 +145,7 @@ def _facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("rows in", _number(summary["rows_in"])), ("rows scored", _number(summary["rows_scored"])),
         ("rows quarantined", _number(summary["rows_quarantined"])), ("rows flagged", _number(summary["rows_flagged"])),
         *_unseen_fact(summary.get("unseen_categories") or {}),
+        *_outside_fact(summary.get("outside_training_range") or {}),
         *_missing_fact(summary.get("missing_values") or {}, summary["rows_scored"]),
         ("screened", f"{summary.get('started_at', '')} to {summary.get('finished_at', '')}"),
         ("MLflow run", summary.get("mlflow_run_id") or ""),
@@ -157,6 +158,16 @@ def _missing_fact(missing: Mapping[str, int], rows_scored: int) -> list[tuple[st
         return []
     return [("values missing", "; ".join(f"{name}: {_number(n)} ({n / rows_scored:.2%} of rows scored)"
                                          for name, n in missing.items()) + "; scored as hidden cells, from the others")]
+
+
+def _outside_fact(outside: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Numbers beyond their column's training range (a negative amount where training had none)."""
+    if not outside:
+        return []
+    return [("values outside the training range", "; ".join(
+        f"{name}: " + ", ".join(f"{_number(o[side])} {side} the {bound} training value ({_number(o[bound])})"
+                                for side, bound in (("below", "smallest"), ("above", "largest")) if o[side])
+        for name, o in outside.items()))]
 
 
 def _unseen_fact(unseen: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:

@@ -181,7 +181,8 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
         publish_screening(folder, tally, resolved, model.calibration, rule.threshold, hits, top, started=started,
                           source={"path": str(data_path.resolve()), **{k: source[k] for k in ("sha256", "bytes")},
                                   "columns": tally.columns},
-                          unseen=unseen, params={"top_reasons": top_reasons})
+                          unseen=unseen, params={"top_reasons": top_reasons},
+                          outside=tally.outside.summary(model, tally.observed))
     return ScreenResult(out_dir, read_summary(out_dir), reused=False)
 
 
@@ -236,7 +237,7 @@ def _held(previous: dict[str, Any] | None, name: str, model: tracking.ResolvedMo
 def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.ResolvedModel, cal: Calibration,
                       threshold: float, hits: pd.DataFrame, top: pd.DataFrame, *, started: str,
                       source: dict[str, Any], unseen: dict[str, dict], params: dict[str, Any],
-                      images: dict[str, dict[str, Path]] | None = None) -> None:
+                      images: dict[str, dict[str, Path]] | None = None, outside: dict[str, dict] | None = None) -> None:
     """The last step of a screening, of a table or of images: ``summary.json``, the MLflow run,
     ``report.html`` (``top``: its first flagged records; ``images``: their PNG files inside the
     folder, by id, listed in the summary's ``record_images``), and the folder
@@ -256,6 +257,7 @@ def publish_screening(folder: ScreeningFolder, tally: Tally, model: tracking.Res
                         "threshold_kind": "fixed" if cal.strategy in ("fpr", "labels") else "whole file"},
         "drift": tally.drift.summary(),
         "unseen_categories": unseen,
+        "outside_training_range": outside or {},
         # empty cells of scored rows, per feature column: scored as hidden cells, as in training
         "missing_values": {c: rows - n for c, n in sorted(tally.observed.items()) if n < rows},
         "score_histogram": tally.histogram.to_dict(),
@@ -298,6 +300,7 @@ class NothingScoredError(ValueError):
 
 
 FLAG_RATE_ALARM = 10  # flags above this many times an fpr level's rate: the batch as a whole differs
+NOT_CHANCE_P = 1e-6  # a count this unlikely by chance (binomial): the batch as a whole differs, said as a warning
 
 
 def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[str]:
@@ -312,9 +315,15 @@ def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[st
     if empty := sorted(c for c, n in tally.observed.items() if n == 0) if rows else []:
         said.append(f"feature column(s) {empty} are empty in every one of its {rows:,} scored rows, so the model "
                     f"scored without them; check the export")
+    for column, o in summary["outside_training_range"].items():
+        for side, bound, words in (("below", "smallest", "below the smallest"), ("above", "largest", "above the largest")):
+            if o[f"{side}_beyond_chance"]:
+                said.append(f"{o[side]:,} of its {column!r} values lie {words} value in training ({o[bound]:,.6g}),"
+                            f" more than chance allows ({o['training_values']:,} training values): a sign or a unit the "
+                            f"model never saw (refunds? an export in other units?); check the export")
     cal = summary["calibration"]
     if (rows and cal["strategy"] == "fpr" and summary["flag_rate"] > FLAG_RATE_ALARM * cal["level"]
-            and binom.sf(summary["rows_flagged"] - 1, rows, cal["level"]) < 1e-6):  # not a few flags by chance
+            and binom.sf(summary["rows_flagged"] - 1, rows, cal["level"]) < NOT_CHANCE_P):  # not a few flags by chance
         said.append(f"{summary['rows_flagged']:,} of its {rows:,} scored rows ({summary['flag_rate']:.1%}) were flagged, "
                     f"where about {cal['level']:.1%} of rows like the training data's would be (fpr {cal['level']}): "
                     f"the batch as a whole differs from the training data{_drift_text(summary['drift'])}; check its "
@@ -367,6 +376,34 @@ class UnseenValues:
 
 
 @dataclass
+class OutsideRange:
+    """Per numeric feature column, the scored values below the smallest value it had in training
+    and above the largest: a sign never seen (refunds, a sign flipped by an export) or other units
+    show here, where a few such values would hide among the flags."""
+
+    below: Counter = field(default_factory=Counter)
+    above: Counter = field(default_factory=Counter)
+
+    def add(self, sides: pd.DataFrame) -> None:
+        self.below.update((sides == -1).sum().to_dict())
+        self.above.update((sides == 1).sum().to_dict())
+
+    def summary(self, model: ScoringModel, observed: Counter) -> dict[str, dict]:
+        """Per column with such values: how many on each side, the training range, and whether
+        more lie beyond it than chance allows (a new value lies beyond a range of ``n`` training
+        values with probability ``1 / (n + 1)`` on each side: a binomial test, as for the flag rate)."""
+        found = {}
+        for name, (smallest, largest, n) in model.detector.training_range().items():
+            below, above = self.below[name], self.above[name]
+            if below or above:
+                beyond = [binom.sf(k - 1, observed[name], 1 / (n + 1)) < NOT_CHANCE_P for k in (below, above)]
+                found[name] = {"below": below, "above": above, "smallest": smallest, "largest": largest,
+                               "training_values": n, "below_beyond_chance": bool(below and beyond[0]),
+                               "above_beyond_chance": bool(above and beyond[1])}
+        return found
+
+
+@dataclass
 class Tally:
     """What the first pass keeps of the file: running counts, never rows."""
 
@@ -377,6 +414,7 @@ class Tally:
     columns: list[str] | None = None
     unseen: UnseenValues = field(default_factory=UnseenValues)  # values read as "unknown" or "other"
     observed: Counter = field(default_factory=Counter)  # feature column -> cells with a value, in scored rows
+    outside: OutsideRange = field(default_factory=OutsideRange)  # numbers beyond their training range
 
     def add(self, folder: ScreeningFolder, ids: pd.Series, rows: np.ndarray, scores: np.ndarray) -> None:
         """Count one chunk's scores and write them (``rows``: their row numbers) to ``folder``."""
@@ -410,6 +448,7 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
             features = feature_frame(checked.clean, schema)
             tally.unseen.add(model.detector.encoder_.unseen_values(features))
             tally.observed.update(features.notna().sum().to_dict())
+            tally.outside.add(model.detector.training_range_sides(features))
             yield features
 
     for scores in scorer(features()):

@@ -715,3 +715,15 @@ def test_a_flag_column_is_reconstructed_and_imputed_as_booleans(mixed_frame):
     filled = detector.impute(gappy)[flags[0]]
     assert filled.map(type).eq(bool).all() or filled.dtype == bool
     assert set(detector.reconstruct(mixed_frame)[flags[0]].dropna().map(type)) <= {bool}
+
+
+def test_values_beyond_the_training_range_are_told_by_side(fitted, mixed_frame):
+    ranges = fitted.training_range()
+    assert set(ranges) == {"amount", "hour"} and ranges["hour"][2] == len(mixed_frame)
+    assert ranges["amount"][:2] == pytest.approx((mixed_frame["amount"].min(), mixed_frame["amount"].max()), rel=1e-5)
+    batch = mixed_frame.head(4).copy()
+    batch["amount"] = [-12.5, mixed_frame["amount"].min(), mixed_frame["amount"].max(), 10 * mixed_frame["amount"].max()]
+    batch.loc[batch.index[0], "hour"] = np.nan  # missing: within
+    sides = fitted.training_range_sides(batch)
+    assert sides["amount"].tolist() == [-1, 0, 0, 1] and sides["hour"].tolist() == [0, 0, 0, 0]
+    assert (fitted.training_range_sides(mixed_frame) == 0).all().all()  # training's own extremes are within

@@ -7,6 +7,7 @@ All tests screen with the session's real model (``screening_run`` in conftest: `
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -132,10 +133,20 @@ def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp
     assert empty == ["feature column(s) ['amount'] are empty in every one of its 200 scored rows, so the model scored "
                      "without them; check the export"]
     cents = screened_with(lambda f: f.__setitem__("amount", f["amount"] * 100), "cents")  # an export in cents
-    assert len(cents) == 1 and "were flagged, where about 5.0% of rows like the training data's would be" in cents[0]
+    assert len(cents) == 2 and "were flagged, where about 5.0% of rows like the training data's would be" in cents[1]
+    assert re.fullmatch(r"\d+ of its 'amount' values lie above the largest value in training \([\d,.]+\), more than "
+                        r"chance allows \([\d,]+ training values\): a sign or a unit the model never saw .*", cents[0])
     report = (tmp_path / "cents" / "report.html").read_text()  # the analyst's page says it first
     assert report.index('id="warnings"') < report.index('id="flag-rate"')
     assert "the batch as a whole differs from the training data" in report.split('id="flag-rate"')[0]
+    def refunds(frame):  # a sign the training data never had, on a few rows: too few flags to tell
+        frame.loc[:9, "amount"] = -frame.loc[:9, "amount"]
+
+    assert screened_with(refunds, "refunds")[0].startswith("10 of its 'amount' values lie below the smallest value in "
+                                                           "training (")
+    summary = read_summary(tmp_path / "refunds")
+    assert summary["outside_training_range"]["amount"]["below"] == 10
+    assert "amount: 10 below the smallest training value (" in (tmp_path / "refunds" / "report.html").read_text()
     bad = screened_with(_wrong_dtype, "text_hours")
     assert bad == ["200 of its 200 rows (100%) were quarantined: see quarantine.csv for why"]
     assert read_summary(tmp_path / "text_hours")["rows_scored"] == 0
