@@ -45,6 +45,7 @@ class ReviewResult:
     stored: int  # verdicts the run holds now, earlier reviews included
     flags: FlagReview  # the run's flags against all its verdicts
     overturned: tuple[str, ...] = ()  # records whose earlier outcome this review changed
+    unchanged: int = 0  # verdicts sent again as they stood: nothing changed
 
 
 def _replace(path: Path, text: str) -> None:
@@ -129,7 +130,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     if missing:  # all of this fails before anything is written
         raise FileNotFoundError(f"{str(run_dir)!r} lacks {len(missing)} of its report's images, e.g. {missing[0]!r}")
 
-    verdicts, overturned = _merged(stored_verdicts(run_dir), submitted, id_column)
+    verdicts, overturned, unchanged = _merged(stored_verdicts(run_dir), submitted, id_column)
     _replace(run_dir / VERDICTS, for_csv(verdicts).to_csv(index=False, lineterminator=CSV_LINE_END))
 
     flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
@@ -147,13 +148,14 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
             metrics["flag_precision"] = flags.precision
         tracking.add_to_run(summary["mlflow_run_id"], metrics=metrics, artifact=run_dir / VERDICTS,
                             artifact_path="review")
-    return ReviewResult(run_dir, len(submitted), submitted.attrs["undecided"], len(verdicts), flags, overturned)
+    return ReviewResult(run_dir, len(submitted), submitted.attrs["undecided"], len(verdicts), flags, overturned,
+                        unchanged)
 
 
 def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame,
-            id_column: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """The run's verdicts with ``submitted`` added, and the records whose earlier outcome these
-    overturned. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where
+            id_column: str) -> tuple[pd.DataFrame, tuple[str, ...], int]:
+    """The run's verdicts with ``submitted`` added, the records whose earlier outcome these
+    overturned, and how many of them were sent again as they stood. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where
     it overturned an earlier outcome, that outcome (``previous_outcome``; a verdict that repeats the
     earlier outcome keeps the earlier one's). A verdict submitted again as it stands (outcome and
     note, or the outcome without a note) changes nothing, its first time and note kept."""
@@ -170,4 +172,4 @@ def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame,
                              previous_outcome=np.where(overturned, outcome, previous.to_numpy()))[~repeated]
     merged = pd.concat([stored, added], ignore_index=True).fillna("")  # reviews before the stamps: empty
     return (merged.drop_duplicates(id_column, keep="last").reset_index(drop=True),
-            tuple(submitted[id_column][overturned]))
+            tuple(submitted[id_column][overturned]), int(repeated.sum()))

@@ -69,21 +69,22 @@ def test_verdicts_stored_before_the_audit_columns_merge_without_complaint():
     new = pd.DataFrame({"transaction_id": ["tx2", "tx3"], "outcome": ["legitimate", "fraud"], "note": ["", ""]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pandas warns of filling a float column with text, and will refuse it
-        merged, overturned = _merged(old, new, "transaction_id")
-        first, _ = _merged(None, new, "transaction_id")
+        merged, overturned, _ = _merged(old, new, "transaction_id")
+        first, _, _ = _merged(None, new, "transaction_id")
     assert overturned == ("tx2",) and merged.set_index("transaction_id")["previous_outcome"].to_dict() == {
         "tx1": "", "tx2": "fraud", "tx3": ""}
     assert (merged.set_index("transaction_id")["reviewed_at"]["tx1"], first["previous_outcome"].tolist()) == ("", ["", ""])
     # The same verdict submitted again changes nothing: its first review time stays.
     stamped = merged.assign(reviewed_at="2026-01-01T00:00:00+00:00")
-    again, none = _merged(stamped, new, "transaction_id")
-    assert none == () and again.equals(stamped)
+    again, none, unchanged = _merged(stamped, new, "transaction_id")
+    assert none == () and unchanged == 2 and again.equals(stamped)
     # ... and so does the same outcome sent again without its note (a file with no note column).
     noted = stamped.assign(note=["", "night travel, IT", ""])
-    again, _ = _merged(noted, new, "transaction_id")
+    again, _, _ = _merged(noted, new, "transaction_id")
     assert again.equals(noted)
     # A new outcome without a note does not inherit the old outcome's note.
-    flipped, _ = _merged(noted, new.assign(outcome=["fraud", "fraud"]), "transaction_id")
+    flipped, _, unchanged = _merged(noted, new.assign(outcome=["fraud", "fraud"]), "transaction_id")
+    assert unchanged == 1  # tx3 was fraud already
     assert flipped.set_index("transaction_id").loc["tx2", ["outcome", "note"]].tolist() == ["fraud", ""]
 
 
@@ -101,6 +102,9 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     out = capfd.readouterr().out
     assert f"{len(run['flagged'])} verdict(s) attached" in out and "did not flag" not in out
     assert out.count("\n") == 1 and out.endswith(f" Report: {run['run'] / 'report.html'}\n")  # one line
+    assert main(["review", "--run", str(run["run"]), "--verdicts", str(run["file"])]) == 0  # the same file again
+    n = len(run["flagged"])
+    assert f"{n} verdict(s) attached; {n} as the run had them already; the run holds" in capfd.readouterr().out
     scored = pd.read_parquet(run["run"] / "scores.parquet", columns=["transaction_id"])["transaction_id"].astype(str)
     unflagged = sorted(set(scored) - set(run["flagged"]["transaction_id"]))[0]
     (tmp_path / "unflagged.csv").write_text(f"id,outcome\n{unflagged},legitimate\n")
