@@ -113,8 +113,8 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
     (a rolled-back promotion), challenger moves with champion, so that the next comparison does not
     promote it again: it says "no change" until a new version is trained."""
     registered_name(model_name)
-    target = tracking.resolve_model(f"{model_name}/{version}")
-    aliases = {name: str(v) for name, v in MlflowClient().get_registered_model(model_name).aliases.items()}
+    target, client = tracking.resolve_model(f"{model_name}/{version}"), MlflowClient()
+    aliases = {name: str(v) for name, v in client.get_registered_model(model_name).aliases.items()}
     left, challenger = aliases.get(tracking.CHAMPION), aliases.get(tracking.CHALLENGER)
     if left == target.version:
         return PromotionDecision(model_name, "no change", f"version {left} is champion already", left, left, "")
@@ -122,6 +122,10 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
     load_scoring_model(target, images=tracking.data_kind(target) == IMAGES)
     reason = f"champion set by hand to version {target.version}" + (f" (was {left})" if left else "") + (
         f": {note}" if note else "")
+    if earlier := client.get_model_version(model_name, target.version).tags.get("champion.rolled_back"):
+        back = json.loads(earlier)  # restoring a version rolled back once: say why it was
+        reason += (f"; version {target.version} was rolled back to version {back['to']} before"
+                   + (f" ({back['note']})" if back.get("note") else ""))
     if left is not None and (beyond := tracking.columns_beyond(model_name, target.version, left)):
         reason += (f"; version {target.version} reads column(s) {beyond[:10]} that version {left} did not: a batch "
                    f"exported for version {left} without them will fail")

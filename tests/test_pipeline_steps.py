@@ -435,6 +435,9 @@ def test_champion_set_by_hand_rolls_back_and_takes_challenger_with_it(env, weak)
     assert set_champion(NAME, "01").reason == "version 1 is champion already"  # MLflow reads "01" as 1
     with pytest.raises(tracking.ModelNotFoundError, match="has no version '9'"):
         set_champion(NAME, "9")
+    # Restoring the version rolled back says why it was
+    restored = set_champion(NAME, "2")
+    assert "; version 2 was rolled back to version 1 before (version 2 flags too much)" in restored.reason
 
 
 def test_a_rollback_stopped_before_champion_moved_is_finished_by_a_rerun(env, weak, monkeypatch):
