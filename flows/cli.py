@@ -223,9 +223,9 @@ def _review(args: argparse.Namespace) -> None:
     changed = result.overturned
     overturned = (f" ({len(changed)} changed an earlier outcome: {', '.join(changed[:5])}"
                   f"{', ...' if len(changed) > 5 else ''})" if changed else "")
-    overturned += f"; {result.unchanged} as the run had them already" if result.unchanged else ""
+    overturned += f"; {result.unchanged} more as the run had them already" if result.unchanged else ""
     overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
-    print(f"{result.submitted} verdict(s) attached{overturned}; the run holds {result.stored}. "
+    print(f"{result.submitted - result.unchanged} verdict(s) attached{overturned}; the run holds {result.stored}. "
           f"{review_line(result.flags)} Report: {Path(args.run) / 'report.html'}")  # one line, as every result
 
 

@@ -150,11 +150,17 @@ def screen_flow(data_path: str, model: str, out_dir: str, id_column: str | None 
         result = screen_file(data_path, pinned, out_dir, id_column, batch_rows)
     publish(result)
     print(screened_line(result))
-    summary = result["summary"]
-    if summary["rows_in"] and not summary["rows_scored"]:
-        raise NothingScoredError(f"no row of {Path(data_path).name} could be scored: all {summary['rows_in']:,} were "
-                                 f"quarantined; see {Path(out_dir) / 'quarantine.csv'} for why")
+    if (nothing := _nothing_scored(result["summary"], Path(data_path).name, Path(out_dir))) is not None:
+        raise NothingScoredError(nothing)
     return result
+
+
+def _nothing_scored(summary: dict[str, Any], name: str, out_dir: Path) -> str | None:
+    """What to say of a screening where every row was quarantined; None when some row was scored."""
+    if not summary["rows_in"] or summary["rows_scored"]:
+        return None
+    return (f"no row of {name} could be scored: all {summary['rows_in']:,} were quarantined; see "
+            f"{out_dir / 'quarantine.csv'} for why")
 
 
 def screened_line(result: dict[str, Any]) -> str:
@@ -227,9 +233,8 @@ def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str
     if (path.is_file() and modified >= datetime.fromisoformat(earlier["started_at"]).timestamp()
             and fingerprint([path])["sha256"] != earlier["input"]["sha256"]):
         return f"changed since it was screened into {out_dir} (same size, other bytes: a corrected export?): {fix}"
-    if earlier["rows_in"] and not earlier["rows_scored"]:
-        return (f"no row of {path.name} could be scored when it was screened into {out_dir}: all "
-                f"{earlier['rows_in']:,} were quarantined; see {out_dir / 'quarantine.csv'} for why, fix the file and {fix}")
+    if (nothing := _nothing_scored(earlier, path.name, out_dir)) is not None:
+        return f"{nothing}; fix the file and {fix}"
     return None
 
 

@@ -626,28 +626,34 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
 
     # ------------------------------------------------------------------ views of the model
     def training_range_sides(self, X) -> pd.DataFrame:
-        """(n, numeric columns) of ``X``'s tables: -1 where a value lies below the smallest value its
+        """(n, numeric columns) of a table ``X``: -1 where a value lies below the smallest value its
         column had in training, 1 above the largest, 0 within it or missing (a sign never seen, or
-        an export in other units, shows here before any score does). A DataFrame's index is kept."""
-        self._check_fitted()
-        frame = self._as_frame(X)
-        sides = {}
-        for j, col in enumerate(self.encoder_.numeric_):
-            with np.errstate(all="ignore"):  # compared as scored: encoded, in float32
-                code = col.encode(column_numbers(frame[col.name])).astype(np.float32)
-            sides[col.name] = (code > self.tails_.quantiles[-1, j]).astype(np.int8) - (code < self.tails_.quantiles[0, j])
-        return pd.DataFrame(sides, index=frame.index)
+        an export in other units, shows here before any score does); compared as scored, encoded.
+        Every value reads 0 in models saved before format 3, which kept no training range. A
+        DataFrame's index is kept."""
+        frame = self._as_frame(self._table_only(X))
+        codes, missing = self.encoder_.numeric_codes(frame)
+        sides = (self.tails_.sides(codes, missing) if isinstance(self.tails_, ColumnTails)
+                 else np.zeros(codes.shape, dtype=np.int8))
+        return pd.DataFrame(sides, index=frame.index, columns=[c.name for c in self.encoder_.numeric_])
 
     def training_range(self) -> dict[str, tuple[float, float, int]]:
-        """Per numeric column, (smallest, largest, n): its training values' range, in its own units,
-        and how many there were (a new value lies beyond that range by chance 2 / (n + 1) of the time)."""
-        self._check_fitted()
+        """Per numeric column, (smallest, largest, n): the range of its training values, in its own
+        units, and how many there were; empty for models saved before format 3, which kept no range."""
+        self._table_only()
+        if not isinstance(self.tails_, ColumnTails):
+            return {}
         low, high = self.tails_.quantiles[0].astype(np.float64), self.tails_.quantiles[-1].astype(np.float64)
         first = np.broadcast_to(self.tails_.probabilities[0], low.shape)  # 1 / (n + 1)
-        def shown(code: float, col) -> float:  # to 6 decimals: decoding leaves 22.9999998 for 23
-            return round(float(col.decode(np.array([code]))[0]), 6) + 0.0  # + 0.0: no -0.0
-        return {col.name: (shown(low[j], col), shown(high[j], col), int(round(1 / first[j])) - 1)
+        return {col.name: (_decoded(col, low[j]), _decoded(col, high[j]), int(round(1 / first[j])) - 1)
                 for j, col in enumerate(self.encoder_.numeric_)}
+
+    def _table_only(self, X=None):
+        """``X``, once the model is known to be a fitted table model (the CNN's have no columns)."""
+        self._check_fitted()
+        if self.backend == "cnn":
+            raise ValueError("a CNN model reads images, not columns: it has no training range of column values")
+        return X
 
     def transform(self, X) -> np.ndarray:
         """(n, latent_size) embedding: the encoder's output averaged over the scoring masks
@@ -799,6 +805,15 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
     def load(cls, path: str | Path) -> "MaskedAutoencoderDetector":
         """Read a detector written by :meth:`save`."""
         return load_detector_state(cls, Path(path))
+
+
+def _decoded(col, code: float) -> float:
+    """A float32 code in its column's units, rounded to ten times the code's resolution there (it is
+    good to a few of its steps): decoding leaves 22.9999998 for 23 and 2.9e-08 for 0, yet a column
+    of values near 1e-7 keeps its digits."""
+    value, above = col.decode(np.array([code, np.nextafter(np.float32(code), np.float32(np.inf))], dtype=np.float64))
+    step = 10 * abs(above - value)
+    return (round(float(value), max(0, -int(np.floor(np.log10(step))))) if step > 0 else float(value)) + 0.0  # no -0.0
 
 
 def _shown_bound(bound: np.ndarray, observed: np.ndarray) -> np.ndarray:

@@ -420,22 +420,30 @@ class TableEncoder:
         if extra:
             warnings.warn(f"ignoring column(s) the model was not fitted on: {extra}", stacklevel=3)
         n = len(frame)
-        numeric = np.zeros((n, len(self.numeric_)), dtype=np.float32)
+        numeric, missing_numbers = self.numeric_codes(frame)
         categorical = np.zeros((n, len(self.categorical_)), dtype=np.int64)
         missing = np.zeros((n, self.n_features), dtype=bool)
-        for j, col in enumerate(self.numeric_):
-            values = numbers(frame[col.name])
-            with np.errstate(all="ignore"):
-                encoded = col.encode(values)
-            bad = ~np.isfinite(values)  # a finite value whose code overflows is extreme, not missing
-            numeric[:, j] = np.where(bad, 0.0, np.clip(encoded, -MAX_CODE, MAX_CODE))
-            missing[:, j] = bad
-            _warn_if_unusable(col.name, frame[col.name], bad)
+        missing[:, : len(self.numeric_)] = missing_numbers
         offset, encoded = len(self.numeric_), {}
         for j, col in enumerate(self.categorical_):
             encoded[col.name] = col.encode(frame[col.name])
             categorical[:, j], missing[:, offset + j] = encoded[col.name]
         return EncodedBatch(numeric, categorical, missing, _unseen(encoded))
+
+    def numeric_codes(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, missing)``, each (n, numeric columns): the numeric columns as the network reads
+        them (float32, 0 where missing), and where a value is missing or not a number."""
+        codes = np.zeros((len(frame), len(self.numeric_)), dtype=np.float32)
+        missing = np.zeros(codes.shape, dtype=bool)
+        for j, col in enumerate(self.numeric_):
+            values = numbers(frame[col.name])
+            with np.errstate(all="ignore"):
+                encoded = col.encode(values)
+            bad = ~np.isfinite(values)  # a finite value whose code overflows is extreme, not missing
+            codes[:, j] = np.where(bad, 0.0, np.clip(encoded, -MAX_CODE, MAX_CODE))
+            missing[:, j] = bad
+            _warn_if_unusable(col.name, frame[col.name], bad)
+        return codes, missing
 
     def unseen_values(self, frame: pd.DataFrame) -> dict[str, Counter]:
         """Per categorical column of ``frame``, its values that :meth:`transform` reads as "unknown" or

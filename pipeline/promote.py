@@ -127,7 +127,7 @@ def set_champion(model_name: str, version: str, note: str = "") -> PromotionDeci
         reason += (f"; version {target.version} was rolled back to version {back['to']} before"
                    + (f" ({back['note']})" if back.get("note") else ""))
     if left is not None and (beyond := tracking.columns_beyond(model_name, target.version, left)):
-        reason += (f"; version {target.version} reads column(s) {beyond[:10]} that version {left} did not: a batch "
+        reason += (f"; version {target.version} reads column(s) {tracking.few(beyond)} that version {left} did not: a batch "
                    f"exported for version {left} without them will fail")
     if challenger is not None and challenger == left:
         reason += f"; challenger moved from version {left} with it, so that no comparison promotes it again"
@@ -162,7 +162,8 @@ def _evaluate(models: list[ScoringModel], frame: pd.DataFrame, label_column: str
         rows = rows.intersection(clean.index)
     y = y[rows.to_numpy()]  # read_table and labelled_records number rows 0..n-1
     if not 0 < y.sum() < len(y):
-        reasons = pd.concat([c.quarantined["quarantine_reason"] for c in checked]).value_counts()
+        left_out = pd.concat([c.quarantined["quarantine_reason"] for c in checked])  # a row once, labelled ones
+        reasons = left_out[~left_out.index.duplicated() & left_out.index.isin(frame.index[known])].value_counts()
         unscored = (f" ({int(known.sum()) - len(y):,} labelled records cannot be scored, most often because "
                     f"{reasons.index[0]})" if len(reasons) and len(y) < known.sum() else "")
         raise ValueError(f"promotion needs labelled anomalies and labelled normal records; the scoreable rows of "

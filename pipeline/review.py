@@ -155,10 +155,11 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
 def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame,
             id_column: str) -> tuple[pd.DataFrame, tuple[str, ...], int]:
     """The run's verdicts with ``submitted`` added, the records whose earlier outcome these
-    overturned, and how many of them were sent again as they stood. A record's latest verdict wins, stamped with when (``reviewed_at``, UTC) and, where
-    it overturned an earlier outcome, that outcome (``previous_outcome``; a verdict that repeats the
-    earlier outcome keeps the earlier one's). A verdict submitted again as it stands (outcome and
-    note, or the outcome without a note) changes nothing, its first time and note kept."""
+    overturned, and how many of them were sent again as they stood. A record's latest verdict
+    wins, stamped with when (``reviewed_at``, UTC) and, where it overturned an earlier outcome, that
+    outcome (``previous_outcome``; a verdict that repeats the earlier outcome keeps the earlier
+    one's). A verdict submitted again as it stands (outcome and note, or the outcome without a
+    note) changes nothing, its first time and note kept."""
     stored = pd.DataFrame(columns=[id_column, "outcome", "note"]) if stored is None else stored
     earlier = stored.set_index(id_column).reindex(submitted[id_column])
     outcome, given = earlier["outcome"].to_numpy(), submitted["outcome"].to_numpy()

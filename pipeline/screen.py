@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
+from scipy.stats import betabinom, binom
 from tqdm.auto import tqdm
 
 from maskae.calibration import Calibration, ChunkedBatch
@@ -308,7 +308,7 @@ def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[st
     :class:`ScreeningWarning` too: they would otherwise pass as an ordinary night."""
     said, rows_in, rows = [], summary["rows_in"], summary["rows_scored"]
     if not rows_in:  # a night's export with no record is an upstream failure far more often than a quiet day
-        said.append("it holds no row (a header only): nothing was screened; check the export")
+        said.append("it holds no row: nothing was screened; check the export")
     if rows_in and summary["rows_quarantined"] * 2 > rows_in:
         said.append(f"{summary['rows_quarantined']:,} of its {rows_in:,} rows ({summary['rows_quarantined'] / rows_in:.0%}) "
                     f"were quarantined: see quarantine.csv for why")
@@ -390,13 +390,15 @@ class OutsideRange:
 
     def summary(self, model: ScoringModel, observed: Counter) -> dict[str, dict]:
         """Per column with such values: how many on each side, the training range, and whether
-        more lie beyond it than chance allows (a new value lies beyond a range of ``n`` training
-        values with probability ``1 / (n + 1)`` on each side: a binomial test, as for the flag rate)."""
+        more lie beyond it than chance allows. The share of a column's values below the smallest of
+        ``n`` training values is itself random, Beta(1, n), and the same for every value of the
+        batch: the count of ``N`` values below it is beta-binomial (1, n), not binomial, whose
+        tighter tail would warn on most nights of a large batch (likewise above the largest)."""
         found = {}
         for name, (smallest, largest, n) in model.detector.training_range().items():
             below, above = self.below[name], self.above[name]
             if below or above:
-                beyond = [binom.sf(k - 1, observed[name], 1 / (n + 1)) < NOT_CHANCE_P for k in (below, above)]
+                beyond = [betabinom.sf(k - 1, observed[name], 1, n) < NOT_CHANCE_P for k in (below, above)]
                 found[name] = {"below": below, "above": above, "smallest": smallest, "largest": largest,
                                "training_values": n, "below_beyond_chance": bool(below and beyond[0]),
                                "above_beyond_chance": bool(above and beyond[1])}

@@ -13,6 +13,9 @@ Example
 ['a.csv']
 >>> fingerprint(source_files(folder / "a.csv"))["bytes"]
 9
+>>> _ = (folder / "b[1].csv").write_text("id,x\\n1,2\\n")  # a name with a glob's bracket is a file's
+>>> [p.name for p in source_files(folder / "b[1].csv")]
+['b[1].csv']
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def source_files(pattern: str | Path) -> list[Path]:
         what is wrong with it (missing, a folder, empty).
     """
     text = str(pattern)
-    if not any(char in text for char in "*?["):
+    if not any(char in text for char in "*?[") or Path(text).is_file():  # batch[1].csv names a file
         return [Path(text)]
     files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
     if not files:

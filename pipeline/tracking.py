@@ -245,7 +245,7 @@ def _name_new_version(client: MlflowClient, model_name: str, version: str) -> tu
                       f"its challenger, not made champion untested; set one with `maskae promote --model "
                       f"{model_name} --version N`", UserWarning, stacklevel=2)
     elif str(champion) != version and (beyond := columns_beyond(model_name, version, str(champion))):
-        warnings.warn(f"{model_name!r} version {version} reads column(s) {beyond[:10]} that its champion, version "
+        warnings.warn(f"{model_name!r} version {version} reads column(s) {few(beyond)} that its champion, version "
                       f"{champion}, does not: a batch exported for the champion lacks them, so as champion it would "
                       f"fail those batches; register a model of other columns under a name of its own",
                       UserWarning, stacklevel=2)
@@ -327,6 +327,11 @@ def logged_schema(model: ResolvedModel) -> dict[str, Any] | None:
         except (MlflowException, OSError):
             return None
         return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def few(names: list[str], shown: int = 10) -> str:
+    """A list of names for a message, the first ``shown`` of them and how many more."""
+    return str(names[:shown]) + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
 
 
 def columns_beyond(model_name: str, version: str, other: str) -> list[str]:

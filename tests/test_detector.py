@@ -523,6 +523,8 @@ def test_format_1_models_load_and_score_as_before():
     np.testing.assert_allclose(table.anomaly_score(pd.read_csv(folder / "table.csv")), table.training_scores_, rtol=1e-4, atol=1e-5)
     cnn = MaskedAutoencoderDetector.load(folder / "cnn")
     assert cnn.evidence == ("reconstruction",)  # format 1 CNN models had no neighbour evidence
+    with pytest.raises(ValueError, match="a CNN model reads images, not columns"):
+        cnn.training_range()
     np.testing.assert_allclose(cnn.anomaly_score(np.load(folder / "images.npy")), expected["cnn"], rtol=1e-4, atol=1e-5)
 
 
@@ -535,6 +537,8 @@ def test_format_2_models_keep_their_tail_evidence():
     # (at 5b34526 a training row scored again was its own neighbour)
     np.testing.assert_allclose(scores[:2], json.loads((folder / "scores.json").read_text())["table"][:2], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scores[2:], table.training_scores_[2:20], rtol=1e-4, atol=1e-5)
+    # it kept no training range of its columns: nothing reads as beyond it
+    assert table.training_range() == {} and not table.training_range_sides(pd.read_csv(folder / "table.csv")).any().any()
 
 
 def test_format_3_models_keep_one_tail_grid_for_all_columns():
@@ -543,6 +547,7 @@ def test_format_3_models_keep_one_tail_grid_for_all_columns():
     folder = Path(__file__).parent / "fixtures" / "format3"
     table = MaskedAutoencoderDetector.load(folder / "table")
     assert table.tails_.probabilities.ndim == 1
+    assert table.training_range()["amount"][2] == 200  # the one grid's row count, for every column
     scores = table.anomaly_score(pd.read_csv(folder / "table.csv"))
     np.testing.assert_allclose(scores, json.loads((folder / "scores.json").read_text())["table"], rtol=1e-4, atol=1e-5)
     # Before format 5 every category was kept: a clone refits the same way.

@@ -205,10 +205,10 @@ def test_a_csv_cut_short_mid_line_fails_as_a_file_still_being_written_and_writes
 def test_a_header_only_file_is_an_empty_screening(screened, tmp_path, fmt):
     frame = batch(screened).head(0)
     path = write(frame, tmp_path / f"empty.{fmt}")
-    with pytest.warns(ScreeningWarning, match=r"empty\.\w+: it holds no row \(a header only\)"):
+    with pytest.warns(ScreeningWarning, match=r"empty\.\w+: it holds no row: nothing was screened"):
         summary = accounted(screen(path, "fraud", tmp_path / "out").out_dir, frame)
     assert summary["rows_flagged"] == 0 and summary["drift"]["ks_statistic"] is None
-    assert summary["warnings"] == ["it holds no row (a header only): nothing was screened; check the export"]
+    assert summary["warnings"] == ["it holds no row: nothing was screened; check the export"]
 
 
 def test_unreadable_files_fail_naming_the_file_and_write_nothing(screened, tmp_path):
@@ -405,3 +405,18 @@ def test_a_taken_folder_says_which_screening_it_holds():
     assert _held(night, "night1.csv", SimpleNamespace(name="fraud", version="1")) == (
         "a screening of night1.csv by fraud v1 from before its input changed")
     assert _held(None, "night1.csv", v2) == "something other than this screening of night1.csv by fraud v2"
+
+
+def test_values_beyond_the_training_range_warn_only_beyond_chance():
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from pipeline.screen import OutsideRange
+
+    model = SimpleNamespace(detector=SimpleNamespace(training_range=lambda: {"amount": (0.79, 3573.32, 100_000)}))
+    outside = OutsideRange(below=Counter(amount=30))
+    # 30 of a million values below the smallest of 100,000 training values: an ordinary night, as that
+    # smallest is itself a draw (a binomial test at its expected share, 10 of a million, would warn) ...
+    assert outside.summary(model, Counter(amount=1_000_000))["amount"]["below_beyond_chance"] is False
+    # ... where 10 refunds among 200 values are not
+    assert OutsideRange(below=Counter(amount=10)).summary(model, Counter(amount=200))["amount"]["below_beyond_chance"]

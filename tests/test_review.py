@@ -104,7 +104,7 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     assert out.count("\n") == 1 and out.endswith(f" Report: {run['run'] / 'report.html'}\n")  # one line
     assert main(["review", "--run", str(run["run"]), "--verdicts", str(run["file"])]) == 0  # the same file again
     n = len(run["flagged"])
-    assert f"{n} verdict(s) attached; {n} as the run had them already; the run holds" in capfd.readouterr().out
+    assert f"0 verdict(s) attached; {n} more as the run had them already; the run holds" in capfd.readouterr().out
     scored = pd.read_parquet(run["run"] / "scores.parquet", columns=["transaction_id"])["transaction_id"].astype(str)
     unflagged = sorted(set(scored) - set(run["flagged"]["transaction_id"]))[0]
     (tmp_path / "unflagged.csv").write_text(f"id,outcome\n{unflagged},legitimate\n")
