@@ -672,9 +672,15 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         warnings.warn(f"column(s) {extra} are not in the schema: they are kept but not checked or scored", stacklevel=2)
     ids = frame[schema.id_column]
     has_id = ~_empty(ids).to_numpy()
-    repeated = has_id & ids.duplicated(keep="first").to_numpy()
+    # Spaces around a text id do not make it another record's: a verdict's id is read without them.
+    if pd.api.types.is_string_dtype(ids) or ids.dtype == object:
+        stripped = ids.str.strip()  # NaN for a value that is not text: that one is kept as it is
+        same = stripped.where(stripped.notna(), ids)
+    else:
+        same = ids
+    repeated = has_id & same.duplicated(keep="first").to_numpy()
     if seen_ids is not None:
-        repeated[has_id] |= seen_ids.check_and_add(ids[has_id])
+        repeated[has_id] |= seen_ids.check_and_add(same[has_id])
     blank = {name: (missing_cells if kind == "numeric" else _empty)(frame[name]).to_numpy()
              for name, kind in schema.features.items()}
     # A record without a single value would be scored on nothing (a blank line, a broken export).

@@ -479,6 +479,10 @@ def test_duplicates_keep_the_first_within_and_across_chunks(table, schema):
     validate(table.iloc[:10], schema, seen_ids=seen)
     later = validate(table.iloc[8:12], schema, seen_ids=seen)
     assert later.quarantined["txn_id"].tolist() == ["T008", "T009"]
+    # spaces around an id do not make another record's (review reads a verdict's id without them)
+    padded = table.iloc[10:14].assign(txn_id=[" T010", "T010 ", "T012", "t012"])
+    again = validate(padded, schema, seen_ids=seen)
+    assert again.quarantined["txn_id"].tolist() == [" T010", "T010 "] and again.clean["txn_id"].tolist() == ["T012", "t012"]
 
 
 def test_repeated_ids_are_found_in_every_block_of_earlier_ids():
