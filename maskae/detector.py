@@ -813,7 +813,9 @@ def _decoded(col, code: float) -> float:
     of values near 1e-7 keeps its digits."""
     value, above = col.decode(np.array([code, np.nextafter(np.float32(code), np.float32(np.inf))], dtype=np.float64))
     step = 10 * abs(above - value)
-    return (round(float(value), max(0, -int(np.floor(np.log10(step))))) if step > 0 else float(value)) + 0.0  # no -0.0
+    if not (np.isfinite(step) and step > 0):  # at float64's end (a code that decodes past 1e308)
+        return float(value) + 0.0
+    return round(float(value), max(0, -int(np.floor(np.log10(step))))) + 0.0  # + 0.0: no -0.0
 
 
 def _shown_bound(bound: np.ndarray, observed: np.ndarray) -> np.ndarray:

@@ -300,7 +300,7 @@ class NothingScoredError(ValueError):
 
 
 FLAG_RATE_ALARM = 10  # flags above this many times an fpr level's rate: the batch as a whole differs
-NOT_CHANCE_P = 1e-6  # a count this unlikely by chance (binomial): the batch as a whole differs, said as a warning
+NOT_CHANCE_P = 1e-6  # a count this unlikely by chance: the batch as a whole differs, said as a warning
 
 
 def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[str]:
@@ -393,7 +393,7 @@ class OutsideRange:
         more lie beyond it than chance allows. The share of a column's values below the smallest of
         ``n`` training values is itself random, Beta(1, n), and the same for every value of the
         batch: the count of ``N`` values below it is beta-binomial (1, n), not binomial, whose
-        tighter tail would warn on most nights of a large batch (likewise above the largest)."""
+        thinner tail would warn on ordinary nights of a large batch (likewise above the largest)."""
         found = {}
         for name, (smallest, largest, n) in model.detector.training_range().items():
             below, above = self.below[name], self.above[name]
