@@ -631,16 +631,18 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         an export in other units, shows here before any score does); compared as scored, encoded.
         Every value reads 0 in models saved before format 3, which kept no training range. A
         DataFrame's index is kept."""
-        frame = self._as_frame(self._table_only(X))
+        self._check_table_model()
+        frame = self._as_frame(X)
         codes, missing = self.encoder_.numeric_codes(frame)
-        sides = (self.tails_.sides(codes, missing) if isinstance(self.tails_, ColumnTails)
-                 else np.zeros(codes.shape, dtype=np.int8))
-        return pd.DataFrame(sides, index=frame.index, columns=[c.name for c in self.encoder_.numeric_])
+        # the side of the range end a cell lies beyond; no end (NaN) within it, or without a range
+        sides = np.nan_to_num(np.sign(codes - self.tails_.beyond_range(codes)))
+        return pd.DataFrame(np.where(missing, 0, sides).astype(np.int8), index=frame.index,
+                            columns=[c.name for c in self.encoder_.numeric_])
 
     def training_range(self) -> dict[str, tuple[float, float, int]]:
         """Per numeric column, (smallest, largest, n): the range of its training values, in its own
         units, and how many there were; empty for models saved before format 3, which kept no range."""
-        self._table_only()
+        self._check_table_model()
         if not isinstance(self.tails_, ColumnTails):
             return {}
         low, high = self.tails_.quantiles[0].astype(np.float64), self.tails_.quantiles[-1].astype(np.float64)
@@ -648,12 +650,11 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         return {col.name: (_decoded(col, low[j]), _decoded(col, high[j]), int(round(1 / first[j])) - 1)
                 for j, col in enumerate(self.encoder_.numeric_)}
 
-    def _table_only(self, X=None):
-        """``X``, once the model is known to be a fitted table model (the CNN's have no columns)."""
+    def _check_table_model(self) -> None:
+        """A fitted model of tables: the CNN's have no columns."""
         self._check_fitted()
         if self.backend == "cnn":
             raise ValueError("a CNN model reads images, not columns: it has no training range of column values")
-        return X
 
     def transform(self, X) -> np.ndarray:
         """(n, latent_size) embedding: the encoder's output averaged over the scoring masks

@@ -84,12 +84,6 @@ class ColumnTails:
         return np.where(values > self.quantiles[-1], self.quantiles[-1],
                         np.where(values < self.quantiles[0], self.quantiles[0], np.nan))
 
-    def sides(self, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-        """(n, n_columns) int8: -1 where a cell lies below its column's smallest training value, 1
-        above its largest, 0 within or missing."""
-        above, below = values > self.quantiles[-1], values < self.quantiles[0]
-        return np.where(missing, 0, above.astype(np.int8) - below).astype(np.int8)
-
     def tail_shares(self, values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
         """(n, n_columns) each cell's two-sided tail probability: the share of its column's training
         values at least as far out on its side, ``min(P(X <= x), P(X >= x))``; ``1 / (n + 1)``
