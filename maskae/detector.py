@@ -770,7 +770,7 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         tail_share = self._tail_shares(data, missing)
         bounds = np.where(missing[:, :n_numeric], np.nan, self.tails_.beyond_range(data.numeric.numpy()))
         beyond = self._as_durations(pd.DataFrame(
-            {c.name: _shown_bound(c.decode(bounds[:, j].astype(float)), column_numbers(frame[c.name]))
+            {c.name: _shown_bound(c, bounds[:, j], column_numbers(frame[c.name]))
              for j, c in enumerate(self.encoder_.numeric_)}, index=range(len(frame)), columns=self.encoder_.columns_,
             dtype=float), frame)
         unseen = np.full(missing.shape, None, dtype=object)
@@ -819,10 +819,12 @@ def _decoded(col, code: float) -> float:
     return round(float(value), max(0, -int(np.floor(np.log10(step))))) + 0.0  # + 0.0: no -0.0
 
 
-def _shown_bound(bound: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """A training range's end for people: to float32's 7 digits (it was stored so: 23, not
-    22.9999995), unless rounding would put it past the value said to lie beyond it."""
-    rounded = np.array([float(f"{b:.7g}") for b in bound])
+def _shown_bound(col, codes: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Training-range ends (``codes``, NaN for none) for people, rounded as ``training_range``
+    gives them (0, not 1.6e-05), unless rounding would put one past the value said to lie beyond it."""
+    bound = col.decode(codes.astype(np.float64))
+    ends, which = np.unique(codes, return_inverse=True)  # a column has two ends, and NaN
+    rounded = np.array([_decoded(col, end) if np.isfinite(end) else np.nan for end in ends])[which.ravel()]
     return np.where(np.sign(observed - rounded) == np.sign(observed - bound), rounded, bound)
 
 

@@ -258,11 +258,24 @@ def test_injected_extreme_value_scores_high_and_is_explained(fitted, mixed_frame
 
 def test_a_training_ranges_end_is_shown_rounded_but_never_past_the_value_beyond_it():
     from maskae.detector import _shown_bound
+    from maskae.table_encoding import NumericColumn
 
-    ends = np.array([22.9999995, 123456.78125, 9.9999996, 2.0000001, np.nan])  # as float32 stored them
-    observed = np.array([47.0, 123456.79, 9.99999999, 1.5, 3.0])  # past the ends (the fourth below its start)
-    shown = _shown_bound(ends, observed)
-    assert shown[:4].tolist() == [23, 123456.78125, 9.9999996, 2] and np.isnan(shown[4])
+    plain = NumericColumn("x", log_scale=None, center=0.0, scale=1.0)
+    ends = np.array([22.9999995, 123456.7890625, 123456.7890625, 2.0000001, np.nan], dtype=np.float32)
+    observed = np.array([47.0, 123456.8, 123456.7895, 1.5, 3.0])  # past the ends (the fourth below its start)
+    shown = _shown_bound(plain, ends, observed)
+    # rounded to its resolution, 123456.7890625 reads 123456.79, which would lie past 123456.7895
+    assert shown[:4].tolist() == [23, 123456.79, 123456.7890625, 2] and np.isnan(shown[4])
+
+
+def test_a_range_starting_at_zero_is_said_to_start_at_zero_whatever_the_columns_spread():
+    rng = np.random.default_rng(0)
+    # centred far from 0 and scaled by thousands, 0 decoded as -2.3e-05 before
+    X = pd.DataFrame({f"x{k}": np.maximum(rng.normal(7.3 * k, 10.0 ** k, 2000), 0) for k in range(5)})
+    X.iloc[0] = 0.0
+    detector = MaskedAutoencoderDetector(max_steps=20, random_state=0).fit(X)
+    beyond = detector.explain(pd.DataFrame({c: [-0.001] for c in X})).set_index("feature")["beyond"]
+    assert (beyond == 0.0).all(), beyond
 
 
 def test_explain_reads_how_rare_each_value_is_in_its_own_column(fitted, mixed_frame):
