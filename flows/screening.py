@@ -223,13 +223,14 @@ def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str
     sweep says so every night until the folder is moved away, rather than once."""
     fix = "move that folder away to screen it again"
     try:
-        size, modified = _size(path), path.stat().st_mtime
+        # A copy that keeps the old modification time (cp -p, rsync -a) still makes a new inode: ctime is now.
+        size, modified = _size(path), max(path.stat().st_mtime, path.stat().st_ctime)
     except OSError as error:  # removed or unreadable since it was listed
         return f"removed or unreadable since it was listed ({error})"
     if size != earlier["input"]["bytes"]:
         return (f"changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} bytes then, {size:,} "
                 f"now; was it still being copied?): {fix}")
-    # Same size: hashed again only when written after its screening began (this runs every night).
+    # Same size: hashed again only when written or replaced after its screening began (this runs every night).
     if (path.is_file() and modified >= datetime.fromisoformat(earlier["started_at"]).timestamp()
             and fingerprint([path])["sha256"] != earlier["input"]["sha256"]):
         return f"changed since it was screened into {out_dir} (same size, other bytes: a corrected export?): {fix}"

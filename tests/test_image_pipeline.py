@@ -5,7 +5,9 @@ model of the other kind."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -156,6 +158,8 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
     # scored (amounts with decimal commas): not only on the night it was screened.
     corrected = (incoming / "CARDS.2026-01-11.CSV").read_text()
     (incoming / "CARDS.2026-01-11.CSV").write_text(corrected.replace(",", "9,", 1).replace(",", "", 1))
+    a_day_before = datetime(2026, 1, 10).timestamp()  # copied in as cp -p does: its old modification time kept
+    os.utime(incoming / "CARDS.2026-01-11.CSV", (a_day_before, a_day_before))
     commas = pd.read_csv(incoming / "cards.csv")
     commas["amount"] = commas["amount"].map("{:.2f}".format).str.replace(".", ",")
     commas.to_csv(incoming / "cards.2026-01-13.csv", index=False)
