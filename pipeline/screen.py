@@ -200,7 +200,7 @@ def check_columns(data: str | Path, model_ref: str, id_column: str | None = None
     logged = tracking.logged_schema(tracking.resolve_model(model_ref))
     if logged is None or logged.get("kind") == IMAGES:
         return
-    schema = Schema.from_dict(logged)
+    schema = trained = Schema.from_dict(logged)
     if id_column is not None:
         schema = replace(schema, id_column=id_column)
     for file in source_files(data):
@@ -208,7 +208,9 @@ def check_columns(data: str | Path, model_ref: str, id_column: str | None = None
         try:
             validate(head, schema, warn_extra=False)
         except SchemaError as error:
-            raise SchemaError(f"{Path(file).name}: {error}") from error
+            told = (f" (--id-col {id_column!r} was given; the model's id column is {trained.id_column!r})"
+                    if id_column not in (None, trained.id_column) and id_column not in head.columns else "")
+            raise SchemaError(f"{Path(file).name}: {error}{told}") from error
 
 
 def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel, name: str) -> dict[str, Any] | None:

@@ -73,6 +73,9 @@ def test_train_screen_promote_end_to_end(prefect_api, workdir, capfd):
     pd.read_csv(workdir / "today.csv").rename(columns={"transaction_id": "txn"}).to_csv(workdir / "txn.csv", index=False)
     assert main(["screen", "--data", "txn.csv", "--model", "fraud", "--out", "out/txn"]) == 2
     assert "the batch lacks column(s) ['transaction_id']" in capfd.readouterr().err
+    # a mistyped --id-col is told from the model's own
+    assert main(["screen", "--data", "txn.csv", "--model", "fraud", "--out", "out/txn", "--id-col", "txn_id"]) == 2
+    assert "(--id-col 'txn_id' was given; the model's id column is 'transaction_id')" in capfd.readouterr().err
     # A batch of which no row could be scored is written (its quarantine.csv says why), but the run fails.
     pd.read_csv(workdir / "today.csv").assign(transaction_id="").to_csv(workdir / "no_ids.csv", index=False)
     assert main(["screen", "--data", "no_ids.csv", "--model", "fraud", "--out", "out/no_ids"]) == 2
