@@ -223,8 +223,9 @@ def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str
     sweep says so every night until the folder is moved away, rather than once."""
     fix = "move that folder away to screen it again"
     try:
-        # A copy that keeps the old modification time (cp -p, rsync -a) still makes a new inode: ctime is now.
-        size, modified = _size(path), max(path.stat().st_mtime, path.stat().st_ctime)
+        # A copy that keeps the old modification time (cp -p, rsync -a) sets it back, which itself sets ctime to now.
+        stat = path.stat()
+        size, modified = _size(path), max(stat.st_mtime, stat.st_ctime)
     except OSError as error:  # removed or unreadable since it was listed
         return f"removed or unreadable since it was listed ({error})"
     if size != earlier["input"]["bytes"]:
