@@ -822,8 +822,8 @@ def _decoded(col, code: float) -> float:
 def _shown_bound(col, codes: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """Training-range ends (``codes``, NaN for none) for people, rounded as ``training_range``
     gives them (0, not 1.6e-05), unless rounding would put one past the value said to lie beyond it."""
-    bound = col.decode(codes.astype(np.float64))
-    ends, which = np.unique(codes, return_inverse=True)  # a column has two ends, and NaN
+    ends, which = np.unique(codes, return_inverse=True)  # a column has two ends, and NaN: each decoded once
+    bound = col.decode(ends.astype(np.float64))[which.ravel()]
     rounded = np.array([_decoded(col, end) if np.isfinite(end) else np.nan for end in ends])[which.ravel()]
     return np.where(np.sign(observed - rounded) == np.sign(observed - bound), rounded, bound)
 
