@@ -23,6 +23,7 @@ Example
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -80,6 +81,24 @@ class MissingColumnError(ValueError, KeyError):
     columns that do not match the fit, and a KeyError, as earlier versions raised."""
 
     __str__ = Exception.__str__  # the message as written, not quoted as KeyError's repr
+
+
+def near_names_hint(missing: list[str], columns: pd.Index) -> str:
+    """`` (it has 'amnt' for 'amount': ...)`` for the ``missing`` names that ``columns`` nearly
+    hold (:func:`_near_names`), else ""."""
+    near = {name: close for name in missing if (close := _near_names(name, columns))}
+    if not near:
+        return ""
+    return (" (it has " + ", ".join(f"{c!r} for {name!r}" for name, cs in near.items() for c in cs)
+            + ": renamed, or spelt with other case or spaces?)")
+
+
+def _near_names(name: str, columns: pd.Index) -> list[str]:
+    """The batch's columns that look like ``name``: the same but for case and spaces, or close in
+    spelling (difflib's ratio of 0.8: "amt" is not near "amount", "amout" is)."""
+    key = name.strip().lower()
+    same = [str(c) for c in columns if str(c).strip().lower() == key]
+    return same or difflib.get_close_matches(name, [str(c) for c in columns], n=2, cutoff=0.8)
 
 
 class UnknownCategoryWarning(UserWarning):
@@ -413,7 +432,8 @@ class TableEncoder:
         missing_cols = [name for name in self.columns_ if name not in frame.columns]
         if missing_cols:
             raise MissingColumnError(
-                f"column(s) {missing_cols} are missing from the data; the model was fitted on "
+                f"column(s) {missing_cols} are missing from the data{near_names_hint(missing_cols, frame.columns)}; "
+                f"the model was fitted on "
                 f"{self.columns_}: add them (empty values are allowed) or refit the model"
             )
         extra = [str(c) for c in frame.columns if str(c) not in set(self.columns_)]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import bz2
 import csv
 import dataclasses  # dataclasses.field: the name field is an Arrow field's in this module
-import difflib
 import gzip
 import itertools
 import lzma
@@ -48,7 +47,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maskae.table_encoding import ColumnWarning, is_numeric_column, missing_cells, numbers
+from maskae.table_encoding import ColumnWarning, is_numeric_column, missing_cells, near_names_hint, numbers
 from pipeline.config import format_from_suffix
 from pipeline.csv_lines import ShortLines, short_lines
 
@@ -592,24 +591,6 @@ def _notes(mask: np.ndarray, values: pd.Series, template: str) -> np.ndarray:
     for i in np.flatnonzero(mask):  # only the bad rows, which are few
         notes[i] = template.format(_show(values.iloc[i]))
     return notes
-
-
-def near_names_hint(missing: list[str], columns: pd.Index) -> str:
-    """`` (it has 'amnt' for 'amount': ...)`` for the ``missing`` names that ``columns`` nearly
-    hold (:func:`_near_names`), else ""."""
-    near = {name: close for name in missing if (close := _near_names(name, columns))}
-    if not near:
-        return ""
-    return (" (it has " + ", ".join(f"{c!r} for {name!r}" for name, cs in near.items() for c in cs)
-            + ": renamed, or spelt with other case or spaces?)")
-
-
-def _near_names(name: str, columns: pd.Index) -> list[str]:
-    """The batch's columns that look like ``name``: the same but for case and spaces, or close in
-    spelling (difflib's ratio of 0.8: "amt" is not near "amount", "amout" is)."""
-    key = name.strip().lower()
-    same = [str(c) for c in columns if str(c).strip().lower() == key]
-    return same or difflib.get_close_matches(name, [str(c) for c in columns], n=2, cutoff=0.8)
 
 
 def _empty(series: pd.Series) -> pd.Series:

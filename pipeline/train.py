@@ -44,11 +44,11 @@ from sklearn.model_selection import train_test_split
 
 from maskae import MaskedAutoencoderDetector
 from maskae.calibration import Calibration
-from maskae.table_encoding import ColumnWarning, identifier_warning, is_numeric_column
+from maskae.table_encoding import ColumnWarning, identifier_warning, is_numeric_column, near_names_hint
 from pipeline import tracking, training_plots
 from pipeline.config import CalibrationConfig, DataConfig, PipelineConfig
 from pipeline.ingest import (MALFORMED_LINES, NUMBER_MISSING, SHORT_LINES, MalformedLines, Schema, SchemaError,
-                             ShortRows, iter_batches, near_names_hint, validate)
+                             ShortRows, iter_batches, validate)
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
 from pipeline.screening_output import CSV_LINE_END, for_csv

@@ -223,6 +223,9 @@ def test_missing_column_names_it(fitted, mixed_frame):
         fitted.anomaly_score(mixed_frame.drop(columns="channel"))
     assert isinstance(raised.value, KeyError)  # as before
     assert str(raised.value).startswith("column(s) ['channel'] are missing")  # not quoted as a KeyError's repr
+    renamed = mixed_frame.rename(columns={"channel": "Channel "})  # as an export may respell it
+    with pytest.raises(ValueError, match=r"it has 'Channel ' for 'channel'"):
+        fitted.anomaly_score(renamed)
 
 
 def test_expected_values_stay_within_the_training_range(fitted, mixed_frame):
