@@ -22,6 +22,7 @@ Example
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -283,7 +284,11 @@ def _registered(client: MlflowClient, name: str, version: str | None = None):
     except MlflowException as error:
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise  # a store that cannot be reached is not a missing model
-        raise ModelNotFoundError(f"no registered model {name!r} at {mlflow.get_tracking_uri()}") from None
+        known = sorted(model.name for model in client.search_registered_models())
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        raise ModelNotFoundError(f"no registered model {name!r} at {mlflow.get_tracking_uri()}"
+                                 + (f": did you mean {near[0]!r}?" if near else "")
+                                 + f" (registered: {few(known) if known else 'none; train one first'})") from None
     try:
         if version is not None:
             client.get_model_version(name, version)

@@ -174,8 +174,10 @@ def test_artifacts_stay_in_workdir_and_hold_no_pickle(registry):
 def test_missing_model_or_alias_is_a_clear_error(registry):
     with pytest.raises(tracking.ModelNotFoundError, match=f"{NAME!r} has no alias 'retired'"):
         tracking.load_model(f"models:/{NAME}@retired")
-    with pytest.raises(tracking.ModelNotFoundError, match="no registered model 'nope'"):
+    with pytest.raises(tracking.ModelNotFoundError, match=f"no registered model 'nope' at .* \\(registered: .*{NAME!r}"):
         tracking.resolve_model("nope")
+    with pytest.raises(tracking.ModelNotFoundError, match=f"did you mean {NAME!r}"):
+        tracking.resolve_model(NAME[:-1] + "@champion")  # one letter short
     with pytest.raises(tracking.ModelNotFoundError, match="has no version '9'"):
         tracking.move_alias(NAME, "champion", 9, {"decision": "promote"})
 
