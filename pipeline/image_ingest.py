@@ -9,7 +9,7 @@ errors (Pillow's ``LOAD_TRUNCATED_IMAGES`` is left False): a half-image is not a
 
 Example
 -------
->>> # train, test = read_mvtec_like("datasets/mvtec_bottle", size=128)
+>>> # train, test = read_mvtec_like("../shared/datasets/images/mvtec_bottle", size=128)
 >>> # train.images.shape, test.labels.mean(), test.quarantined
 """
 
@@ -127,6 +127,8 @@ def read_image_folder(folder: str | Path, size: int | None = None, mode: str | N
 def read_mvtec_like(root: str | Path, size: int | None = None) -> tuple[ImageFolder, ImageFolder]:
     """(train, test) of an MVTec-AD-like root: ``train/good`` and ``test/<kind>`` folders."""
     root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such folder {str(root)!r}; check the path and the working directory")
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise FileNotFoundError(f"{root} is not an MVTec-like root: it has no {part}/ folder")

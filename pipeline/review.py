@@ -114,7 +114,9 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     if summary is None:
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a finished screening folder (it has no summary.json)")
+        raise FileNotFoundError(f"no such folder {str(run_dir)!r}; give the output folder a screening wrote "
+                                f"(screen's --out)" if not run_dir.is_dir() else
+                                f"{str(run_dir)!r} is not a finished screening folder (it has no summary.json)")
     id_column = summary["id_column"]
     known = pq.read_table(run_dir / SCORES, columns=[id_column]).column(0).to_pandas().astype(str)
     words = outcome_words(summary)  # ("fraud", "legitimate"), or ("defect", "good") on images

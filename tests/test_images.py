@@ -239,6 +239,10 @@ def test_mvtec_layout_labels_and_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):
         read_image_folder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no such folder .*bottle"):
+        read_mvtec_like(tmp_path / "bottle")  # a path from another working directory
+    with pytest.raises(FileNotFoundError, match="not an MVTec-like root: it has no train/ folder"):
+        read_mvtec_like(tmp_path / "empty")
 
 
 def test_anomaly_grid_is_a_png_written_atomically(cnn, tmp_path):

@@ -119,6 +119,8 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     assert main(["review", "--run", str(tmp_path), "--verdicts", str(run["file"])]) == 2
     err = capfd.readouterr().err
     assert err.startswith("maskae review: error:") and "not a finished screening folder" in err and err.count("\n") == 1
+    assert main(["review", "--run", str(tmp_path / "no-run"), "--verdicts", str(run["file"])]) == 2
+    assert "no such folder" in capfd.readouterr().err
     assert main(["promote", "--model", "fraud", "--data", "x.csv"]) == 2
     assert "--data needs --label-col" in capfd.readouterr().err
 
