@@ -37,8 +37,19 @@ TRAIN_FLAGS = {
 }
 
 
+def _versions() -> str:
+    """maskae's version and those of the libraries that decide its results, as a bug report wants
+    them (read from the installed packages' metadata: no import of torch or mlflow)."""
+    from importlib.metadata import version
+
+    return "maskae " + version("maskae") + " (" + ", ".join(
+        f"{name} {version(name)}" for name in ("torch", "scikit-learn", "mlflow", "prefect")) + f", python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskae", description="Batch anomaly detection with masked autoencoders.")
+    parser = argparse.ArgumentParser(prog="maskae", description="Batch anomaly detection with masked autoencoders.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # --version: one line
+    parser.add_argument("--version", action="version", version=_versions())
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train, calibrate and register a model version")
@@ -107,19 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _preflight(data: str | None = None, models: tuple[str, ...] = (), fmt: str | None = None,
-               out: str | None = None, id_column: str | None = None, one_file: str | None = None) -> None:
-    """Catch the usual mistakes (no such file, an empty one, no such model or alias, a table
-    without a model's columns, an output folder inside the image folder) before a flow starts, so
-    they read as one line at once rather than a failed flow run's log after Prefect's start.
-    ``models``: the references the command reads the data with (a comparison names each in its
-    errors). ``one_file``: what to do instead, for a command that reads one table file, not a glob
-    of them."""
+               out: str | None = None, id_column: str | None = None, one_file: str | None = None,
+               label_column: str | None = None) -> None:
+    """Catch the usual mistakes (no such file, an empty one, no such model or alias, data of the
+    other kind than a model reads, a table without a model's columns or the label column, an
+    output folder inside the image folder) before a flow starts, so they read as one line at once
+    rather than a failed flow run's log after Prefect's start. ``models``: the references the
+    command reads the data with (a comparison names each in its errors). ``one_file``: what to do
+    instead, for a command that reads one table file, not a glob of them."""
+    from maskae.table_encoding import near_names_hint
     from pipeline.image_ingest import IMAGE_SUFFIXES, image_files
     from pipeline.image_screen import check_out_dir
     from pipeline.ingest import SchemaError, iter_batches
     from pipeline.screen import check_columns
     from pipeline.sources import source_files
-    from pipeline.tracking import resolve_model, use_tracking
+    from pipeline.tracking import few, resolve_model, use_tracking
 
     use_tracking(Path.cwd())
     if data is not None and Path(data).is_dir():  # a folder is read as images
@@ -134,10 +147,13 @@ def _preflight(data: str | None = None, models: tuple[str, ...] = (), fmt: str |
         if one_file and files != [Path(data)]:
             raise ValueError(f"{data!r} is a glob of {len(files):,} file(s): this command reads one table file; {one_file}")
         for file in files:
-            iter_batches(file, fmt)  # checks the file's name, size and header; reads no rows
+            batches = iter_batches(file, fmt, batch_rows=1, short_lines=False)  # checks name, size, header
+            if label_column and label_column not in (header := next(batches).columns):
+                raise SchemaError(f"label column {label_column!r} (--label-col) is not in {file.name}"
+                                  f"{near_names_hint([label_column], header)}; it has {few(list(header))}")
     for model in models:
         resolved = resolve_model(model)
-        if data is None or Path(data).is_dir():
+        if data is None:
             continue
         try:
             check_columns(data, model, id_column)
@@ -202,7 +218,7 @@ def _promote(args: argparse.Namespace) -> None:
     name = registered_name(args.model)
     try:
         _preflight(data=args.data, models=(f"{name}@{CHALLENGER}", f"{name}@{CHAMPION}"),
-                   one_file="put the labelled records in one file")
+                   one_file="put the labelled records in one file", label_column=args.label_col)
     except ModelNotFoundError as error:
         if f"no alias {CHAMPION!r}" not in str(error):
             raise

@@ -62,6 +62,13 @@ class ScoringModel:
         return self.pyfunc.predict(features)
 
 
+def wrong_kind(which: str, trained_on_images: bool) -> SchemaError:
+    """The error for data of the other kind than ``which`` (a model version) was trained on."""
+    return SchemaError(f"{which} was trained on images: it reads folders of images, not a CSV or Parquet file"
+                       if trained_on_images else
+                       f"{which} was trained on a table: it reads CSV or Parquet files, not a folder of images")
+
+
 def load_scoring_model(ref: str | tracking.ResolvedModel, images: bool = False) -> ScoringModel:
     """Load ``ref`` (``NAME`` means ``NAME@champion``) pinned to the version it points at now: a
     model trained on a table, or with ``images`` one trained on images (its schema a dict).
@@ -81,10 +88,7 @@ def load_scoring_model(ref: str | tracking.ResolvedModel, images: bool = False) 
     if schema is None:
         raise SchemaError(f"{which} carries no data schema: retrain it with pipeline.train (or `maskae train`)")
     if (schema.get("kind") == IMAGES) != images:
-        raise SchemaError(f"{which} was trained on images: it screens folders of images, and this step needs a "
-                          f"model trained on a table" if not images else
-                          f"{which} was trained on a table: screen a CSV or Parquet file with it, not a folder "
-                          f"of images")
+        raise wrong_kind(which, trained_on_images=not images)
     return ScoringModel(resolved, pyfunc, inner.detector, inner.calibration,
                         schema if images else Schema.from_dict(schema))
 

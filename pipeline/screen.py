@@ -45,7 +45,7 @@ from pipeline.ingest import FileChangedError, Schema, SchemaError, SeenIds, iter
 from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
-from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model
+from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model, wrong_kind
 from pipeline.screening_output import ROW, ScreeningFolder, evidence_summary, read_summary, reasons_text
 from pipeline.sources import fingerprint, source_files
 
@@ -187,18 +187,23 @@ def screen(data_path: str | Path, model_ref: str | tracking.ResolvedModel, out_d
 
 
 def check_columns(data: str | Path, model_ref: str, id_column: str | None = None) -> None:
-    """Refuse a table that lacks a column the model reads, from the files' headers and the schema
-    logged beside the model, without loading it: the command line says so at once, where the flow
-    would say it after Prefect's start (about 25 s). Image models and versions logged without a
-    schema pass; so does anything else that ``screen`` checks itself.
+    """Refuse data of the other kind than the model reads (a folder of images is read as images),
+    and a table that lacks a column the model reads, from the files' headers and the schema logged
+    beside the model, without loading it: the command line says so at once, where the flow would
+    say it after Prefect's start (about 25 s). Versions logged without a schema pass; so does
+    anything else that ``screen`` checks itself.
 
     Raises
     ------
     SchemaError
-        Naming the file and the columns it lacks.
+        Naming the model's kind of data, or the file and the columns it lacks.
     """
-    logged = tracking.logged_schema(tracking.resolve_model(model_ref))
-    if logged is None or logged.get("kind") == IMAGES:
+    resolved = tracking.resolve_model(model_ref)
+    images = Path(data).is_dir()
+    if (tracking.data_kind(resolved) == IMAGES) != images:
+        raise wrong_kind(f"model {resolved.name!r} version {resolved.version}", trained_on_images=not images)
+    logged = tracking.logged_schema(resolved)
+    if logged is None or images:
         return
     schema = trained = Schema.from_dict(logged)
     if id_column is not None:
@@ -309,11 +314,14 @@ def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[st
     """What an operator must hear of a batch that screened without error, each said as a
     :class:`ScreeningWarning` too: they would otherwise pass as an ordinary night."""
     said, rows_in, rows = [], summary["rows_in"], summary["rows_scored"]
+    images = "image_size" in summary["input"]  # a folder: its records are files, those scored images
+    (files, records), check = (("files", "images"), "how its images were taken (camera, lighting, framing)") \
+        if images else (("rows", "rows"), "its columns and units")
     if not rows_in:  # a night's export with no record is an upstream failure far more often than a quiet day
-        said.append("it holds no row: nothing was screened; check the export")
+        said.append(f"it holds no {files[:-1]}: nothing was screened; check the export")
     if rows_in and summary["rows_quarantined"] * 2 > rows_in:
-        said.append(f"{summary['rows_quarantined']:,} of its {rows_in:,} rows ({summary['rows_quarantined'] / rows_in:.0%}) "
-                    f"were quarantined: see quarantine.csv for why")
+        said.append(f"{summary['rows_quarantined']:,} of its {rows_in:,} {files} "
+                    f"({summary['rows_quarantined'] / rows_in:.0%}) were quarantined: see quarantine.csv for why")
     if empty := sorted(c for c, n in tally.observed.items() if n == 0) if rows else []:
         said.append(f"feature column(s) {empty} are empty in every one of its {rows:,} scored rows, so the model "
                     f"scored without them; check the export")
@@ -326,10 +334,10 @@ def _batch_warnings(summary: dict[str, Any], tally: Tally, name: str) -> list[st
     cal = summary["calibration"]
     if (rows and cal["strategy"] == "fpr" and summary["flag_rate"] > FLAG_RATE_ALARM * cal["level"]
             and binom.sf(summary["rows_flagged"] - 1, rows, cal["level"]) < NOT_CHANCE_P):  # not a few flags by chance
-        said.append(f"{summary['rows_flagged']:,} of its {rows:,} scored rows ({summary['flag_rate']:.1%}) were flagged, "
-                    f"where about {cal['level']:.1%} of rows like the training data's would be (fpr {cal['level']}): "
-                    f"the batch as a whole differs from the training data{_drift_text(summary['drift'])}; check its "
-                    f"columns and units before reviewing the flags")
+        said.append(f"{summary['rows_flagged']:,} of its {rows:,} scored {records} ({summary['flag_rate']:.1%}) were "
+                    f"flagged, where about {cal['level']:.1%} of {records} like the training data's would be (fpr "
+                    f"{cal['level']}): the batch as a whole differs from the training data"
+                    f"{_drift_text(summary['drift'])}; check {check} before reviewing the flags")
     for text in said:
         warnings.warn(f"{name}: {text}", ScreeningWarning, stacklevel=4)
     return said

@@ -20,6 +20,11 @@ def test_help_and_bad_arguments(capfd):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--customers", "many"])
     assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    version = capfd.readouterr().out
+    assert version.startswith("maskae 0.") and "torch 2." in version and version.count("\n") == 1  # one line
 
 
 def test_demo_trains_registers_screens_and_says_where_things_are(prefect_api, tmp_path, monkeypatch, capfd):
@@ -53,7 +58,7 @@ def test_promote_on_verdicts_with_no_review_fails_before_prefect_starts(capfd, t
     assert "no reviewed screening run under" in err and "Beginning flow run" not in err
 
 
-def test_a_misspelt_training_column_is_refused_before_prefect_starts_with_the_near_name(capfd, tmp_path,
+def test_a_misspelt_training_or_label_column_is_refused_before_prefect_starts_with_the_near_name(capfd, tmp_path,
                                                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "h.csv").write_text("transaction_id,amount,country,is_fraud\nT1,12.5,GB,0\n")
@@ -64,6 +69,11 @@ def test_a_misspelt_training_column_is_refused_before_prefect_starts_with_the_ne
                    "(it has 'transaction_id' for 'transaction_ID', 'country' for 'contry': renamed, or spelt with "
                    "other case or spaces?); it has ['transaction_id', 'amount', 'country', 'is_fraud']\n")
     assert not (tmp_path / "mlflow.db").exists()  # nothing started
+    assert main(["promote", "--model", "m", "--data", "h.csv", "--label-col", "is_frad"]) == 2
+    assert capfd.readouterr().err == (
+        "maskae promote: error: label column 'is_frad' (--label-col) is not in h.csv (it has 'is_fraud' for "
+        "'is_frad': renamed, or spelt with other case or spaces?); it has ['transaction_id', 'amount', 'country', "
+        "'is_fraud']\n")
     assert main(["train", "--data", "h.csv", "--model-name", "m", "--level", "5"]) == 2
     assert capfd.readouterr().err == (  # one line, naming the flags as well as the settings
         "maskae train: error: invalid config: data.id_column (--id-col): required for tables: name the column "

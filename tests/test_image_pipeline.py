@@ -57,7 +57,7 @@ def image_workdir(tmp_path, monkeypatch):
     return tmp_path, corners
 
 
-def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
+def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd):
     from mlflow import MlflowClient
 
     workdir, corners = image_workdir
@@ -123,7 +123,19 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir):
                                  "calibration.level": 0.05, "mlflow.model_name": "cards"}), workdir)
     with pytest.raises(SchemaError, match="trained on a table"):
         screen_images("new", "cards", workdir / "out" / "tabled")
+    capfd.readouterr()
+    for data, model, said in (("cards.csv", "bottles", "trained on images: it reads folders of images, not a CSV"),
+                              ("new", "cards", "trained on a table: it reads CSV or Parquet files, not a folder")):
+        assert main(["screen", "--data", data, "--model", model, "--out", f"out/{model}-mixup"]) == 2
+        err = capfd.readouterr().err
+        assert said in err and "Beginning flow run" not in err  # said before Prefect starts
     assert not (workdir / "out" / "cards").exists() and not (workdir / "out" / "tabled").exists()
+    mostly_bad = workdir / "mostly_bad"
+    write_images(mostly_bad, 1, np.random.default_rng(3))
+    for name in ("a.png", "b.png"):
+        (mostly_bad / name).write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match=r"mostly_bad: 2 of its 3 files \(67%\) were quarantined"):
+        screen_images(mostly_bad, "bottles", workdir / "out" / "mostly_bad")
 
     # The nightly sweep takes what the model reads: folders of images, or files of a table.
     incoming = workdir / "incoming"
