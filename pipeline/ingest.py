@@ -659,16 +659,12 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         same = stripped.where(stripped.notna(), ids)
     else:
         same = ids
-    repeated = has_id & same.duplicated(keep="first").to_numpy()
-    if seen_ids is not None:
-        repeated[has_id] |= seen_ids.check_and_add(same[has_id])
     blank = {name: (missing_cells if kind == "numeric" else _empty)(frame[name]).to_numpy()
              for name, kind in schema.features.items()}
     # A record without a single value would be scored on nothing (a blank line, a broken export).
     empty = np.logical_and.reduce(list(blank.values()))
     notes = [
         np.where(has_id, "", f"missing id ({schema.id_column!r} is empty)"),
-        _notes(repeated, ids, "duplicate id {}: an earlier row has the same id"),
         np.where(empty, "no feature values: every feature column is empty", ""),
         pd.Series(frame.attrs.get(SHORT_LINES) or {}, dtype=object).reindex(frame.index, fill_value="").to_numpy(),
     ]
@@ -684,6 +680,14 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         clean[name] = number.to_numpy()
     for name in schema.columns_of_kind("categorical"):
         clean[name] = _category_text(frame[name]).to_numpy()
+    # An id is taken by the first row that is scored: a row quarantined for its own fault leaves
+    # its id to a later, sound row, which would otherwise never be scored (nor its id).
+    sound = has_id & (np.stack(notes, axis=1) == "").all(axis=1)
+    repeated = np.zeros(len(frame), dtype=bool)
+    repeated[sound] = same[sound].duplicated(keep="first").to_numpy()
+    if seen_ids is not None:
+        repeated[sound] |= seen_ids.check_and_add(same[sound])
+    notes.append(_notes(repeated, ids, "duplicate id {}: an earlier row has the same id"))
     table = np.stack(notes, axis=1)
     bad = (table != "").any(axis=1)
     quarantined = frame.iloc[np.flatnonzero(bad)].copy()

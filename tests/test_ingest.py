@@ -447,6 +447,20 @@ def test_each_quarantine_reason(table, schema, column, value, reason):
     assert result.clean["amount"].dtype == np.float64
 
 
+def test_a_quarantined_row_leaves_its_id_to_a_later_sound_row(table, schema):
+    batch = table.astype({"amount": object})
+    batch.loc[[0, 1, 2], "txn_id"] = "T900"
+    batch.loc[0, "amount"] = "abc"  # quarantined for its amount: row 1 is the first with T900 to be scored
+    result = validate(batch, schema)
+    check_invariant(batch, result)
+    assert result.quarantined.index.tolist() == [0, 2]
+    assert result.quarantined[REASON_COLUMN].tolist() == ["amount: 'abc' is not a number",
+                                                          "duplicate id 'T900': an earlier row has the same id"]
+    seen = SeenIds()  # across chunks alike: a quarantined row's id is not remembered
+    validate(batch.loc[[0]], schema, seen_ids=seen)
+    assert validate(batch.loc[[1]], schema, seen_ids=seen).quarantined.empty
+
+
 def test_missing_cells_and_unseen_categories_are_not_quarantined(table, schema):
     batch = table.astype({"amount": object})
     batch.loc[[1, 2, 3], "amount"] = [np.nan, "", None]
