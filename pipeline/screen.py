@@ -46,7 +46,8 @@ from pipeline.report import REPORT_ROWS, render_report
 from pipeline.report_plots import ScoreHistogram, histogram_edges
 from pipeline.score_drift import ScoreDrift
 from pipeline.scoring import ScoringModel, feature_frame, load_scoring_model, wrong_kind
-from pipeline.screening_output import ROW, ScreeningFolder, evidence_summary, read_summary, reasons_text
+from pipeline.screening_output import (INPUT_PREFIX, ROW, WRITTEN_COLUMNS, ScreeningFolder, evidence_summary,
+                                       read_summary, reasons_text)
 from pipeline.sources import fingerprint, source_files
 
 UNSEEN_KEPT = 10_000  # distinct unseen values counted per column (a column of new ids has millions)
@@ -97,7 +98,7 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
         with warnings.catch_warnings():  # the first pass has said it all
             warnings.simplefilter("ignore")
             # short_lines=False: the rows explained were scored in the first pass, so none is a short line
-            for chunk in iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns, short_lines=False):
+            for chunk in _chunks(path, schema, batch_rows, short_lines=False):
                 rows = chunk[chunk.index.isin(wanted.index)]
                 if len(rows):
                     clean = validate(rows, schema).clean
@@ -111,6 +112,18 @@ def _explain_flagged(path: Path, model: ScoringModel, schema: Schema, hits: pd.D
                     columns += [c for c in explained.columns if c not in columns]
                     folder.add_flagged(explained[columns].assign(**{ROW: clean.index}))
     return columns
+
+
+def _chunks(path: Path, schema: Schema, batch_rows: int, short_lines: bool = True) -> Iterator[pd.DataFrame]:
+    """The batch's chunks, a column named as one the outputs write (``WRITTEN_COLUMNS``) renamed
+    with ``INPUT_PREFIX``, so that the outputs keep both (a frame's ``attrs`` go with it)."""
+    chunks = iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns, short_lines=short_lines)
+    for i, chunk in enumerate(chunks):
+        renamed = {c: INPUT_PREFIX + c for c in chunk.columns if c in WRITTEN_COLUMNS}
+        if renamed and i == 0:
+            warnings.warn(f"{path.name}: column(s) {list(renamed)} are named as columns maskae writes beside each "
+                          f"record: kept as {list(renamed.values())} in flagged.csv and quarantine.csv", stacklevel=2)
+        yield chunk.rename(columns=renamed)
 
 
 def _same_screening(summary: dict[str, Any], sha256: str, model: tracking.ResolvedModel) -> bool:
@@ -451,7 +464,7 @@ def _score_file(path: Path, model: ScoringModel, schema: Schema, batch_rows: int
     bar = tqdm(desc=f"screening {path.name}", unit="rows", disable=not sys.stderr.isatty(), leave=False)
 
     def features() -> Iterator[pd.DataFrame]:
-        for chunk in iter_batches(path, batch_rows=batch_rows, text_columns=schema.text_columns):
+        for chunk in _chunks(path, schema, batch_rows):
             checked = validate(chunk, schema, seen_ids=seen)  # SchemaError here, before the first score
             tally.columns = tally.columns or list(chunk.columns)
             folder.add_quarantined(checked.quarantined)

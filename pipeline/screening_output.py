@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from maskae.table_encoding import BOOLEAN_SPELLINGS
-from pipeline.ingest import parquet_stream
+from pipeline.ingest import REASON_COLUMN, parquet_stream
 from pipeline.report import QUARANTINE_ROWS, UNSEEN_WORDS
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
@@ -56,6 +56,9 @@ SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
 # otherwise read back as a line break (a record's text could shift every later column).
 CSV_LINE_END = "\r\n"
 ROW = "_row"  # a scored row's number in the input file, in the folder's working files (not in its outputs)
+# The columns written beside a record's own: a batch's column of one of these names (an upstream
+# system's score) is kept under its name with INPUT_PREFIX, not overwritten; a model never reads one.
+WRITTEN_COLUMNS, INPUT_PREFIX = ("anomaly_score", "p_value", "reasons", "flagged", REASON_COLUMN, ROW), "input_"
 _UNFLAGGED, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", ".lock", ".flagged-part-"
 FLAGGED_BLOCK = 50_000  # flagged records ordered at a time
 SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)

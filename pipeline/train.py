@@ -51,7 +51,7 @@ from pipeline.ingest import (MALFORMED_LINES, NUMBER_MISSING, SHORT_LINES, Malfo
                              ShortRows, iter_batches, validate)
 from pipeline.sampling import reservoir_sample
 from pipeline.scoring import anomaly_labels, feature_frame, label_metrics
-from pipeline.screening_output import CSV_LINE_END, for_csv
+from pipeline.screening_output import CSV_LINE_END, WRITTEN_COLUMNS, for_csv
 from pipeline.sources import fingerprint, source_files
 
 VALIDATION_SHARE = 0.2  # of the records labelled normal, kept out for the label metrics
@@ -230,6 +230,19 @@ def check_named_columns(data: DataConfig) -> None:
         if missing := list(dict.fromkeys(c for c in named if c is not None and c not in header)):
             raise SchemaError(f"{file.name}: column(s) {missing} are not in the training data"
                               f"{near_names_hint(missing, header)}; it has {list(header)}")
+        not_features = {data.id_column, data.label_column, *data.exclude_columns}
+        check_written_names(data.id_column, data.label_column,
+                            data.columns or [c for c in header if c not in not_features])
+
+
+def check_written_names(id_column: str, label_column: str | None, features: list[str]) -> None:
+    """Refuse an id, label or feature column named as a column that screening writes beside each
+    record (``anomaly_score``, ``reasons``, ...): flagged.csv would hold two of that name."""
+    if clash := [c for c in (id_column, label_column, *features) if c in WRITTEN_COLUMNS]:
+        leave_out = [c for c in clash if c in features]
+        raise SchemaError(f"column(s) {clash} are named as columns maskae writes beside each screened record "
+                          f"({', '.join(WRITTEN_COLUMNS)}): rename them in the data"
+                          + (f", or leave them out (--exclude-columns {','.join(leave_out)})" if leave_out else ""))
 
 
 def registered_earlier(config: PipelineConfig, request_id: str | None) -> TrainResult | None:
@@ -284,6 +297,7 @@ def train(config: PipelineConfig, workdir: Path | None = None, request_id: str |
     schema = Schema.infer(frame, data.id_column, label_column=data.label_column, columns=data.columns,
                           exclude_columns=data.exclude_columns,
                           column_types={**dict.fromkeys(stray_text, "numeric"), **data.column_types})
+    check_written_names(schema.id_column, schema.label_column, schema.feature_columns)
     checked = validate(frame, schema, warn_extra=False)  # the columns left out were the user's choice
     seed, model_params = config.model.random_state, config.model.detector_params(images=False)
     fit_rows, validation, y = _split(checked.clean, data.label_column, data.id_column, np.random.default_rng(seed))

@@ -69,6 +69,13 @@ def test_a_misspelt_training_or_label_column_is_refused_before_prefect_starts_wi
                    "(it has 'transaction_id' for 'transaction_ID', 'country' for 'contry': renamed, or spelt with "
                    "other case or spaces?); it has ['transaction_id', 'amount', 'country', 'is_fraud']\n")
     assert not (tmp_path / "mlflow.db").exists()  # nothing started
+    (tmp_path / "scored.csv").write_text("transaction_id,amount,reasons,is_fraud\nT1,12.5,rules,0\n")
+    assert main(["train", "--data", "scored.csv", "--id-col", "transaction_id", "--label-col", "is_fraud",
+                 "--model-name", "m"]) == 2
+    assert capfd.readouterr().err.startswith(
+        "maskae train: error: column(s) ['reasons'] are named as columns maskae writes beside each screened record "
+        "(anomaly_score, p_value, reasons, flagged, quarantine_reason, _row): rename them in the data, or leave them "
+        "out (--exclude-columns reasons)")
     assert main(["promote", "--model", "m", "--data", "h.csv", "--label-col", "is_frad"]) == 2
     assert capfd.readouterr().err == (
         "maskae promote: error: label column 'is_frad' (--label-col) is not in h.csv (it has 'is_fraud' for "

@@ -157,6 +157,25 @@ def test_a_batch_that_screens_but_not_as_a_night_should_is_said_so(screened, tmp
     assert 'id="warnings"' not in (tmp_path / "ok" / "report.html").read_text()
 
 
+def test_a_batch_column_named_as_an_output_column_is_kept_under_another_name(screened, tmp_path):
+    upstream = {"anomaly_score": "upstream-7", "reasons": "rules engine", "quarantine_reason": "none", "flagged": "no",
+                "_row": "r"}  # an upstream system's columns, beside maskae's of the same names
+    frame = batch(screened, rows=100).assign(**upstream)
+    frame["amount"] = (frame["amount"] * np.where(frame.index < 10, 100, 1)).astype(object)  # ten to flag
+    frame.loc[50, "amount"] = "abc"
+    with pytest.warns(UserWarning, match=re.escape(f"column(s) {list(upstream)} are named as columns maskae writes "
+                                                   f"beside each record: kept as {['input_' + c for c in upstream]}")):
+        out = screen(write(frame, tmp_path / "upstream.csv"), "fraud", tmp_path / "upstream", batch_rows=64).out_dir
+    accounted(out, frame)
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
+    assert quarantine.columns[-1] == "quarantine_reason" and quarantine["input_quarantine_reason"].tolist() == ["none"]
+    assert quarantine["quarantine_reason"].tolist() == ["amount: 'abc' is not a number"]
+    flagged = pd.read_csv(out / "flagged.csv", dtype=str, keep_default_na=False)
+    assert len(flagged) >= 10 and "flagged" not in flagged.columns
+    assert (flagged[[f"input_{c}" for c in upstream]] == pd.Series(upstream).add_prefix("input_")).all().all()
+    assert flagged["anomaly_score"].astype(float).notna().all() and not flagged["reasons"].eq("rules engine").any()
+
+
 def test_a_screening_that_cannot_be_written_names_its_folder_and_its_run_is_failed(screened, tmp_path, monkeypatch):
     import errno
 
