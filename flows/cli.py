@@ -234,13 +234,17 @@ def _review(args: argparse.Namespace) -> None:
     from pipeline.report import review_line
     from pipeline.review import review
 
+    def first(ids: tuple[str, ...], shown: int = 5) -> str:
+        return ", ".join(ids[:shown]) + (", ..." if len(ids) > shown else "")
+
     _preflight()
     result = review(args.run, args.verdicts)
-    changed = result.overturned
-    overturned = (f" ({len(changed)} changed an earlier outcome: {', '.join(changed[:5])}"
-                  f"{', ...' if len(changed) > 5 else ''})" if changed else "")
+    changed, conflicting = result.overturned, result.conflicting
+    overturned = f" ({len(changed)} changed an earlier outcome: {first(changed)})" if changed else ""
     overturned += f"; {result.unchanged} more as the run had them already" if result.unchanged else ""
     overturned += f"; {result.undecided} row(s) with no outcome yet left out" if result.undecided else ""
+    overturned += (f"; {len(conflicting)} record(s) given both outcomes in the file, its last line for each kept: "
+                   f"{first(conflicting)}" if conflicting else "")
     print(f"{result.submitted - result.unchanged} verdict(s) attached{overturned}; the run holds {result.stored}. "
           f"{review_line(result.flags)} Report: {Path(args.run) / 'report.html'}")  # one line, as every result
 

@@ -46,6 +46,7 @@ class ReviewResult:
     flags: FlagReview  # the run's flags against all its verdicts
     overturned: tuple[str, ...] = ()  # records whose earlier outcome this review changed
     unchanged: int = 0  # verdicts sent again as they stood: nothing changed
+    conflicting: tuple[str, ...] = ()  # records the file gave both outcomes: its last line for each kept
 
 
 def _replace(path: Path, text: str) -> None:
@@ -123,8 +124,9 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     quarantine = run_dir / QUARANTINE
     quarantined = (read_output_csv(quarantine, dtype=str, usecols=lambda c: c == id_column).fillna("")
                    .get(id_column, pd.Series(dtype=str)) if quarantine.is_file() else pd.Series(dtype=str))
+    flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
     submitted = read_verdicts(verdicts_path, id_column, known_ids=pd.Index(known), outcomes=words,
-                              quarantined_ids=pd.Index(quarantined))
+                              quarantined_ids=pd.Index(quarantined), record_columns=list(flagged.columns))
     calibration = load_scoring_model(summary["model"]["uri"], images=words == IMAGE_OUTCOMES).calibration
     pictures = {record: {view: run_dir / file for view, file in views.items()}
                 for record, views in summary.get("record_images", {}).items()}
@@ -135,7 +137,6 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
     verdicts, overturned, unchanged = _merged(stored_verdicts(run_dir), submitted, id_column)
     _replace(run_dir / VERDICTS, for_csv(verdicts).to_csv(index=False, lineterminator=CSV_LINE_END))
 
-    flagged = read_output_csv(run_dir / FLAGGED, dtype={id_column: str})
     unflagged = _unflagged_scores(run_dir, id_column, known, set(verdicts[id_column]) - set(flagged[id_column]))
     page = render_report(summary, flagged, _quarantined_head(run_dir),
                          _score_histogram(run_dir, summary, calibration.calibration_scores),
@@ -151,7 +152,7 @@ def review(run_dir: str | Path, verdicts_path: str | Path) -> ReviewResult:
         tracking.add_to_run(summary["mlflow_run_id"], metrics=metrics, artifact=run_dir / VERDICTS,
                             artifact_path="review")
     return ReviewResult(run_dir, len(submitted), submitted.attrs["undecided"], len(verdicts), flags, overturned,
-                        unchanged)
+                        unchanged, submitted.attrs["conflicting"])
 
 
 def _merged(stored: pd.DataFrame | None, submitted: pd.DataFrame,

@@ -23,6 +23,7 @@ Example
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -56,7 +57,8 @@ def _not_utf8(source: str | Path | IO[str], error: UnicodeDecodeError) -> str:
 
 
 def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None,
-                  outcomes: tuple[str, str] = TABLE_OUTCOMES, quarantined_ids: pd.Index | None = None) -> pd.DataFrame:
+                  outcomes: tuple[str, str] = TABLE_OUTCOMES, quarantined_ids: pd.Index | None = None,
+                  record_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read and check an analyst's verdict file.
 
     Parameters
@@ -71,12 +73,15 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         The run's verdict words (:func:`pipeline.report.outcome_words`; ``("defect", "good")`` on images).
     quarantined_ids : Index or None, default=None
         The run's quarantined record ids: a verdict on one is refused as such (it was never scored).
+    record_columns : sequence of str, default=()
+        The columns of the run's ``flagged.csv``: its copy with an ``outcome`` column added is a
+        verdict file too, those columns ignored (any other column is refused, as a misspelt one).
 
     Returns
     -------
     DataFrame
         ``id_column``, ``outcome`` (lower case), ``note`` (empty when none), as text, in file order;
-        a repeated id keeps its last verdict. A row with an id and no outcome (not decided yet) is
+        a repeated id keeps its last verdict (the ids given both outcomes in ``attrs["conflicting"]``). A row with an id and no outcome (not decided yet) is
         left out, and counted in ``attrs["undecided"]``. Column names are read in any case, spaces
         for underscores. Surrounding spaces do not count: an id is spelt as the run spells it (a CHAR column's export pads its ids with spaces), and a spreadsheet's
         empty rows and empty unnamed columns are left out. An id copied from ``flagged.csv`` with the
@@ -119,10 +124,11 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
                      if sep in one), "")
         raise VerdictError(f"{name}: needs columns {id_column!r} (or 'id') and 'outcome' (and optionally 'note'); "
                            f"it has {list(frame.columns)}{hint}")
-    extra = [c for c in frame.columns if c not in wanted | {"note"}]
+    extra = [c for c in frame.columns if c not in wanted | {"note"} | set(record_columns)]
     if extra:
         raise VerdictError(f"{name}: unexpected column(s) {extra}: a verdict file holds {id_column!r} (or 'id'), "
-                           f"'outcome' and 'note' only")
+                           f"'outcome' and 'note' only" + (", or is the run's flagged.csv with an 'outcome' column "
+                                                           "added" if record_columns else ""))
     undecided = (frame["outcome"].str.strip() == "") & (frame[ids].str.strip() != "")
     frame = frame[~undecided]
     if frame.empty:
@@ -159,8 +165,10 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         listed = "; ".join(f"line {line}, column {column!r}: {what}" for line, column, what in problems[:MAX_LISTED])
         more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
         raise VerdictError(f"{name}: {listed}{more}")
+    given = verdicts.groupby(id_column, sort=False)["outcome"].nunique()
     verdicts = verdicts.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     verdicts.attrs["undecided"] = int(undecided.sum())
+    verdicts.attrs["conflicting"] = tuple(given.index[given > 1])
     return verdicts
 
 

@@ -125,6 +125,25 @@ def test_maskae_review_command(run, tmp_path, monkeypatch, capfd):
     assert "--data needs --label-col" in capfd.readouterr().err
 
 
+def test_the_runs_flagged_csv_with_an_outcome_column_is_a_verdict_file(run, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(run["root"])
+    sheet = pd.read_csv(run["run"] / "flagged.csv", dtype=str, keep_default_na=False).assign(Outcome="")
+    sheet.loc[[0, 1], "Outcome"] = ["fraud", "legitimate"]  # an analyst's first two decisions
+    first, second = sheet["transaction_id"][:2]
+    sheet = pd.concat([sheet, sheet.iloc[[0]].assign(Outcome="legitimate")])  # and a change of mind further down
+    sheet.to_csv(tmp_path / "sheet.csv", index=False)
+    assert main(["review", "--run", str(run["run"]), "--verdicts", str(tmp_path / "sheet.csv")]) == 0
+    assert capfd.readouterr().out.startswith(
+        f"2 verdict(s) attached; {len(sheet) - 3} row(s) with no outcome yet left out; 1 record(s) given both "
+        f"outcomes in the file, its last line for each kept: {first}; the run holds 2.")
+    assert stored_verdicts(run["run"]).set_index("transaction_id")["outcome"].to_dict() == {
+        first: "legitimate", second: "legitimate"}
+    sheet.rename(columns={"amount": "amnt"}).to_csv(tmp_path / "renamed.csv", index=False)  # not the run's own
+    assert main(["review", "--run", str(run["run"]), "--verdicts", str(tmp_path / "renamed.csv")]) == 2
+    assert "unexpected column(s) ['amnt']: a verdict file holds 'transaction_id' (or 'id'), 'outcome' and 'note' " \
+        "only, or is the run's flagged.csv with an 'outcome' column added" in capfd.readouterr().err
+
+
 def test_collected_verdicts_are_promotions_labelled_data(run, tmp_path):
     flagged = pd.read_csv(run["run"] / "flagged.csv", dtype=str, keep_default_na=False)
     flagged.loc[0, "country"] = "NA"  # Namibia, which pandas' defaults would read back as missing
