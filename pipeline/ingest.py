@@ -81,6 +81,26 @@ class SchemaError(ValueError):
     """A table does not have the columns the schema needs; the message names them."""
 
 
+# Files people export that are not read, by suffix, and what to export instead.
+_SHEET = "a spreadsheet workbook is not read; save the sheet as 'CSV UTF-8' (.csv)"
+_NOT_READ = {".xlsx": _SHEET, ".xls": _SHEET, ".xlsm": _SHEET, ".ods": _SHEET,
+             ".tsv": "tab-separated text is not read; export it comma-separated (.csv)"}
+# A file's first bytes that say what it is when its name says CSV (a copy that kept the wrong name).
+_SIGNATURES = {b"\x1f\x8b": "gzip-compressed: name it .csv.gz", b"BZh": "bzip2-compressed: name it .csv.bz2",
+               b"\xfd7zXZ": "xz-compressed: name it .csv.xz", b"PAR1": "a Parquet file: name it .parquet",
+               b"PK\x03\x04": "a zip archive (an Excel workbook is one): save the sheet as 'CSV UTF-8', or name a "
+                              "zipped CSV .csv.zip",
+               b"\xff\xfe": "UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8: save it as 'CSV UTF-8'",
+               b"\xfe\xff": "UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8: save it as 'CSV UTF-8'"}
+
+
+def file_signature(path: Path) -> str | None:
+    """What a file that is not UTF-8 text is, by its first bytes, with the fix; None if unknown."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    return next((kind for signature, kind in _SIGNATURES.items() if head.startswith(signature)), None)
+
+
 def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
     """The path and its format, after the failures that can be named from its name, size and header."""
     path = Path(path)
@@ -88,6 +108,8 @@ def _checked_source(path: str | Path, fmt: str | None) -> tuple[Path, str]:
         raise IngestError(f"cannot read {str(path)!r}: no such file or folder; check the path and the working "
                           f"directory")
     fmt = fmt or format_from_suffix(path)
+    if fmt is None and path.suffix.lower() in _NOT_READ:
+        raise IngestError(f"cannot read {str(path)!r}: {_NOT_READ[path.suffix.lower()]}")
     if fmt not in _FIXES and not path.is_dir():
         what = f"unknown format {fmt!r}" if fmt else "the file name does not say the format"
         raise IngestError(f"cannot read {str(path)!r}: {what}; name it after its format (.csv, .csv.gz, .parquet); "
@@ -166,6 +188,8 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
     except IngestError:  # said already
         raise
     except UnicodeDecodeError as error:
+        if _opener(path) is open and (kind := file_signature(path)):  # its name says plain text
+            raise IngestError(f"cannot read {str(path)!r} as {fmt}: it is {kind}") from error
         line = first_line_not_utf8(path)
         where = f"line {line:,}" if line else "it"
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "

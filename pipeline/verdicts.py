@@ -29,7 +29,7 @@ from typing import IO
 
 import pandas as pd
 
-from pipeline.ingest import first_line_not_utf8
+from pipeline.ingest import file_signature, first_line_not_utf8
 from pipeline.report import TABLE_OUTCOMES
 from pipeline.screening_output import FLAGGED, read_output_csv, read_summary, without_formula_quote
 
@@ -47,13 +47,13 @@ def _header(name: str) -> str:
 
 
 def _not_utf8(source: str | Path | IO[str], error: UnicodeDecodeError) -> str:
-    """Where a file that is not UTF-8 first stops being it, and what it likely is instead."""
-    if error.object[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return "the file is UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8"
+    """Where a file that is not UTF-8 first stops being it, what it likely is instead, and the fix."""
+    if isinstance(source, (str, Path)) and (kind := file_signature(Path(source))):
+        return f"the file is {kind}"
     line = first_line_not_utf8(Path(source)) if isinstance(source, (str, Path)) else None
     where = f"line {line:,}" if line else "it"
     return (f"{where} is not UTF-8 text (byte 0x{error.object[error.start]:02x}: likely Windows-1252, which "
-            f"Excel's plain 'CSV' saves)")
+            f"Excel's plain 'CSV' saves); save it as 'CSV UTF-8'")
 
 
 def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.Index | None = None,
@@ -99,8 +99,7 @@ def read_verdicts(source: str | Path | IO[str], id_column: str, known_ids: pd.In
         # a first row longer than the header would make its ids the index
         frame = pd.read_csv(source, dtype=str, keep_default_na=False, skip_blank_lines=False, index_col=False)
     except UnicodeDecodeError as error:
-        raise VerdictError(f"{name}: cannot read the verdicts: {_not_utf8(source, error)}; save it as "
-                           f"'CSV UTF-8'") from None
+        raise VerdictError(f"{name}: cannot read the verdicts: {_not_utf8(source, error)}") from None
     except pd.errors.EmptyDataError:
         raise VerdictError(f"{name}: holds no verdicts (the file is empty)") from None
     except (OSError, pd.errors.ParserError) as error:

@@ -212,6 +212,25 @@ def test_not_a_table_is_an_ingest_error(tmp_path):
         read_table(path)
 
 
+def test_a_file_named_csv_that_is_not_text_or_a_workbook_is_named_with_its_fix(tmp_path):
+    import gzip
+
+    table = pd.DataFrame({"id": [1, 2], "amount": [2.5, 3.5]})
+    (tmp_path / "gz.csv").write_bytes(gzip.compress(table.to_csv(index=False).encode()))  # copied, .gz left off
+    table.to_parquet(tmp_path / "pq.csv")
+    (tmp_path / "u16.csv").write_text(table.to_csv(index=False), encoding="utf-16")
+    for name, said in (("gz.csv", "it is gzip-compressed: name it .csv.gz"),
+                       ("pq.csv", "it is a Parquet file: name it .parquet"),
+                       ("u16.csv", r"it is UTF-16 text \(a spreadsheet's 'Unicode text'\), not UTF-8: save it as")):
+        with pytest.raises(IngestError, match=f"cannot read '.*{name}' as csv: {said}"):
+            read_table(tmp_path / name)
+    for name, said in (("book.xlsx", "a spreadsheet workbook is not read; save the sheet as 'CSV UTF-8'"),
+                       ("tabs.tsv", "tab-separated text is not read; export it comma-separated")):
+        (tmp_path / name).write_bytes(b"PK\x03\x04" if name.endswith("xlsx") else b"id\tamount\n1\t2.5\n")
+        with pytest.raises(IngestError, match=f"cannot read '.*{name}': {said}"):
+            read_table(tmp_path / name)
+
+
 @pytest.mark.parametrize("content, message", [
     (b"id,amount,mcc\n1,2.5,fuel\n2,3.5,caf\xe9\n", r"line 3 is not UTF-8 text \(byte 0xe9\); export the file as UTF-8"),
     # pandas would read the ids as the index and every value one column to the left
