@@ -130,11 +130,13 @@ def _preflight(data: str | None = None, models: tuple[str, ...] = (), fmt: str |
     from pipeline.image_ingest import IMAGE_SUFFIXES, image_files
     from pipeline.image_screen import check_out_dir
     from pipeline.ingest import SchemaError, iter_batches
-    from pipeline.screen import check_columns
+    from pipeline.screen import check_columns, check_out_free
     from pipeline.sources import source_files
     from pipeline.tracking import few, resolve_model, use_tracking
 
     use_tracking(Path.cwd())
+    if out is not None:
+        check_out_free(Path(out))
     if data is not None and Path(data).is_dir():  # a folder is read as images
         if out is not None:
             check_out_dir(Path(data), Path(out))
@@ -178,8 +180,9 @@ def _train(args: argparse.Namespace) -> None:
 def _screen(args: argparse.Namespace) -> None:
     from flows.screening import screen_flow, screened_line
 
-    if args.batch_rows < 1 or (args.dask_workers is not None and args.dask_workers < 1):
-        raise ValueError("--batch-rows and --dask-workers must be at least 1")
+    for flag, value in (("--batch-rows", args.batch_rows), ("--dask-workers", args.dask_workers)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
     _preflight(data=args.data, models=(args.model,), out=args.out, id_column=args.id_col,
                one_file="screen each, or let `maskae serve` screen a folder of them, each into its own folder")
     print(screened_line(screen_flow(args.data, args.model, args.out, args.id_col, workdir=str(Path.cwd()),
@@ -222,8 +225,7 @@ def _promote(args: argparse.Namespace) -> None:
     except ModelNotFoundError as error:
         if f"no alias {CHAMPION!r}" not in str(error):
             raise
-        raise ModelNotFoundError(f"{error}: nothing to compare the challenger with; set champion by hand with "
-                                 f"`maskae promote --model {name} --version N`") from None
+        raise ModelNotFoundError(f"nothing to compare the challenger with: {error}") from None
     metric, margin, max_fpr, min_anomalies = policy
     print(decision_line(promote_flow(args.model, args.data, args.label_col, metric, margin, max_fpr,
                                      workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,

@@ -94,11 +94,17 @@ def near_names_hint(missing: list[str], columns: pd.Index) -> str:
 
 
 def _near_names(name: str, columns: pd.Index) -> list[str]:
-    """The batch's columns that look like ``name``: the same but for case and spaces, or close in
-    spelling (difflib's ratio of 0.8: "amt" is not near "amount", "amout" is)."""
-    key = name.strip().lower()
-    same = [str(c) for c in columns if str(c).strip().lower() == key]
-    return same or difflib.get_close_matches(name, [str(c) for c in columns], n=2, cutoff=0.8)
+    """The batch's columns that look like ``name``: the same but for case and spaces, close in
+    spelling (difflib's ratio of 0.8: "amt" is not near "amount", "amout" is), or else one holding
+    the other as a word ("fraud" and "is_fraud")."""
+    key, names = name.strip().lower(), [str(c) for c in columns]
+    same = [c for c in names if c.strip().lower() == key]
+    close = same or difflib.get_close_matches(name, names, n=2, cutoff=0.8)
+    return close or [c for c in names if key in _words(c) or c.strip().lower() in _words(name)][:2]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.split(r"[^0-9a-z]+", text.lower())) - {""}
 
 
 class UnknownCategoryWarning(UserWarning):

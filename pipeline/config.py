@@ -91,6 +91,14 @@ class DataConfig(_Section):
             raise ValueError("required for tables: name the column that identifies each record")
         return value
 
+    @field_validator("label_column")
+    @classmethod
+    def _label_is_not_the_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("id_column"):
+            raise ValueError(f"{value!r} is the id column too: name the column that holds the labels (1 = known "
+                             f"anomaly), or leave the label out")
+        return value
+
     @field_validator("columns")
     @classmethod
     def _check_columns(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:

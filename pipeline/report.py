@@ -67,6 +67,8 @@ def _number(value: Any) -> str:
         return str(value)
     if not math.isfinite(value):
         return str(value)
+    if isinstance(value, (float, np.floating)) and abs(value) >= 2**53:  # beyond a float's exact whole numbers
+        return f"{value:,.6g}"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}" if abs(value) >= 0.01 else f"{value:.3g}"

@@ -231,22 +231,30 @@ def check_columns(data: str | Path, model_ref: str, id_column: str | None = None
             raise SchemaError(f"{Path(file).name}: {error}{told}") from error
 
 
+def check_out_free(out_dir: Path) -> None:
+    """Refuse an output path no screening can be written to, a file or a folder of files that are
+    not a screening's, from the path alone (the command line does so before Prefect starts)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{str(out_dir)!r} is a file, not a folder: choose a new output folder")
+    if out_dir.is_dir() and read_summary(out_dir) is None and any(out_dir.iterdir()):
+        raise FileExistsError(f"{str(out_dir)!r} already holds files that are not a screening's: choose a new folder")
+
+
 def earlier_screening(out_dir: Path, sha256: str, model: tracking.ResolvedModel, name: str) -> dict[str, Any] | None:
     """The summary of ``out_dir`` if it already holds this screening (same input bytes, same model
     version), to be returned as it is; None if it is free. FileExistsError if it holds anything else."""
+    check_out_free(out_dir)
     previous = read_summary(out_dir)
-    if previous is not None and _same_screening(previous, sha256, model):
+    if previous is None:
+        return None
+    if _same_screening(previous, sha256, model):
         return previous
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{str(out_dir)!r} already holds {_held(previous, name, model)}: choose a new folder")
-    return None
+    raise FileExistsError(f"{str(out_dir)!r} already holds {_held(previous, name, model)}: choose a new folder")
 
 
-def _held(previous: dict[str, Any] | None, name: str, model: tracking.ResolvedModel) -> str:
+def _held(previous: dict[str, Any], name: str, model: tracking.ResolvedModel) -> str:
     """What a taken screening folder holds, against this screening of ``name`` by ``model``."""
     this = f"this screening of {name} by {model.name} v{model.version}"
-    if previous is None:
-        return f"something other than {this}"
     held = (Path(previous.get("input", {}).get("path", "?")).name, previous.get("model", {}).get("name"),
             str(previous.get("model", {}).get("version")))
     if held == (name, model.name, model.version):

@@ -119,10 +119,13 @@ def _text_columns(frame: pd.DataFrame) -> list:
 
 
 def _text(value: Any) -> str:
-    """A cell for people: floats to 2 decimals (whole numbers without), missing as empty."""
+    """A cell for people: floats to 2 decimals (whole numbers without; beyond the whole numbers a
+    float holds exactly, 6 significant digits, not 309 of them for 1e308), missing as empty."""
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return ""
     if isinstance(value, (float, np.floating)):
+        if math.isfinite(value) and abs(value) >= EXACT_INTEGERS:
+            return f"{value:.6g}"
         if not math.isfinite(value) or float(value).is_integer():
             return str(int(value)) if math.isfinite(value) else str(value)
         return f"{value:.2f}" if abs(value) >= 0.01 else f"{value:.3g}"

@@ -293,7 +293,9 @@ def _registered(client: MlflowClient, name: str, version: str | None = None):
         if version is not None:
             client.get_model_version(name, version)
     except MlflowException:
-        raise ModelNotFoundError(f"registered model {name!r} has no version {version!r}") from None
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        raise ModelNotFoundError(f"registered model {name!r} has no version {version!r} (versions: "
+                                 f"{few([str(v) for v in versions]) if versions else 'none'})") from None
     return model
 
 
@@ -318,7 +320,8 @@ def resolve_model(ref: str | ResolvedModel) -> ResolvedModel:
         return ResolvedModel(name, str(client.get_model_version(name, version).version), None)
     if alias not in model.aliases:
         known = ", ".join(f"{a} -> v{v}" for a, v in sorted(model.aliases.items())) or "none"
-        raise ModelNotFoundError(f"registered model {name!r} has no alias {alias!r} (aliases: {known})")
+        way_out = f"; set champion by hand with `maskae promote --model {name} --version N`" if alias == CHAMPION else ""
+        raise ModelNotFoundError(f"registered model {name!r} has no alias {alias!r} (aliases: {known}){way_out}")
     return ResolvedModel(name, str(model.aliases[alias]), alias)
 
 

@@ -76,6 +76,8 @@ def test_a_misspelt_training_or_label_column_is_refused_before_prefect_starts_wi
         "maskae train: error: column(s) ['reasons'] are named as columns maskae writes beside each screened record "
         "(anomaly_score, p_value, reasons, flagged, quarantine_reason, _row): rename them in the data, or leave them "
         "out (--exclude-columns reasons)")
+    assert main(["train", "--data", "h.csv", "--id-col", "transaction_id", "--label-col", "fraud", "--model", "m"]) == 2
+    assert "(it has 'is_fraud' for 'fraud': renamed" in capfd.readouterr().err  # a word of it
     assert main(["promote", "--model", "m", "--data", "h.csv", "--label-col", "is_frad"]) == 2
     assert capfd.readouterr().err == (
         "maskae promote: error: label column 'is_frad' (--label-col) is not in h.csv (it has 'is_fraud' for "
@@ -85,6 +87,20 @@ def test_a_misspelt_training_or_label_column_is_refused_before_prefect_starts_wi
     assert capfd.readouterr().err == (  # one line, naming the flags as well as the settings
         "maskae train: error: invalid config: data.id_column (--id-col): required for tables: name the column "
         "that identifies each record; calibration.level (--level): fpr level must be in (0, 1), got 5.0\n")
+
+
+def test_an_output_path_no_screening_can_take_is_refused_before_prefect_starts(capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    for out, said in (("afile", "'afile' is a file, not a folder: choose a new output folder"),
+                      ("busy", "'busy' already holds files that are not a screening's: choose a new folder")):
+        assert main(["screen", "--data", "any.csv", "--model", "m", "--out", out]) == 2
+        assert capfd.readouterr().err == f"maskae screen: error: {said}\n"
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    assert main(["screen", "--data", "any.csv", "--model", "m", "--out", "o", "--batch-rows", "0"]) == 2
+    assert capfd.readouterr().err == "maskae screen: error: --batch-rows must be at least 1, got 0\n"
 
 
 def test_errors_are_one_line_not_a_traceback(capfd, tmp_path):

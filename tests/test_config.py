@@ -97,6 +97,7 @@ def test_a_folder_is_read_as_images(tmp_path):
     ({"mlflow.tracking_uri": "sqlite:///m.db"}, "unknown setting: the store is set by the environment variable "
                                                 "MLFLOW_TRACKING_URI"),
     ({"calibration.strategy": "labels"}, "data.label_column"),
+    ({"data.label_column": "txn_id"}, "data.label_column: 'txn_id' is the id column too"),
 ])
 def test_bad_values_name_the_field(overrides, field):
     base = {"data.path": "batch.csv", "data.id_column": "txn_id"}

@@ -139,6 +139,8 @@ def test_reasons_lead_with_the_evidence_that_stood_out_in_words():
     assert text == ["unlike any training record +3.0 sd; amount=9000 (expected ~60, 90% of the mismatch)", ""]
     parsed = parse_reasons(text[0], ["amount"])
     assert parsed[0] == {"text": "unlike any training record +3.0 sd"} and parsed[1]["feature"] == "amount"
+    huge = reasons_text(why.assign(observed=[1e308]), 1)[0]  # not the 309 digits of a whole float
+    assert huge.startswith("amount=1e+308 (expected ~60,") and parse_reasons(huge, ["amount"])[0]["observed"] == "1e+308"
 
 
 def test_a_value_far_out_in_its_column_is_named_with_how_far_whatever_its_share():
