@@ -274,7 +274,9 @@ class MaskedAutoencoderDetector(ImageBackendMixin, TransformerMixin, OutlierMixi
         # the evidence takes for anomalies, so that the network does not learn to rebuild them.
         half = self.max_steps // 2
         first = fit_network(self.network_, data, replace(plan, max_steps=half), generator, validation)
-        inliers = self._fit_evidence(data, np.arange(len(data)), rng, final=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyRowWarning)  # said of these rows once, by the final call
+            inliers = self._fit_evidence(data, np.arange(len(data)), rng, final=False)
         rest = replace(plan, max_steps=self.max_steps - half)
         second = fit_network(self.network_, data.rows(inliers), rest, generator, validation)
         self.history_ = {name: first[name] + second[name] for name in first}

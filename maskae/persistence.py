@@ -135,6 +135,9 @@ def _permit_as_a_new_file(folder: Path) -> None:
 
 def load_detector_state(cls, path: Path):
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no such folder {str(path)!r}: give the folder save() wrote; check the path and the "
+                                f"working directory")
     if not config_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"{path} is not a saved maskae detector: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:

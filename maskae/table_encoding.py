@@ -45,7 +45,7 @@ MAX_CODE = 1e4
 # an identifier or a timestamp, and fitting warns (so it does for dates, however few).
 UNIQUE_SHARE = 0.5
 # The detector fits the encoding on the training rows it does not hold out for calibration.
-_FIT_ROWS_FIX = (" in the rows it is fit on (those not held out for calibration): leave it out, or train on rows "
+_FIT_ROWS_FIX = (" in the rows it is fit on (all of them, less any held out for calibration): leave it out, or train on rows "
                  "where it is filled")
 MIN_KEPT_COUNT = 2  # a capped column keeps no value seen once: one row cannot teach a category
 MIN_ROWS_FOR_ORDER = 100  # a numeric column this long that only grows down the rows is a clock or a counter

@@ -103,6 +103,10 @@ def test_save_load_gives_identical_scores(fitted, mixed_frame, tmp_path):
     assert again.get_params() == fitted.get_params()
     assert not list((tmp_path / "model").glob("*.pkl"))
     assert json.loads((tmp_path / "model" / "maskae.json").read_text())["format_version"] == 9
+    with pytest.raises(FileNotFoundError, match="no such folder .*'.*modle'"):  # a typo: not "not a saved detector"
+        MaskedAutoencoderDetector.load(tmp_path / "modle")
+    with pytest.raises(FileNotFoundError, match="is not a saved maskae detector"):
+        MaskedAutoencoderDetector.load(tmp_path)
 
 
 def test_save_never_deletes_other_files_and_replaces_an_earlier_save(fitted, tmp_path):
@@ -162,8 +166,11 @@ def test_a_row_left_with_no_evidence_scores_as_typical_and_a_constant_term_adds_
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"c": rng.choice(list("xyz"), 200), "d": rng.choice(list("ab"), 200)})
     X.loc[:4, ["c", "d"]] = None  # nothing observed in 5 rows
-    with pytest.warns(EmptyRowWarning):
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         det = MaskedAutoencoderDetector(max_steps=10, random_state=0, evidence=("reconstruction",)).fit(X)
+    assert [str(w.message)[:14] for w in said if w.category is EmptyRowWarning] == ["5 row(s) have "]  # once
+    with pytest.warns(EmptyRowWarning):
         assert np.isfinite(det.threshold_) and np.isfinite(det.training_scores_).all()
         assert (det.anomaly_score(X.head(5)) == 0).all()  # no term left: a typical training row's score, not NaN
     z = det.evidence_scores(X.tail(50))
