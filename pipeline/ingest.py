@@ -609,6 +609,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+DECIMAL_COMMA = r"\s*[-+]?\d+,\d{1,2}\s*"  # 12,50 (1,234 may be a thousands separator: not said to be one)
+
+
 def _notes(mask: np.ndarray, values: pd.Series, template: str) -> np.ndarray:
     """Per row: ``template`` filled with the row's value where ``mask``, else ""."""
     notes = np.full(len(mask), "", dtype=object)
@@ -699,9 +702,14 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         raw = frame[name]
         number = pd.Series(numbers(raw), index=raw.index)
         if not is_numeric_column(raw):  # text that fails to parse, as opposed to an empty cell
-            notes.append(_notes(number.isna().to_numpy() & ~blank[name], raw, f"{name}: {{}} is not a number"))
+            failed = number.isna().to_numpy() & ~blank[name]
+            comma = failed & raw.astype(str).str.fullmatch(DECIMAL_COMMA).to_numpy(dtype=bool)
+            notes.append(_notes(failed & ~comma, raw, f"{name}: {{}} is not a number"))
+            notes.append(_notes(comma, raw, f"{name}: {{}} is not a number (a decimal comma? export numbers with "
+                                            f"'.' as the decimal mark)"))
         notes.append(_notes(np.isinf(number.to_numpy()), raw, f"{name}: {{}} is not a finite number"))
-        clean[name] = number.to_numpy()
+        # float32 stays float32, so that the outputs write 1950.74 as read, not its float64 1950.739990234375
+        clean[name] = number.to_numpy().astype(raw.dtype) if raw.dtype == np.float32 else number.to_numpy()
     for name in schema.columns_of_kind("categorical"):
         clean[name] = _category_text(frame[name]).to_numpy()
     # An id is taken by the first row that is scored: a row quarantined for its own fault leaves

@@ -452,6 +452,8 @@ def check_invariant(frame: pd.DataFrame, result) -> None:
     ("txn_id", None, "missing id"),
     ("txn_id", "T001", "duplicate id 'T001'"),
     ("amount", "abc", "amount: 'abc' is not a number"),
+    ("amount", "38,52", "amount: '38,52' is not a number (a decimal comma? export numbers with '.' as the decimal"),
+    ("amount", "1,234", "amount: '1,234' is not a number"),
     ("amount", np.inf, "amount: inf is not a finite number"),
     ("amount", "-inf", "amount: '-inf' is not a finite number"),
 ])
@@ -478,6 +480,11 @@ def test_a_quarantined_row_leaves_its_id_to_a_later_sound_row(table, schema):
     seen = SeenIds()  # across chunks alike: a quarantined row's id is not remembered
     validate(batch.loc[[0]], schema, seen_ids=seen)
     assert validate(batch.loc[[1]], schema, seen_ids=seen).quarantined.empty
+
+
+def test_a_float32_column_stays_float32_so_outputs_write_it_as_read(table, schema):
+    clean = validate(table.astype({"amount": np.float32}), schema).clean
+    assert clean["amount"].dtype == np.float32 and "1950.74" in clean.assign(amount=np.float32(1950.74)).to_csv()
 
 
 def test_missing_cells_and_unseen_categories_are_not_quarantined(table, schema):
