@@ -85,17 +85,19 @@ class SchemaError(ValueError):
 _SHEET = "a spreadsheet workbook is not read; save the sheet as 'CSV UTF-8' (.csv)"
 _NOT_READ = {".xlsx": _SHEET, ".xls": _SHEET, ".xlsm": _SHEET, ".ods": _SHEET,
              ".tsv": "tab-separated text is not read; export it comma-separated (.csv)"}
-# A file's first bytes that say what it is when its name says CSV (a copy that kept the wrong name).
-_SIGNATURES = {b"\x1f\x8b": "gzip-compressed: name it .csv.gz", b"BZh": "bzip2-compressed: name it .csv.bz2",
-               b"\xfd7zXZ": "xz-compressed: name it .csv.xz", b"PAR1": "a Parquet file: name it .parquet",
-               b"PK\x03\x04": "a zip archive (an Excel workbook is one): save the sheet as 'CSV UTF-8', or name a "
-                              "zipped CSV .csv.zip",
-               b"\xff\xfe": "UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8: save it as 'CSV UTF-8'",
-               b"\xfe\xff": "UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8: save it as 'CSV UTF-8'"}
+# A file's first bytes that say what it is when its name says CSV (a copy that kept the wrong name),
+# and what makes a table's file of it.
+_UTF16 = ("UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8", "save it as 'CSV UTF-8'")
+_SIGNATURES = {b"\x1f\x8b": ("gzip-compressed", "name it .csv.gz"), b"BZh": ("bzip2-compressed", "name it .csv.bz2"),
+               b"\xfd7zXZ": ("xz-compressed", "name it .csv.xz"), b"PAR1": ("a Parquet file", "name it .parquet"),
+               b"PK\x03\x04": ("a zip archive (an Excel workbook is one)",
+                              "save the sheet as 'CSV UTF-8', or name a zipped CSV .csv.zip"),
+               b"\xff\xfe": _UTF16, b"\xfe\xff": _UTF16}
 
 
-def file_signature(path: Path) -> str | None:
-    """What a file that is not UTF-8 text is, by its first bytes, with the fix; None if unknown."""
+def file_signature(path: Path) -> tuple[str, str] | None:
+    """What a file that is not UTF-8 text is, by its first bytes, and how a table's file is made
+    of it; None if unknown."""
     with open(path, "rb") as file:
         head = file.read(4)
     return next((kind for signature, kind in _SIGNATURES.items() if head.startswith(signature)), None)
@@ -189,7 +191,7 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
         raise
     except UnicodeDecodeError as error:
         if _opener(path) is open and (kind := file_signature(path)):  # its name says plain text
-            raise IngestError(f"cannot read {str(path)!r} as {fmt}: it is {kind}") from error
+            raise IngestError(f"cannot read {str(path)!r} as {fmt}: it is {kind[0]}: {kind[1]}") from error
         line = first_line_not_utf8(path)
         where = f"line {line:,}" if line else "it"
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "
@@ -703,7 +705,8 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         number = pd.Series(numbers(raw), index=raw.index)
         if not is_numeric_column(raw):  # text that fails to parse, as opposed to an empty cell
             failed = number.isna().to_numpy() & ~blank[name]
-            comma = failed & raw.astype(str).str.fullmatch(DECIMAL_COMMA).to_numpy(dtype=bool)
+            comma = failed.copy()  # of the failed cells only, which are few
+            comma[failed] = raw[failed].astype(str).str.fullmatch(DECIMAL_COMMA).to_numpy(dtype=bool)
             notes.append(_notes(failed & ~comma, raw, f"{name}: {{}} is not a number"))
             notes.append(_notes(comma, raw, f"{name}: {{}} is not a number (a decimal comma? export numbers with "
                                             f"'.' as the decimal mark)"))

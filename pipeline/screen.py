@@ -215,8 +215,8 @@ def check_columns(data: str | Path, model_ref: str, id_column: str | None = None
     images = Path(data).is_dir()
     if (tracking.data_kind(resolved) == IMAGES) != images:
         raise wrong_kind(f"model {resolved.name!r} version {resolved.version}", trained_on_images=not images)
-    logged = tracking.logged_schema(resolved)
-    if logged is None or images:
+    logged = None if images else tracking.logged_schema(resolved)
+    if logged is None:
         return
     schema = trained = Schema.from_dict(logged)
     if id_column is not None:

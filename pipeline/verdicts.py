@@ -49,7 +49,7 @@ def _header(name: str) -> str:
 def _not_utf8(source: str | Path | IO[str], error: UnicodeDecodeError) -> str:
     """Where a file that is not UTF-8 first stops being it, what it likely is instead, and the fix."""
     if isinstance(source, (str, Path)) and (kind := file_signature(Path(source))):
-        return f"the file is {kind}"
+        return f"the file is {kind[0]}; save it as 'CSV UTF-8'"  # a verdict file is a CSV
     line = first_line_not_utf8(Path(source)) if isinstance(source, (str, Path)) else None
     where = f"line {line:,}" if line else "it"
     return (f"{where} is not UTF-8 text (byte 0x{error.object[error.start]:02x}: likely Windows-1252, which "

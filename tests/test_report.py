@@ -322,6 +322,9 @@ def test_a_spreadsheets_verdicts_are_read_as_meant(tmp_path):
     (tmp_path / "unicode.csv").write_text("id,outcome\ntx1,fraud\n", encoding="utf-16")
     with pytest.raises(VerdictError, match="the file is UTF-16 text .* save it as 'CSV UTF-8'"):
         read_verdicts(tmp_path / "unicode.csv", "transaction_id")
+    pd.DataFrame({"id": ["tx1"], "outcome": ["fraud"]}).to_parquet(tmp_path / "parquet.csv")
+    with pytest.raises(VerdictError, match="the file is a Parquet file; save it as 'CSV UTF-8'"):  # not ".parquet"
+        read_verdicts(tmp_path / "parquet.csv", "transaction_id")
     (tmp_path / "excel.csv").write_text("id,outcome,note\ntx1,fraud,\ntx2,legitimate,caf\u00e9\n", encoding="cp1252")
     with pytest.raises(VerdictError, match=r"line 3 is not UTF-8 text \(byte 0xe9: likely Windows-1252, which "
                                            r"Excel's plain 'CSV' saves\); save it as 'CSV UTF-8'"):
