@@ -42,7 +42,7 @@ from pipeline.scoring import ScoringModel, load_scoring_model
 from pipeline.screen import BATCH_ROWS, ChunkScorer, NothingScoredError, in_process_scorer, screen
 from pipeline.screening_output import read_output_csv, read_summary
 from pipeline.sources import fingerprint
-from pipeline.config import IMAGES, format_from_suffix
+from pipeline.config import CSV_COMPRESSIONS, IMAGES, format_from_suffix
 from pipeline.tracking import ResolvedModel, data_kind, resolve_model, use_tracking
 
 TOP_FLAGGED = 20
@@ -198,7 +198,8 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
             continue
         out_dir = Path(out_root) / _batch_name(path)
         earlier = read_summary(out_dir)
-        if earlier is not None and Path(earlier["input"]["path"]).name == path.name:
+        # the summary holds the path resolved: a link's target's name
+        if earlier is not None and Path(earlier["input"]["path"]).name == path.resolve().name:
             # screened on an earlier night; another file's screening there is refused by screen_flow
             if (problem := _screened_problem(path, out_dir, earlier)) is not None:
                 failed.append(f"{path.name}: {problem}")
@@ -209,7 +210,7 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
                         dask_address=None if images else dask_address)
             done.append(str(out_dir))
         except Exception as error:  # noqa: BLE001 (one bad batch must not hold back the night's others)
-            failed.append(f"{path.name}: {error}")
+            failed.append(str(error) if str(error).startswith(f"{path.name}: ") else f"{path.name}: {error}")
             print(f"could not screen {path.name}: {error}")
     print(f"screened {len(done)} new batch(es) from {incoming}")
     if failed:
@@ -223,34 +224,31 @@ def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str
     sweep says so every night until the folder is moved away, rather than once."""
     fix = "move that folder away to screen it again"
     try:
-        # A copy that keeps the old modification time (cp -p, rsync -a) sets it back, which itself sets ctime to now.
-        stat = path.stat()
-        size, modified = _size(path), max(stat.st_mtime, stat.st_ctime)
+        files = image_files(path) if path.is_dir() else [path]
+        size = sum(f.stat().st_size for f in files if f.exists())  # a link to nothing counts none
+        # A copy that keeps the old modification time (cp -p, rsync -a) sets it back, which itself sets ctime
+        # to now; a folder's own times change as files are added, removed or renamed in it.
+        modified = max(max(s.st_mtime, s.st_ctime) for s in (f.stat() for f in [path, *files] if f.exists()))
     except OSError as error:  # removed or unreadable since it was listed
         return f"removed or unreadable since it was listed ({error})"
     if size != earlier["input"]["bytes"]:
         return (f"changed since it was screened into {out_dir} ({earlier['input']['bytes']:,} bytes then, {size:,} "
                 f"now; was it still being copied?): {fix}")
     # Same size: hashed again only when written or replaced after its screening began (this runs every night).
-    if (path.is_file() and modified >= datetime.fromisoformat(earlier["started_at"]).timestamp()
-            and fingerprint([path])["sha256"] != earlier["input"]["sha256"]):
+    if (modified >= datetime.fromisoformat(earlier["started_at"]).timestamp()
+            and fingerprint(files, names_under=path if path.is_dir() else None)["sha256"] != earlier["input"]["sha256"]):
         return f"changed since it was screened into {out_dir} (same size, other bytes: a corrected export?): {fix}"
     if (nothing := _nothing_scored(earlier, path.name, out_dir)) is not None:
         return f"{nothing}; fix the file and {fix}"
     return None
 
 
-def _size(path: Path) -> int:
-    """Bytes of a batch: a file's, or the sum over a folder's images (as its fingerprint counts them)."""
-    if not path.is_dir():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in image_files(path) if f.exists())  # a link to nothing counts none
-
-
 def _batch_name(path: Path) -> str:
     """An incoming file's name less the suffixes that name its format (``.csv``, ``.csv.gz``,
-    ``.parquet``, ...); a folder's name as it is."""
+    ``.parquet``, ...: ``x.pq.csv`` is ``x.pq``, not ``x``); a folder's name as it is."""
     name = path.name
-    while path.is_file() and format_from_suffix(name) is not None:
-        name = name.rsplit(".", 1)[0]
-    return name
+    if not path.is_file() or format_from_suffix(name) is None:
+        return name
+    suffixes = [s.lower() for s in Path(name).suffixes]
+    compressed = suffixes[-2:-1] == [".csv"] and suffixes[-1] in CSV_COMPRESSIONS
+    return name.rsplit(".", 2 if compressed else 1)[0]

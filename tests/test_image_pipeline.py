@@ -57,7 +57,7 @@ def image_workdir(tmp_path, monkeypatch):
     return tmp_path, corners
 
 
-def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd):
+def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd, caplog):
     from mlflow import MlflowClient
 
     workdir, corners = image_workdir
@@ -146,6 +146,12 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd):
     assert screen_incoming(str(incoming), "bottles", str(workdir / "nightly")) == [str(workdir / "nightly" / "line.3")]
     night = json.loads((workdir / "nightly" / "line.3" / "summary.json").read_text())
     assert night["rows_flagged"] == len(flagged) and night["model"]["alias"] == "champion"  # the flow pins the version
+    # Images swapped between two files (the batch's size unchanged) fail the sweep, as a changed file does.
+    one, two = incoming / "line.3" / "good" / "001.png", incoming / "line.3" / "good" / "002.png"
+    one.rename(incoming / "line.3" / "swap"), two.rename(one), (incoming / "line.3" / "swap").rename(two)
+    with pytest.raises(RuntimeError, match=r"line\.3: changed since it was screened .*same size, other bytes"):
+        screen_incoming(str(incoming), "bottles", str(workdir / "nightly"))
+    one.rename(incoming / "line.3" / "swap"), two.rename(one), (incoming / "line.3" / "swap").rename(two)
     # Files named alike get folders of their own; one that fails holds back none of the others.
     (incoming / "cards.2026-01-09.csv").write_bytes((incoming / "cards.csv").read_bytes())
     (incoming / "cards.2026-01-10.csv").write_text("id,amount\n1,2\n")  # lacks the model's columns
@@ -153,9 +159,10 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd):
     (incoming / "CARDS.2026-01-11.CSV").write_bytes((incoming / "cards.csv").read_bytes())
     pd.read_csv(incoming / "cards.csv").to_csv(incoming / "cards.2026-01-12.csv.bz2", index=False)
     (incoming / "notes.txt").write_text("not a batch")
+    (incoming / "cards-link.csv").symlink_to(incoming / "cards.csv")  # a batch linked in, screened once
     with pytest.raises(RuntimeError, match=r"1 batch\(es\) .*cards\.2026-01-10\.csv: .*lacks column"):
         screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
-    for name in ("cards", "cards.2026-01-09", "CARDS.2026-01-11", "cards.2026-01-12"):
+    for name in ("cards", "cards.2026-01-09", "CARDS.2026-01-11", "cards.2026-01-12", "cards-link"):
         assert (workdir / "nightly" / name / "summary.json").is_file(), name
     assert not (workdir / "nightly" / "cards.2026-01-10").exists() and not (workdir / "nightly" / "notes").exists()
     # A batch that grew after it was screened (it was still being copied) fails the sweep, every night, by name.
@@ -163,8 +170,10 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd):
     with open(incoming / "cards.2026-01-09.csv", "a") as batch:
         batch.write((incoming / "cards.csv").read_text().splitlines()[-1].replace(",", "9,", 1) + "\n")
     for _ in range(2):
+        caplog.clear()
         with pytest.raises(RuntimeError, match=r"1 batch\(es\) .*cards\.2026-01-09\.csv: changed since it was screened"):
             screen_incoming(str(incoming), "cards", str(workdir / "nightly"))
+        assert "screened 0 new batch(es)" in caplog.text  # the linked batch is not new each night (the flow logs prints)
     (incoming / "cards.2026-01-09.csv").unlink()
     # So does a batch replaced by a corrected export of the same size, and one where no row could be
     # scored (amounts with decimal commas): not only on the night it was screened.
