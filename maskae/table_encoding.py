@@ -438,7 +438,8 @@ class TableEncoder:
         missing_cols = [name for name in self.columns_ if name not in frame.columns]
         if missing_cols:
             raise MissingColumnError(
-                f"column(s) {missing_cols} are missing from the data{near_names_hint(missing_cols, frame.columns)}; "
+                f"column(s) {missing_cols} are missing from the data"
+                f"{near_names_hint(missing_cols, frame.columns.difference(self.columns_, sort=False))}; "
                 f"the model was fitted on "
                 f"{self.columns_}: add them (empty values are allowed) or refit the model"
             )

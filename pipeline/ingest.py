@@ -674,7 +674,7 @@ def validate(frame: pd.DataFrame, schema: Schema, *, seen_ids: SeenIds | None = 
         hint = next((f" (its one column {one[:60]!r} holds {sep!r}: is the file {name}-separated? export it "
                      f"comma-separated)" for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
                      if sep in one), "")
-        hint = hint or near_names_hint(missing, frame.columns)
+        hint = hint or near_names_hint(missing, frame.columns.difference(expected, sort=False))  # not one it reads
         raise SchemaError(f"the batch lacks column(s) {missing}{hint}; expected id column {schema.id_column!r} and "
                           f"features {schema.feature_columns}: add them (empty values are allowed) or retrain")
     extra = [c for c in frame.columns if c not in expected and c != schema.label_column and c not in schema.left_out]

@@ -578,6 +578,12 @@ def test_missing_column_is_refused_before_any_row(table, schema):
             validate(table.rename(columns={hint.split("'")[3]: renamed}), schema)
     with pytest.raises(SchemaError, match=r"lacks column\(s\) \['amount'\]; expected"):  # "amt" is too far to guess
         validate(table.rename(columns={"amount": "amt"}), schema)
+    pairs = table.assign(mcc_group=table["mcc"])  # a model with both mcc and mcc_group
+    both = Schema.infer(pairs, "txn_id")
+    with pytest.raises(SchemaError, match=r"lacks column\(s\) \['mcc'\]; expected"):  # not "it has 'mcc_group'": it
+        validate(pairs.drop(columns="mcc"), both)                                         # is read as itself
+    with pytest.raises(SchemaError, match=r"\(it has 'mcc_code' for 'mcc': renamed"):  # a word of it, otherwise
+        validate(table.rename(columns={"mcc": "mcc_code"}), schema)
 
 
 def test_a_semicolon_file_with_decimal_commas_is_named_as_such(tmp_path):
