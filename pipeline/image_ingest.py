@@ -38,8 +38,9 @@ class ImageFolder:
 
     @property
     def labels(self) -> np.ndarray:
-        """(n,) 1 for images whose kind is not ``good`` (a defect), else 0."""
-        return np.array([kind != NORMAL_KIND for kind in self.kinds], dtype=int)
+        """(n,) 1 for images whose kind is not ``good`` in any case (a defect), else 0: ``Good/``
+        holds good images, as a verdict's ``Good`` is one."""
+        return np.array([kind.lower() != NORMAL_KIND for kind in self.kinds], dtype=int)
 
 
 def _decode(path: Path, size: int | None) -> Image.Image:
@@ -48,6 +49,11 @@ def _decode(path: Path, size: int | None) -> Image.Image:
         ImageOps.exif_transpose(image, in_place=True)  # a camera's rotation, as every viewer shows the image
         if image.mode.startswith("I"):  # 16-bit gray (PNG): its top 8 bits; convert("L") would clip at 255
             image = Image.fromarray((np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8))
+        if image.mode == "F":  # float gray (TIFF): 0-1 as most tools write it, or 0-255; convert() reads 0-255
+            values = np.asarray(image, dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ValueError("it holds a NaN or infinite pixel")
+            image = Image.fromarray((values * (255 if values.max() <= 1 else 1)).round().clip(0, 255).astype(np.uint8))
         image = image.convert("RGB" if image.mode not in ("L", "1", "F") else "L")
         if size is not None:
             image = image.resize((size, size), Image.Resampling.BILINEAR)

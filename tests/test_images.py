@@ -229,6 +229,18 @@ def test_16_bit_gray_images_keep_their_contrast(tmp_path):
     np.testing.assert_array_equal(read.images[0, ..., 0], (ramp >> 8).astype(np.uint8))  # not clipped at 255
 
 
+def test_float_gray_images_are_read_on_their_own_scale(tmp_path):
+    ramp = np.tile(np.linspace(0, 255, 16), (16, 1)).round()
+    (tmp_path / "floats").mkdir()
+    for name, values in (("unit.tiff", ramp / 255), ("bytes.tiff", ramp), ("nan.tiff", np.where(ramp > 0, ramp, np.nan))):
+        Image.fromarray(values.astype(np.float32)).save(tmp_path / "floats" / name)  # 32-bit float TIFFs
+    read = read_image_folder(tmp_path / "floats")
+    assert read.paths == ["bytes.tiff", "unit.tiff"]  # 0-1 is not read as black
+    for image in read.images:
+        np.testing.assert_array_equal(image[..., 0], ramp.astype(np.uint8))
+    assert "NaN or infinite pixel" in read.quarantined.set_index("path").loc["nan.tiff", "quarantine_reason"]
+
+
 def test_mvtec_layout_labels_and_empty_folder(tmp_path):
     _write_png(tmp_path / "train" / "good" / "000.png", 0)
     _write_png(tmp_path / "test" / "good" / "000.png", 1)
@@ -236,6 +248,9 @@ def test_mvtec_layout_labels_and_empty_folder(tmp_path):
     train, test = read_mvtec_like(tmp_path)
     assert len(train.images) == 1 and test.kinds == ["crack", "good"] and test.labels.tolist() == [1, 0]
     assert train.labels.tolist() == [0]
+    _write_png(tmp_path / "test" / "Good" / "001.png", 3)  # a capitalised folder of good images is good
+    assert dict(zip(read_mvtec_like(tmp_path)[1].kinds, read_mvtec_like(tmp_path)[1].labels)) == {
+        "Good": 0, "crack": 1, "good": 0}
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):
         read_image_folder(tmp_path / "empty")
