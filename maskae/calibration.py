@@ -150,6 +150,8 @@ class Calibration:
         if strategy not in STRATEGIES[:3]:
             hint = "; use Calibration.from_labels for 'labels'" if strategy == "labels" else ""
             raise ValueError(f"strategy must be one of {STRATEGIES[:3]}, got {strategy!r}{hint}")
+        if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
+            raise TypeError(f"level must be a number, got {level!r} ({type(level).__name__})")
         cal = np.sort(_scores(calibration_scores, "calibration_scores", finite=True))
         if len(cal) == 0:
             raise ValueError("calibration_scores is empty: hold out calibration rows (calibration_fraction > 0)")
@@ -199,8 +201,12 @@ class Calibration:
         flagged), so on the validation rows ``score > threshold`` reproduces the chosen cut.
         """
         s, y = _scores(scores, "scores", finite=True), np.asarray(labels)
-        if y.shape != s.shape or not np.isin(y, (0, 1)).all():
-            raise ValueError(f"labels must be 0/1 with the same shape as scores {s.shape}, got {y.shape}")
+        if y.shape != s.shape:
+            raise ValueError(f"labels must have the same shape as scores {s.shape}, got {y.shape}")
+        if not np.isin(y, (0, 1)).all():
+            other = np.unique(y[~np.isin(y, (0, 1))])
+            raise ValueError(f"labels must be 0/1 (1 = anomaly), got other values: {other[:5].tolist()}"
+                             + (f" and {len(other) - 5:,} more" if len(other) > 5 else ""))
         if not (y == 1).any() or not (y == 0).any():
             raise ValueError(f"labels must hold at least one positive (anomaly) and one normal record, got "
                              f"{int((y == 1).sum())} positive(s) of {len(y)}")

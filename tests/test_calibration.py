@@ -230,6 +230,12 @@ def test_labels_errors_are_clear():
         Calibration.from_labels([0.1, 0.9], [0, 1], objective="f1", level=0.5)
     with pytest.raises(ValueError, match="from_labels"):
         Calibration.fit([0.1, 0.9], strategy="labels")
+    with pytest.raises(ValueError, match=r"labels must be 0/1 \(1 = anomaly\), got other values: \[2\]"):
+        Calibration.from_labels([0.1, 0.5, 0.9], [0, 1, 2])  # not "the same shape", which it has
+    with pytest.raises(ValueError, match=r"same shape as scores \(3,\), got \(2,\)"):
+        Calibration.from_labels([0.1, 0.5, 0.9], [0, 1])
+    with pytest.raises(TypeError, match=r"level must be a number, got '0.1' \(str\)"):
+        Calibration.fit([0.1, 0.9], level="0.1")
 
 
 # ---------------------------------------------------------------- persistence
