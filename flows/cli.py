@@ -192,9 +192,9 @@ def _screen(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     from flows.promotion import decision_line, promote_flow
-    from pipeline.promote import MIN_ANOMALIES, check_policy, registered_name, set_champion
+    from pipeline.promote import MIN_ANOMALIES, check_evidence, check_policy, registered_name, set_champion
     from pipeline.verdicts import reviewed_runs
-    from pipeline.tracking import CHALLENGER, CHAMPION, ModelNotFoundError
+    from pipeline.tracking import CHALLENGER, CHAMPION, ModelNotFoundError, resolve_model
 
     compare = [f"--{name.replace('_', '-')}" for name in ("label_col", "metric", "margin", "max_fpr", "min_anomalies")
                if getattr(args, name) is not None]
@@ -226,6 +226,7 @@ def _promote(args: argparse.Namespace) -> None:
         if f"no alias {CHAMPION!r}" not in str(error):
             raise
         raise ModelNotFoundError(f"nothing to compare the challenger with: {error}") from None
+    check_evidence(resolve_model(f"{name}@{CHALLENGER}"), args.data, args.label_col, args.verdicts_from)
     metric, margin, max_fpr, min_anomalies = policy
     print(decision_line(promote_flow(args.model, args.data, args.label_col, metric, margin, max_fpr,
                                      workdir=str(Path.cwd()), verdicts_from=args.verdicts_from,

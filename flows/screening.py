@@ -183,6 +183,8 @@ def screen_incoming(incoming: str, model: str, out_root: str, id_column: str | N
     -> ``cards.2026-01-08``). A batch that cannot be screened does not stop the others: the flow
     screens the rest, then fails naming each batch that failed and why."""
     use_tracking(Path(workdir or Path.cwd()))
+    if not Path(incoming).is_dir():
+        raise FileNotFoundError(f"no such incoming folder {incoming!r}: create it, or check the path")
     images, done, failed = data_kind(resolve_model(model)) == IMAGES, [], []
     for path in sorted(Path(incoming).iterdir()):
         if path.name.startswith("."):
@@ -224,11 +226,7 @@ def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str
     sweep says so every night until the folder is moved away, rather than once."""
     fix = "move that folder away to screen it again"
     try:
-        files = image_files(path) if path.is_dir() else [path]
-        size = sum(f.stat().st_size for f in files if f.exists())  # a link to nothing counts none
-        # A copy that keeps the old modification time (cp -p, rsync -a) sets it back, which itself sets ctime
-        # to now; a folder's own times change as files are added, removed or renamed in it.
-        modified = max(max(s.st_mtime, s.st_ctime) for s in (f.stat() for f in [path, *files] if f.exists()))
+        files, size, modified = _on_disk(path)
     except OSError as error:  # removed or unreadable since it was listed
         return f"removed or unreadable since it was listed ({error})"
     if size != earlier["input"]["bytes"]:
@@ -241,6 +239,16 @@ def _screened_problem(path: Path, out_dir: Path, earlier: dict[str, Any]) -> str
     if (nothing := _nothing_scored(earlier, path.name, out_dir)) is not None:
         return f"{nothing}; fix the file and {fix}"
     return None
+
+
+def _on_disk(path: Path) -> tuple[list[Path], int, float]:
+    """A batch's files (a file's self, a folder's images), their bytes as its fingerprint counts
+    them (a link to nothing, none), and the latest time any of them or the folder was written or
+    replaced: a copy that keeps the old modification time (cp -p, rsync -a) sets it back, which
+    itself sets ctime to now; a folder's own times change as files are added, removed or renamed."""
+    files = image_files(path) if path.is_dir() else [path]
+    stats = [f.stat() for f in files if f.exists()]
+    return files, sum(s.st_size for s in stats), max(max(s.st_mtime, s.st_ctime) for s in [path.stat(), *stats])
 
 
 def _batch_name(path: Path) -> str:

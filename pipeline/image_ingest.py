@@ -103,6 +103,9 @@ def read_image_folder(folder: str | Path, size: int | None = None, mode: str | N
         if not path.exists():
             quarantined.append((name, f"a link to {str(path.readlink())!r}, which does not exist"))
             continue
+        if path.stat().st_size == 0:
+            quarantined.append((name, "an empty file (0 bytes): copy it again"))
+            continue
         try:
             parts = path.relative_to(folder).parts
             decoded.append((name, parts[0] if len(parts) > 1 else "", _decode(path, size)))
@@ -112,7 +115,8 @@ def read_image_folder(folder: str | Path, size: int | None = None, mode: str | N
         except Exception as error:  # Pillow raises several types for bad files; each is a reason
             quarantined.append((name, f"unreadable image: {type(error).__name__}: {error}"))
     if not decoded:
-        raise ValueError(f"{folder} holds no readable images ({len(quarantined)} file(s) quarantined, "
+        first = f", e.g. {quarantined[0][0]}: {quarantined[0][1]}" if quarantined else ""
+        raise ValueError(f"{folder} holds no readable images ({len(quarantined)} file(s) quarantined{first}; "
                          f"expected {', '.join(IMAGE_SUFFIXES)})")
     mode = mode or ("L" if all(image.mode == "L" for _, _, image in decoded) else "RGB")
     expected = decoded[0][2].size

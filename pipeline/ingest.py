@@ -196,6 +196,9 @@ def _reading(path: Path, fmt: str) -> Iterator[None]:
         where = f"line {line:,}" if line else "it"
         raise IngestError(f"cannot read {str(path)!r} as {fmt}: {where} is not UTF-8 text (byte "
                           f"0x{error.object[error.start]:02x}); export the file as UTF-8") from error
+    except pd.errors.EmptyDataError as error:  # a compressed file of no text (an empty plain one is caught before)
+        raise IngestError(f"cannot read {str(path)!r}: it holds no text once decompressed (not even a header); "
+                          f"export it again") from error
     except EOFError as error:  # a compressed stream cut short: the file is still being copied, or was cut
         raise FileChangedError(f"cannot read {str(path)!r}: it ends before its compressed data does (it may still be "
                                f"being written or copied); screen it again once it is complete, or copy it "

@@ -59,6 +59,19 @@ def registered_name(model_name: str) -> str:
     return model_name
 
 
+def check_evidence(challenger: tracking.ResolvedModel, data_path: str | Path | None, label_column: str | None,
+                   verdicts_from: str | Path | None) -> bool:
+    """Refuse evidence of the kind the challenger cannot be compared on; True if it reads images.
+    An image model is compared on a folder labelled by subfolder only; a table's needs a label column."""
+    images = tracking.data_kind(challenger) == IMAGES
+    if images and (verdicts_from is not None or not Path(data_path).is_dir() or label_column is not None):
+        raise ValueError(f"{challenger.name!r} reads images: promote it on a folder of images labelled by subfolder "
+                         f"({NORMAL_KIND!r} = normal), with no label column and not on verdicts")
+    if not images and data_path is not None and label_column is None:
+        raise ValueError(f"{challenger.name!r} reads tables: name the label column of {str(data_path)!r}")
+    return images
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     """``decision`` is ``"promote"``, ``"keep"``, ``"no change"`` (challenger already champion) or
@@ -247,12 +260,7 @@ def promote(model_name: str, data_path: str | Path | None = None, label_column: 
         raise ValueError("give labelled data (data_path) or verdicts_from, not both")
     new = tracking.resolve_model(f"{model_name}@{tracking.CHALLENGER}")
     old = tracking.resolve_model(f"{model_name}@{tracking.CHAMPION}")
-    images = tracking.data_kind(new) == IMAGES
-    if images and (verdicts_from is not None or not Path(data_path).is_dir() or label_column is not None):
-        raise ValueError(f"{model_name!r} reads images: promote it on a folder of images labelled by subfolder "
-                         f"({NORMAL_KIND!r} = normal), with no label column and not on verdicts")
-    if not images and data_path is not None and label_column is None:
-        raise ValueError(f"{model_name!r} reads tables: name the label column of {str(data_path)!r}")
+    images = check_evidence(new, data_path, label_column, verdicts_from)
     if verdicts_from is not None:
         source, label_column = f"the verdicts under {str(verdicts_from)!r}", VERDICT_LABEL
         origin = {"verdicts_from": str(Path(verdicts_from).resolve())}

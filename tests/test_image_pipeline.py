@@ -104,6 +104,10 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd, 
     assert decision.champion["auroc"] == 1.0 and decision.decision == "keep"  # no gain over a perfect ranking
     with pytest.raises(ValueError, match="reads images"):
         promote("bottles", verdicts_from=workdir / "out")
+    capfd.readouterr()
+    assert main(["promote", "--model", "bottles", "--data", "new", "--label-col", "kind"]) == 2
+    err = capfd.readouterr().err
+    assert "'bottles' reads images: promote it on a folder" in err and "Beginning flow run" not in err  # at once
     assert main(["promote", "--model", "bottles", "--data", "new", "--margin", "0.5"]) == 0  # the command: no --label-col
     assert MlflowClient().get_model_version("bottles", "2").tags["promotion.evaluation_data"] == "labelled image folder"
 
@@ -146,6 +150,8 @@ def test_train_and_screen_a_folder_of_images(prefect_api, image_workdir, capfd, 
     assert screen_incoming(str(incoming), "bottles", str(workdir / "nightly")) == [str(workdir / "nightly" / "line.3")]
     night = json.loads((workdir / "nightly" / "line.3" / "summary.json").read_text())
     assert night["rows_flagged"] == len(flagged) and night["model"]["alias"] == "champion"  # the flow pins the version
+    with pytest.raises(FileNotFoundError, match="no such incoming folder"):
+        screen_incoming(str(workdir / "incomming"), "bottles", str(workdir / "nightly"))
     # Images swapped between two files (the batch's size unchanged) fail the sweep, as a changed file does.
     one, two = incoming / "line.3" / "good" / "001.png", incoming / "line.3" / "good" / "002.png"
     one.rename(incoming / "line.3" / "swap"), two.rename(one), (incoming / "line.3" / "swap").rename(two)

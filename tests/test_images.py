@@ -210,9 +210,9 @@ def test_tiff_webp_rotated_jpegs_linked_folders_and_broken_links(tmp_path):
     assert dict(zip(read.quarantined["path"], read.quarantined["quarantine_reason"])) == {
         "gone.png": f"a link to {str(tmp_path / 'nowhere.png')!r}, which does not exist"}
     assert np.array_equal(read.images[0], read.images[1])  # TIFF and lossless WebP decode alike
-    from flows.screening import _size
+    from flows.screening import _on_disk
 
-    assert _size(folder) == sum(p.stat().st_size for p in (folder / "cam").iterdir()) + (
+    assert _on_disk(folder)[1] == sum(p.stat().st_size for p in (folder / "cam").iterdir()) + (
         tmp_path / "elsewhere" / "linked.png").stat().st_size  # the link to nothing counts no bytes
     with Image.open(folder / "cam" / "turned.jpg") as turned:
         assert turned.size == (30, 20)  # as stored; turned, 20 x 30, unlike the other two
@@ -254,6 +254,11 @@ def test_mvtec_layout_labels_and_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):
         read_image_folder(tmp_path / "empty")
+    (tmp_path / "unread").mkdir()
+    (tmp_path / "unread" / "a.png").write_bytes(b"")  # copied as nothing
+    with pytest.raises(ValueError, match=r"no readable images \(1 file\(s\) quarantined, e.g. a.png: an empty file "
+                                         r"\(0 bytes\): copy it again; expected"):
+        read_image_folder(tmp_path / "unread")
     with pytest.raises(FileNotFoundError, match="no such folder .*bottle"):
         read_mvtec_like(tmp_path / "bottle")  # a path from another working directory
     with pytest.raises(FileNotFoundError, match="not an MVTec-like root: it has no train/ folder"):

@@ -224,6 +224,9 @@ def test_a_file_named_csv_that_is_not_text_or_a_workbook_is_named_with_its_fix(t
                        ("u16.csv", r"it is UTF-16 text \(a spreadsheet's 'Unicode text'\), not UTF-8: save it as")):
         with pytest.raises(IngestError, match=f"cannot read '.*{name}' as csv: {said}"):
             read_table(tmp_path / name)
+    (tmp_path / "none.csv.gz").write_bytes(gzip.compress(b""))  # an export of nothing, compressed
+    with pytest.raises(IngestError, match="none.csv.gz': it holds no text once decompressed"):
+        read_table(tmp_path / "none.csv.gz")
     for name, said in (("book.xlsx", "a spreadsheet workbook is not read; save the sheet as 'CSV UTF-8'"),
                        ("tabs.tsv", "tab-separated text is not read; export it comma-separated")):
         (tmp_path / name).write_bytes(b"PK\x03\x04" if name.endswith("xlsx") else b"id\tamount\n1\t2.5\n")
