@@ -59,19 +59,25 @@ _REASON = re.compile(r"(?P<feature>.+?)=(?P<observed>.*) \(expected ~(?P<expecte
                      re.DOTALL)
 
 
-def _number(value: Any) -> str:
-    """A value for people: thousands separators, 2 decimals (whole numbers without), missing as empty."""
+EXACT_INTEGERS = 2**53  # float64 holds every whole number up to here
+
+
+def shown_number(value: Any, thousands: bool = True) -> str:
+    """A value for people: thousands separators (unless ``thousands=False``, as the reasons in
+    flagged.csv have it), 2 decimals (whole numbers without; a float beyond the whole numbers it
+    holds exactly, 6 significant digits, not 309 digits for 1e308), missing as empty."""
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return ""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return str(value)
     if not math.isfinite(value):
         return str(value)
-    if isinstance(value, (float, np.floating)) and abs(value) >= 2**53:  # beyond a float's exact whole numbers
-        return f"{value:,.6g}"
+    sep = "," if thousands else ""
+    if isinstance(value, (float, np.floating)) and abs(value) >= EXACT_INTEGERS:
+        return f"{value:{sep}.6g}"
     if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.2f}" if abs(value) >= 0.01 else f"{value:.3g}"
+        return f"{int(value):{sep}}"
+    return f"{value:{sep}.2f}" if abs(value) >= 0.01 else f"{value:.3g}"
 
 
 def _as_written(value: Any) -> str:
@@ -82,9 +88,9 @@ def _as_written(value: Any) -> str:
 
 
 def _number_text(text: str) -> str:
-    """``_number`` of a number written as text (a reason's observed value), other text as it is."""
+    """``shown_number`` of a number written as text (a reason's observed value), other text as it is."""
     try:
-        return _number(float(text))
+        return shown_number(float(text))
     except ValueError:
         return text
 
@@ -125,7 +131,7 @@ def expected_flag_rate(calibration: Mapping[str, Any], rows_scored: int) -> str:
         if level is not None and level < 1:
             return f"expected: the budget, {level:.2%} of the batch (rounded up)"
         share = f" = {level / rows_scored:.2%} of this batch" if rows_scored else ""
-        return f"expected: the budget, {_number(level)} records{share}"
+        return f"expected: the budget, {shown_number(level)} records{share}"
     if strategy == "fdr":
         return (f"no fixed rate: the flags are chosen per batch so that at most {level:.0%} of the flagged "
                 f"records are expected to be normal (false discovery rate)")
@@ -144,8 +150,8 @@ def _facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
          + (f" ({cal['objective']})" if cal.get("objective") else "")),
         ("threshold", f"{threshold:.4g} ({cal.get('threshold_kind', '')})" if threshold is not None
          else "none (nothing flagged)"),
-        ("rows in", _number(summary["rows_in"])), ("rows scored", _number(summary["rows_scored"])),
-        ("rows quarantined", _number(summary["rows_quarantined"])), ("rows flagged", _number(summary["rows_flagged"])),
+        ("rows in", shown_number(summary["rows_in"])), ("rows scored", shown_number(summary["rows_scored"])),
+        ("rows quarantined", shown_number(summary["rows_quarantined"])), ("rows flagged", shown_number(summary["rows_flagged"])),
         *_unseen_fact(summary.get("unseen_categories") or {}),
         *_outside_fact(summary.get("outside_training_range") or {}),
         *_missing_fact(summary.get("missing_values") or {}, summary["rows_scored"]),
@@ -158,7 +164,7 @@ def _missing_fact(missing: Mapping[str, int], rows_scored: int) -> list[tuple[st
     """Empty cells of scored rows (an amount left out): scored as hidden cells, which an analyst should know."""
     if not missing:
         return []
-    return [("values missing", "; ".join(f"{name}: {_number(n)} ({n / rows_scored:.2%} of rows scored)"
+    return [("values missing", "; ".join(f"{name}: {shown_number(n)} ({n / rows_scored:.2%} of rows scored)"
                                          for name, n in missing.items()) + "; scored as hidden cells, from the others")]
 
 
@@ -167,7 +173,7 @@ def _outside_fact(outside: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, s
     if not outside:
         return []
     return [("values outside the training range", "; ".join(
-        f"{name}: " + ", ".join(f"{_number(o[side])} {side} the {bound} training value ({_number(o[bound])})"
+        f"{name}: " + ", ".join(f"{shown_number(o[side])} {side} the {bound} training value ({shown_number(o[bound])})"
                                 for side, bound in (("below", "smallest"), ("above", "largest")) if o[side])
         for name, o in outside.items()))]
 
@@ -177,8 +183,8 @@ def _unseen_fact(unseen: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str
     if not unseen:
         return []
     return [("values not seen in training", "; ".join(
-        f"{name}: {_number(u['values'])} ({u['share']:.2%} of rows scored), read as {u['reads_as']}" + (
-            ", most frequent " + ", ".join(f"{value} ({'' if u['counts_exact'] else 'at least '}{_number(n)})"
+        f"{name}: {shown_number(u['values'])} ({u['share']:.2%} of rows scored), read as {u['reads_as']}" + (
+            ", most frequent " + ", ".join(f"{value} ({'' if u['counts_exact'] else 'at least '}{shown_number(n)})"
                                            for value, n in u["most_common"].items())
             if u.get("most_common") else "")  # runs screened before the values were counted have none
         for name, u in unseen.items()))]
@@ -265,14 +271,14 @@ def _records(flagged: pd.DataFrame, id_column: str, verdicts: dict[str, tuple[st
         verdict, note = verdicts.get(record_id, ("", ""))
         records.append({
             "anchor": f"record-{n + 1}", "id": record_id,
-            "score": _number(row["anomaly_score"]), "score_raw": repr(float(row["anomaly_score"])),
+            "score": shown_number(row["anomaly_score"]), "score_raw": repr(float(row["anomaly_score"])),
             "p_value": ("≤ " if p_floor is not None and row["p_value"] <= p_floor * (1 + 1e-9) else "")
                        + f"{row['p_value']:.3g}", "p_raw": repr(float(row["p_value"])),
             "reasons": parse_reasons(row.get("reasons"), features), "verdict": verdict, "note": note,
-            "cells": [(c, _number(row[c])) for c in values], "images": _images(images, record_id),
+            "cells": [(c, shown_number(row[c])) for c in values], "images": _images(images, record_id),
             # what the text filter searches, a name=value a line: each value as shown, and as
             # flagged.csv spells it, and the verdict
-            "search": "\n".join([*(f"{c}={text}" for c in values for text in (_number(row[c]), _as_written(row[c]))),
+            "search": "\n".join([*(f"{c}={text}" for c in values for text in (shown_number(row[c]), _as_written(row[c]))),
                                   *([f"verdict={verdict}"] if verdict else [])]),
         })
     return records
@@ -285,7 +291,7 @@ def _unflagged(scores: pd.DataFrame | None, id_column: str, verdicts: dict[str, 
     if scores is None or scores.empty:
         return []
     rows = scores.assign(_id=scores[id_column].astype(str)).sort_values("anomaly_score", ascending=False)
-    found = [{"id": i, "verdict": verdicts[i][0], "note": verdicts[i][1], "score": _number(score),
+    found = [{"id": i, "verdict": verdicts[i][0], "note": verdicts[i][1], "score": shown_number(score),
               "p_value": f"{p:.3g}"} for i, score, p in zip(rows["_id"], rows["anomaly_score"], rows["p_value"])
              if i in verdicts]
     return sorted(found, key=lambda r: r["verdict"] != words[0])  # stable: scores stay in order
@@ -360,8 +366,8 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
              "base-uri 'none'; form-action 'none'"),
         script=script, facts=_facts(summary), id_column=id_column,
         warnings=summary.get("warnings") or [],  # runs screened before batch warnings have none
-        flag_rate_line=(f"Flag rate {summary['flag_rate']:.2%} ({_number(summary['rows_flagged'])} of "
-                        f"{_number(summary['rows_scored'])} scored); "
+        flag_rate_line=(f"Flag rate {summary['flag_rate']:.2%} ({shown_number(summary['rows_flagged'])} of "
+                        f"{shown_number(summary['rows_scored'])} scored); "
                         f"{expected_flag_rate(summary['calibration'], summary['rows_scored'])}."),
         review=review_line(flag_review([str(i) for i in ordered[id_column]], {i: o for i, (o, _) in verdict_of.items()},
                                         outcome_words(summary))) if verdict_of else None,
@@ -374,9 +380,9 @@ def render_report(summary: Mapping[str, Any], flagged: pd.DataFrame, quarantined
                      + ("" if p_floor is None else f" A p-value of ≤ {p_floor:.3g} is the smallest the "
                         f"{len(calibration_scores):,} calibration records can give: the score is above them all."),
         records=_records(shown, id_column, verdict_of, images, p_floor),
-        threshold_text=_number(threshold), unflagged=_unflagged(unflagged, id_column, verdict_of, outcome_words(summary)),
+        threshold_text=shown_number(threshold), unflagged=_unflagged(unflagged, id_column, verdict_of, outcome_words(summary)),
         quarantined_columns=list(quarantined.columns),
-        quarantined_rows=[[_number(v) for v in row]
+        quarantined_rows=[[shown_number(v) for v in row]
                           for row in quarantined.head(QUARANTINE_ROWS).itertuples(index=False)],
         quarantined_line=(f"{summary['rows_quarantined']:,} rows could not be scored"
                           + (f"; showing the first {QUARANTINE_ROWS:,}, all are in quarantine.csv."

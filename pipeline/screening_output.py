@@ -31,12 +31,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import math
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Collection, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from maskae.table_encoding import BOOLEAN_SPELLINGS
 from pipeline.ingest import REASON_COLUMN, parquet_stream
-from pipeline.report import QUARANTINE_ROWS, UNSEEN_WORDS
+from pipeline.report import EXACT_INTEGERS, QUARANTINE_ROWS, UNSEEN_WORDS, shown_number
 
 SCORES, FLAGGED, QUARANTINE, REPORT, SUMMARY = (
     "scores.parquet", "flagged.csv", "quarantine.csv", "report.html", "summary.json")
@@ -62,7 +62,6 @@ WRITTEN_COLUMNS, INPUT_PREFIX = ("anomaly_score", "p_value", "reasons", "flagged
 _UNFLAGGED, _LOCK, _FLAGGED_PART = ".scores-unflagged.parquet", ".lock", ".flagged-part-"
 FLAGGED_BLOCK = 50_000  # flagged records ordered at a time
 SCORE_BATCH = 500_000  # rows of scores read back at a time (~20 MB)
-EXACT_INTEGERS = 2**53  # float64 holds every whole number up to here
 
 
 # A spreadsheet runs a cell that starts with one of = + - @ (or a tab or carriage return) as a
@@ -118,19 +117,8 @@ def _text_columns(frame: pd.DataFrame) -> list:
             if pd.api.types.infer_dtype(frame[name], skipna=True) in ("string", "mixed", "mixed-integer")]
 
 
-def _text(value: Any) -> str:
-    """A cell for people: floats to 2 decimals (whole numbers without; beyond the whole numbers a
-    float holds exactly, 6 significant digits, not 309 of them for 1e308), missing as empty."""
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
-        return ""
-    if isinstance(value, (float, np.floating)):
-        if math.isfinite(value) and abs(value) >= EXACT_INTEGERS:
-            return f"{value:.6g}"
-        if not math.isfinite(value) or float(value).is_integer():
-            return str(int(value)) if math.isfinite(value) else str(value)
-        return f"{value:.2f}" if abs(value) >= 0.01 else f"{value:.3g}"
-    return str(value)
-
+# A reason's numbers, as the report shows them but without thousands separators (parse_reasons reads them back).
+_plain = partial(shown_number, thousands=False)
 
 MIN_SHARE = 0.05
 # A value the model expected, but doubted enough to carry this share of the mismatch, is named too:
@@ -213,7 +201,7 @@ def reasons_text(explanation: pd.DataFrame, n_rows: int, evidence: list[str] | N
             else:
                 tail = _far_out_text(row.observed, row.beyond, row.tail_share, row.feature in categories) if rare \
                     else ""
-            parts[row.row].append(f"{row.feature}={_text(row.observed)} (expected ~{_text(row.expected)}"
+            parts[row.row].append(f"{row.feature}={_plain(row.observed)} (expected ~{_plain(row.expected)}"
                                   f"{' but doubted' if as_expected else ''}, {row.share:.0%} of the mismatch{tail})")
     return ["; ".join(p) for p in parts]
 
@@ -223,7 +211,7 @@ def _as_expected(observed: Any, expected: Any) -> bool:
     the model reads it (``card_present=0`` where ``False`` was expected is no mismatch)."""
     if isinstance(expected, (bool, np.bool_)):
         observed = BOOLEAN_SPELLINGS.get(str(observed).lower(), observed)
-    return _text(observed) == _text(expected)
+    return _plain(observed) == _plain(expected)
 
 
 def _far_out_text(observed: Any, beyond: Any, tail_share: float, category: bool) -> str:
@@ -231,8 +219,8 @@ def _far_out_text(observed: Any, beyond: Any, tail_share: float, category: bool)
         try:
             side = "above the largest" if observed > beyond else "below the smallest"
         except TypeError:  # a number given as text to the library: no side to tell
-            return f", outside the training values, which end at {_text(beyond)}"
-        return f", {side} training value, {_text(beyond)}"
+            return f", outside the training values, which end at {_plain(beyond)}"
+        return f", {side} training value, {_plain(beyond)}"
     # Two significant figures: the tails read a probability to within 5-11 % (maskae.tails). A
     # category has no "far out": it is rare.
     rarity = "as rare as" if category else "as far out as"

@@ -352,3 +352,14 @@ def test_the_result_line_counts_quarantined_rows_when_there_are_some():
     assert screened_line({"summary": summary, "out_dir": "out/a"}) == "3 of 100 rows flagged; output in out/a"
     summary["rows_quarantined"] = 7
     assert screened_line({"summary": summary, "out_dir": "out/a"}) == "3 of 100 rows flagged, 7 quarantined; output in out/a"
+
+
+def test_a_sweep_batch_folder_is_named_after_its_file_less_its_format_suffixes(tmp_path):
+    from flows.screening import _batch_name
+
+    for name, folder in (("cards.2026-01-08.csv", "cards.2026-01-08"), ("CARDS.CSV.GZ", "CARDS"),
+                         ("x.pq.csv", "x.pq"), ("day.parquet", "day")):  # x.pq.csv was once named x
+        (tmp_path / name).write_text("id\n1\n")
+        assert _batch_name(tmp_path / name) == folder
+    (tmp_path / "line.3").mkdir()
+    assert _batch_name(tmp_path / "line.3") == "line.3"  # a folder of images, as it is
